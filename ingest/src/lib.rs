@@ -1,1 +1,22 @@
+//! Floodlight ingest: terminates publisher protocols and turns every one of them into the
+//! same thing, a sequence of [`StampedEvent`]s (track parameters, then `Frame`s) per
+//! publisher session. It authorizes the stream key before accepting a single media byte.
+//!
+//! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`; SRT, WHIP and
+//! RTSP come next). What ingest needs from its neighbours is named by two small traits,
+//! [`StreamKeyAuthorizer`] (the control plane) and [`StreamHandler`] (the transcoder),
+//! which the binary wires in-process or over the network.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+mod config;
+mod rtmp;
+mod session;
+
+pub use config::{IngestConfig, RtmpConfig};
+pub use floodlight_media::StampedEvent;
+pub use rtmp::serve_rtmp;
+pub use session::{
+    AuthorizeError, BoxFuture, Ingest, Protocol, SessionStatus, StreamHandler,
+    StreamKeyAuthorizer,
+};

@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod aac;
+pub mod avc;
+mod bits;
 pub mod cmaf;
 pub mod codec;
 pub mod flv;
@@ -15,5 +18,5 @@ pub mod stream;
 pub mod track;
 
 pub use frame::{Frame, TIMESCALE, TrackKind};
-pub use stream::StreamEvent;
+pub use stream::{StampedEvent, StreamEvent};
 pub use track::{AacConfig, AvcConfig, CodecParams, TrackParams};

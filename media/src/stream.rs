@@ -13,3 +13,12 @@ pub enum StreamEvent {
     Frame(Frame),
     Ended,
 }
+
+/// A [`StreamEvent`] with the wall clock at which ingest received it: the packager stamps
+/// EXT-X-PROGRAM-DATE-TIME and measures ingest-to-playable latency from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampedEvent {
+    pub event: StreamEvent,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use crate::frame::TrackKind;
 
 /// H.264 decoder configuration: the parameter sets plus what we parsed out of the SPS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AvcConfig {
     /// The AVCDecoderConfigurationRecord exactly as the publisher sent it (FLV sequence
     /// header) or as built from in-band SPS/PPS; written verbatim as the `avcC` box body.
@@ -36,14 +36,14 @@ pub struct AacConfig {
     pub channels: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CodecParams {
     H264(AvcConfig),
     Aac(AacConfig),
 }
 
 /// One track of a publisher's feed: what it is and how to decode it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrackParams {
     pub kind: TrackKind,
     pub codec: CodecParams,

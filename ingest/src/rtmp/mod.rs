@@ -1,0 +1,373 @@
+//! RTMP publish (`rtmp://HOST:1935/live/{stream_key}`, or OBS's server URL
+//! `rtmp://HOST/live` plus a stream key field: both arrive as app `live` + a publish name).
+//! `rml_rtmp` does the handshake and chunk/command protocol; this module does the I/O,
+//! authorization and the hand-off of `StreamEvent`s.
+
+mod to_stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use floodlight_media::flv::FlvError;
+use floodlight_media::{StampedEvent, StreamEvent};
+use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent,
+    ServerSessionResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{Instrument, debug, info, warn};
+
+use crate::session::{Ingest, Protocol, SessionGuard, unix_millis};
+use to_stream::FlvToStream;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+enum RtmpError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0:?}")]
+    Handshake(HandshakeError),
+    #[error("rtmp session: {0:?}")]
+    Session(ServerSessionError),
+    #[error("handshake and publish not done within {0} s")]
+    HandshakeTimeout(u64),
+    #[error("no data for {0} s")]
+    Idle(u64),
+    #[error("{track} message at {timestamp_ms} ms: {source}")]
+    Media { track: &'static str, timestamp_ms: u32, source: FlvError },
+    #[error("refused: {0}")]
+    Refused(&'static str),
+    #[error("transcoder for this stream is gone")]
+    DownstreamGone,
+}
+
+impl From<HandshakeError> for RtmpError {
+    fn from(e: HandshakeError) -> Self {
+        RtmpError::Handshake(e)
+    }
+}
+
+impl From<ServerSessionError> for RtmpError {
+    fn from(e: ServerSessionError) -> Self {
+        RtmpError::Session(e)
+    }
+}
+
+/// Accepts RTMP publishers on `listener` until `shutdown` resolves. Each connection runs
+/// in its own task: one bad publisher never affects another.
+pub async fn serve_rtmp(ingest: Ingest, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let limit = Arc::new(Semaphore::new(ingest.config.rtmp.max_connections));
+    let next_id = AtomicU64::new(1);
+    tokio::pin!(shutdown);
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "rtmp accept failed");
+                    continue;
+                }
+            },
+        };
+        metrics::counter!("floodlight_ingest_connections_total", "protocol" => "rtmp").increment(1);
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            warn!(%peer, "rtmp connection refused: max_connections reached");
+            reject("max_connections");
+            continue;
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("rtmp", conn = id, %peer, event = tracing::field::Empty);
+        let ingest = ingest.clone();
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                match Connection::new(ingest, peer).run(socket).await {
+                    Ok(()) => info!("rtmp connection closed"),
+                    Err(e) => warn!(error = %e, "rtmp connection closed"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+fn reject(reason: &'static str) {
+    metrics::counter!("floodlight_ingest_rejected_total", "protocol" => "rtmp", "reason" => reason)
+        .increment(1);
+}
+
+struct Publishing {
+    event_id: String,
+    guard: SessionGuard,
+    tx: mpsc::Sender<StampedEvent>,
+    flv: FlvToStream,
+}
+
+struct Connection {
+    ingest: Ingest,
+    peer: SocketAddr,
+    publishing: Option<Publishing>,
+    /// Set when the connection must close after flushing its last responses.
+    closing: Option<RtmpError>,
+    finished: bool,
+}
+
+impl Connection {
+    fn new(ingest: Ingest, peer: SocketAddr) -> Self {
+        Connection { ingest, peer, publishing: None, closing: None, finished: false }
+    }
+
+    async fn run(mut self, mut socket: TcpStream) -> Result<(), RtmpError> {
+        let config = self.ingest.config.rtmp.clone();
+        let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout();
+        let mut buf = vec![0u8; 64 * 1024];
+
+        let leftover = tokio::time::timeout_at(handshake_deadline, handshake(&mut socket, &mut buf))
+            .await
+            .map_err(|_| RtmpError::HandshakeTimeout(config.handshake_timeout_secs))??;
+
+        let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
+        let result = async {
+            self.process(&mut session, &mut socket, results).await?;
+            let results = session.handle_input(&leftover)?;
+            self.process(&mut session, &mut socket, results).await?;
+            while !self.finished {
+                let read = if self.publishing.is_some() {
+                    tokio::time::timeout(config.idle_timeout(), socket.read(&mut buf))
+                        .await
+                        .map_err(|_| RtmpError::Idle(config.idle_timeout_secs))?
+                } else {
+                    tokio::time::timeout_at(handshake_deadline, socket.read(&mut buf))
+                        .await
+                        .map_err(|_| RtmpError::HandshakeTimeout(config.handshake_timeout_secs))?
+                };
+                let n = read?;
+                if n == 0 {
+                    break;
+                }
+                let results = session.handle_input(&buf[..n])?;
+                self.process(&mut session, &mut socket, results).await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Some(p) = self.publishing.take() {
+            // The transcoder holds the stream open for the reconnect grace period.
+            let _ = p
+                .tx
+                .send(StampedEvent { event: StreamEvent::Ended, received_at_ms: unix_millis() })
+                .await;
+            info!(event = %p.event_id, bytes = p.guard.counters.bytes.load(Ordering::Relaxed), "publish ended");
+        }
+        result
+    }
+
+    /// Sends outbound packets and reacts to raised events, in order.
+    async fn process(
+        &mut self,
+        session: &mut ServerSession,
+        socket: &mut TcpStream,
+        results: Vec<ServerSessionResult>,
+    ) -> Result<(), RtmpError> {
+        let mut queue = std::collections::VecDeque::from(results);
+        while let Some(result) = queue.pop_front() {
+            match result {
+                ServerSessionResult::OutboundResponse(packet) => socket.write_all(&packet.bytes).await?,
+                ServerSessionResult::RaisedEvent(event) => {
+                    let more = self.on_event(session, event).await?;
+                    // Responses to this event go out before anything queued after it.
+                    for r in more.into_iter().rev() {
+                        queue.push_front(r);
+                    }
+                }
+                ServerSessionResult::UnhandleableMessageReceived(payload) => {
+                    debug!(type_id = payload.type_id, "ignoring unhandled rtmp message");
+                }
+            }
+        }
+        if let Some(err) = self.closing.take() {
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    async fn on_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        match event {
+            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+                let app = strip_query(&app_name);
+                if app != self.ingest.config.rtmp.app {
+                    warn!(app, "rtmp connect to unknown application refused");
+                    reject("unknown_app");
+                    self.closing = Some(RtmpError::Refused("unknown application"));
+                    return Ok(session.reject_request(
+                        request_id,
+                        "NetConnection.Connect.Rejected",
+                        "unknown application: publish to rtmp://HOST:1935/live/{stream_key}",
+                    )?);
+                }
+                Ok(session.accept_request(request_id)?)
+            }
+            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                self.on_publish(session, request_id, strip_query(&stream_key)).await
+            }
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+                self.on_media(true, &data, timestamp.value).await?;
+                Ok(vec![])
+            }
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+                self.on_media(false, &data, timestamp.value).await?;
+                Ok(vec![])
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                debug!(
+                    encoder = metadata.encoder.as_deref().unwrap_or("unknown"),
+                    video_codec_id = metadata.video_codec_id,
+                    audio_codec_id = metadata.audio_codec_id,
+                    width = metadata.video_width,
+                    height = metadata.video_height,
+                    "publisher metadata"
+                );
+                Ok(vec![])
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                self.finished = true;
+                Ok(vec![])
+            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
+                reject("play_requested");
+                self.closing = Some(RtmpError::Refused("playback over RTMP is not offered"));
+                Ok(session.reject_request(
+                    request_id,
+                    "NetStream.Play.Failed",
+                    "playback over RTMP is not offered; watch over HLS",
+                )?)
+            }
+            _ => Ok(vec![]),
+        }
+    }
+
+    async fn on_publish(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        stream_key: &str,
+    ) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        if self.publishing.is_some() {
+            self.closing = Some(RtmpError::Refused("second publish on one connection"));
+            return Ok(session.reject_request(
+                request_id,
+                "NetStream.Publish.BadName",
+                "this connection is already publishing",
+            )?);
+        }
+        // Never log the key itself: it is a publishing credential.
+        let event_id = match self.ingest.authorizer.authorize(stream_key).await {
+            Ok(Some(event_id)) => event_id,
+            Ok(None) => {
+                warn!(key_len = stream_key.len(), "publish refused: unknown stream key");
+                reject("unknown_key");
+                self.closing = Some(RtmpError::Refused("unknown stream key"));
+                return Ok(session.reject_request(
+                    request_id,
+                    "NetStream.Publish.BadName",
+                    "unknown stream key",
+                )?);
+            }
+            Err(e) => {
+                warn!(error = %e, "publish refused: stream key check failed");
+                reject("auth_unavailable");
+                self.closing = Some(RtmpError::Refused("stream key check unavailable"));
+                return Ok(session.reject_request(
+                    request_id,
+                    "NetStream.Publish.Failed",
+                    "stream key check unavailable, retry later",
+                )?);
+            }
+        };
+        tracing::Span::current().record("event", event_id.as_str());
+        let Some(guard) = self.ingest.claim(&event_id, Protocol::Rtmp, self.peer) else {
+            warn!("publish refused: the event already has a live publisher");
+            reject("already_publishing");
+            self.closing = Some(RtmpError::Refused("event already has a publisher"));
+            return Ok(session.reject_request(
+                request_id,
+                "NetStream.Publish.BadName",
+                "this event already has a live publisher",
+            )?);
+        };
+        let tx = self.ingest.handler.begin_session(&event_id);
+        info!("publish started");
+        self.publishing = Some(Publishing { event_id, guard, tx, flv: FlvToStream::default() });
+        Ok(session.accept_request(request_id)?)
+    }
+
+    async fn on_media(&mut self, video: bool, body: &[u8], timestamp: u32) -> Result<(), RtmpError> {
+        // Media before an accepted publish is not ours to look at.
+        let Some(p) = self.publishing.as_mut() else { return Ok(()) };
+        let track = if video { "video" } else { "audio" };
+        let converted = if video { p.flv.video(body, timestamp) } else { p.flv.audio(body, timestamp) };
+        let converted = converted.map_err(|source| {
+            let reason = match source {
+                FlvError::UnsupportedCodec { .. } => "unsupported_codec",
+                _ => "malformed_media",
+            };
+            reject(reason);
+            RtmpError::Media { track, timestamp_ms: timestamp, source }
+        })?;
+        let counters = &p.guard.counters;
+        counters.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp").increment(body.len() as u64);
+        if converted.dropped > 0 {
+            counters.dropped_frames.fetch_add(converted.dropped, Ordering::Relaxed);
+            metrics::counter!("floodlight_ingest_dropped_frames_total", "protocol" => "rtmp")
+                .increment(converted.dropped);
+        }
+        let received_at_ms = unix_millis();
+        for event in converted.events {
+            if matches!(event, StreamEvent::Frame(_)) {
+                counters.frames.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("floodlight_ingest_frames_total", "protocol" => "rtmp", "track" => track)
+                    .increment(1);
+            }
+            p.tx.send(StampedEvent { event, received_at_ms })
+                .await
+                .map_err(|_| RtmpError::DownstreamGone)?;
+        }
+        Ok(())
+    }
+}
+
+async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, RtmpError> {
+    let mut handshake = Handshake::new(PeerType::Server);
+    loop {
+        let n = socket.read(buf).await?;
+        if n == 0 {
+            return Err(RtmpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+        match handshake.process_bytes(&buf[..n])? {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                socket.write_all(&response_bytes).await?;
+            }
+            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                socket.write_all(&response_bytes).await?;
+                return Ok(remaining_bytes);
+            }
+        }
+    }
+}
+
+/// Some encoders append `?query` to the app or the stream name (tokens for other servers);
+/// the path part is what names the app and the key.
+fn strip_query(s: &str) -> &str {
+    s.split('?').next().unwrap_or(s)
+}

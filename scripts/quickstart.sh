@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, build, and run everything in one process.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+cargo build --release --bin floodlight
+exec target/release/floodlight up "$@"

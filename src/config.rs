@@ -1,0 +1,152 @@
+//! floodlight.toml: one file, every key with a default, every key overridable by an
+//! environment variable `FLOODLIGHT_{SECTION}__{KEY}` (double underscore between levels),
+//! e.g. `FLOODLIGHT_INGEST__RTMP__LISTEN=0.0.0.0:1936`, `FLOODLIGHT_PUBLIC_HOST=tv.example`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use floodlight_control::ControlConfig;
+use floodlight_ingest::IngestConfig;
+use floodlight_origin::OriginConfig;
+use floodlight_transcoder::TranscoderConfig;
+
+const ENV_PREFIX: &str = "FLOODLIGHT_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded SQLite database (and later the DVR archive) live.
+    pub data_dir: PathBuf,
+    /// Host name publishers and viewers use to reach this server; used in the URLs the
+    /// control API hands out.
+    pub public_host: String,
+    /// `tracing` filter, e.g. `info` or `floodlight_ingest=debug,info`.
+    pub log: String,
+    pub ingest: IngestConfig,
+    pub transcoder: TranscoderConfig,
+    pub origin: OriginConfig,
+    pub control: ControlConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            public_host: "localhost".to_string(),
+            log: "info".to_string(),
+            ingest: IngestConfig::default(),
+            transcoder: TranscoderConfig::default(),
+            origin: OriginConfig::default(),
+            control: ControlConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file (if any), then applies `FLOODLIGHT_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            // Variables the binary reads itself, not config keys.
+            if matches!(key, "CONFIG" | "DATA_DIR_OVERRIDE") {
+                continue;
+            }
+            let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, parse_env_value(&value))
+                .with_context(|| format!("environment variable {name}"))?;
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.public_host.trim().is_empty() {
+            bail!("public_host: must not be empty");
+        }
+        self.transcoder.validate()?;
+        Ok(())
+    }
+}
+
+/// An env value is read as a TOML value when it parses as one (numbers, booleans,
+/// arrays), otherwise as a plain string, so `0.0.0.0:8080` needs no quotes.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> anyhow::Result<()> {
+    match path {
+        [] => bail!("empty key"),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => bail!("{first} is not a section"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_config_loads_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("floodlight.toml");
+        let config = Config::load(Some(&path), []).expect("sample floodlight.toml loads");
+        let defaults = Config::default();
+        assert_eq!(format!("{config:?}"), format!("{defaults:?}"), "the sample must document the defaults");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_with_typed_values() {
+        let env = [
+            ("FLOODLIGHT_INGEST__RTMP__LISTEN".to_string(), "127.0.0.1:19350".to_string()),
+            ("FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(), "300".to_string()),
+            ("FLOODLIGHT_PUBLIC_HOST".to_string(), "tv.example".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(config.ingest.rtmp.listen.to_string(), "127.0.0.1:19350");
+        assert_eq!(config.transcoder.part_target_ms, 300);
+        assert_eq!(config.public_host, "tv.example");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let env = [("FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(), "50".to_string())];
+        let err = format!("{:#}", Config::load(None, env).unwrap_err());
+        assert!(err.contains("part_target_ms"), "{err}");
+        let env = [("FLOODLIGHT_TRANSCODER__NO_SUCH_KEY".to_string(), "1".to_string())];
+        let err = format!("{:#}", Config::load(None, env).unwrap_err());
+        assert!(err.contains("no_such_key"), "{err}");
+    }
+}

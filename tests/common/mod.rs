@@ -1,0 +1,132 @@
+//! Harness for end-to-end tests: the real `floodlight up` binary on free ports with a
+//! temp data dir, real ffmpeg publishers, plain HTTP clients.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    _data: tempfile::TempDir,
+    pub rtmp_port: u16,
+    pub http_port: u16,
+    pub api_port: u16,
+    pub log_path: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `floodlight up` with `extra` env overrides and waits until it is healthy.
+    pub async fn start(extra: &[(&str, &str)]) -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let (rtmp_port, http_port, api_port) = (free_port(), free_port(), free_port());
+        let log_path = data.path().join("floodlight.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodlight"));
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("FLOODLIGHT_LOG", "info,floodlight_origin=debug")
+            .env("FLOODLIGHT_INGEST__RTMP__LISTEN", format!("127.0.0.1:{rtmp_port}"))
+            .env("FLOODLIGHT_ORIGIN__LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("FLOODLIGHT_CONTROL__LISTEN", format!("127.0.0.1:{api_port}"))
+            .env("FLOODLIGHT_TRANSCODER__ORIGINS", format!("[\"http://127.0.0.1:{http_port}\"]"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn floodlight");
+        let server = Server { child, _data: data, rtmp_port, http_port, api_port, log_path };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = async {
+                let a = reqwest::get(server.api("/healthz")).await.ok()?.status().is_success();
+                let b = reqwest::get(server.http("/healthz")).await.ok()?.status().is_success();
+                Some(a && b)
+            };
+            if ok.await == Some(true) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "floodlight did not become healthy:\n{}", server.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.api_port)
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http_port)
+    }
+
+    pub fn rtmp(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}{path}", self.rtmp_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Creates an event; returns (event_id, stream_key, the whole answer).
+    pub async fn create_event(&self, title: &str) -> (String, String, Value) {
+        let resp = reqwest::Client::new()
+            .post(self.api("/v1/events"))
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        let id = body["event_id"].as_str().unwrap().to_string();
+        let key = body["stream_key"].as_str().unwrap().to_string();
+        (id, key, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An ffmpeg publisher of a synthetic test stream: H.264 High with B-frames, 2 s GOP,
+/// AAC-LC 48 kHz, paced in real time (`-re`), as OBS would send it.
+pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2"])
+        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k"])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg must be installed (scripts/install-deps.sh)")
+}
+
+/// Waits until `url` answers 200, polling (the test's own wait, not the server's).
+pub async fn wait_for_ok(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(url).await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

@@ -1,0 +1,147 @@
+//! One pipeline task per live stream: events in, packager, pushes out.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use floodlight_media::package::{PackagerConfig, StreamPackager};
+use floodlight_media::{StampedEvent, StreamEvent, TIMESCALE};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{Instrument, info, warn};
+
+use crate::config::{ConfigError, TranscoderConfig};
+use crate::push::{OriginPusher, PushItem, PushSettings};
+
+/// Events queued from ingest to a stream's pipeline.
+const SESSION_QUEUE: usize = 1024;
+
+/// The transcoder service: hands each live stream its pipeline.
+#[derive(Clone)]
+pub struct Transcoder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TranscoderConfig,
+    push: PushSettings,
+    streams: Mutex<HashMap<String, StreamEntry>>,
+}
+
+struct StreamEntry {
+    tx: mpsc::Sender<StampedEvent>,
+    /// Publisher sessions begun on this pipeline; lets a pipeline whose grace period
+    /// expires see a session that began but has not sent anything yet.
+    sessions: Arc<AtomicU64>,
+}
+
+impl Transcoder {
+    pub fn new(config: TranscoderConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let push = PushSettings {
+            client: reqwest::Client::new(),
+            timeout: Duration::from_millis(config.push_timeout_ms),
+            retries: config.push_retries,
+            queue: config.push_queue,
+        };
+        Ok(Transcoder { inner: Arc::new(Inner { config, push, streams: Mutex::default() }) })
+    }
+
+    /// The sender for a new publisher session of `event_id`: the stream's running pipeline
+    /// if it is still within its reconnect grace period, a new pipeline otherwise.
+    pub fn begin_session(&self, event_id: &str) -> mpsc::Sender<StampedEvent> {
+        let mut streams = lock(&self.inner.streams);
+        if let Some(entry) = streams.get(event_id) {
+            if !entry.tx.is_closed() {
+                entry.sessions.fetch_add(1, Ordering::SeqCst);
+                return entry.tx.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let sessions = Arc::new(AtomicU64::new(1));
+        streams.insert(event_id.to_string(), StreamEntry { tx: tx.clone(), sessions: sessions.clone() });
+        let span = tracing::info_span!("stream", event = event_id);
+        tokio::spawn(run_stream(self.inner.clone(), event_id.to_string(), rx, sessions).instrument(span));
+        tx
+    }
+
+    /// Streams with a running pipeline (publishing or within their grace period).
+    pub fn active_streams(&self) -> usize {
+        lock(&self.inner.streams).len()
+    }
+}
+
+async fn run_stream(
+    inner: Arc<Inner>,
+    event_id: String,
+    mut rx: mpsc::Receiver<StampedEvent>,
+    sessions: Arc<AtomicU64>,
+) {
+    let config = &inner.config;
+    let ticks = |ms: u32| ms * (TIMESCALE / 1000);
+    let mut packager = StreamPackager::new(PackagerConfig {
+        part_target: ticks(config.part_target_ms),
+        segment_target: ticks(config.segment_target_ms),
+        first_msn: 0,
+    });
+    let mut pushers: Vec<OriginPusher> =
+        config.origins.iter().map(|o| OriginPusher::spawn(inner.push.clone(), o, &event_id)).collect();
+    let grace = Duration::from_secs(config.reconnect_grace_secs);
+    metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
+    info!("stream pipeline started");
+
+    // Set after a session's `Ended`: (deadline, sessions begun at that time).
+    let mut ending: Option<(Instant, u64)> = None;
+    let mut errors = 0u64;
+    loop {
+        let received = match ending {
+            Some((deadline, _)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(event) => event,
+                Err(_) => None,
+            },
+            None => rx.recv().await,
+        };
+        let Some(stamped) = received else {
+            // Grace period over: end the stream unless a new session has just begun.
+            let mut streams = lock(&inner.streams);
+            match ending {
+                Some((_, seen)) if sessions.load(Ordering::SeqCst) != seen => {
+                    ending = None;
+                    continue;
+                }
+                _ => {
+                    streams.remove(&event_id);
+                    break;
+                }
+            }
+        };
+        if matches!(stamped.event, StreamEvent::Ended) {
+            ending = Some((Instant::now() + grace, sessions.load(Ordering::SeqCst)));
+        } else {
+            ending = None;
+        }
+        if let Err(e) = packager.handle_event(stamped.event, stamped.received_at_ms) {
+            errors += 1;
+            metrics::counter!("floodlight_transcoder_packager_errors_total").increment(1);
+            if errors % 100 == 1 {
+                warn!(error = %e, errors, "packager rejected input");
+            }
+        }
+        while let Some(output) = packager.poll_output() {
+            for pusher in &mut pushers {
+                pusher.push(PushItem::Output(output.clone()));
+            }
+        }
+    }
+    for pusher in &mut pushers {
+        pusher.push(PushItem::End);
+    }
+    metrics::gauge!("floodlight_transcoder_active_streams").decrement(1);
+    info!("stream ended");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single insert/remove critical sections: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
