@@ -60,7 +60,9 @@ impl Config {
             None => toml::Table::new(),
         };
         for (name, value) in env {
-            let Some(key) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
             // Variables the binary reads itself, not config keys.
             if matches!(key, "CONFIG" | "DATA_DIR_OVERRIDE") {
                 continue;
@@ -81,6 +83,8 @@ impl Config {
             bail!("public_host: must not be empty");
         }
         self.transcoder.validate()?;
+        self.origin.validate()?;
+        self.control.validate()?;
         Ok(())
     }
 }
@@ -123,15 +127,28 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("floodlight.toml");
         let config = Config::load(Some(&path), []).expect("sample floodlight.toml loads");
         let defaults = Config::default();
-        assert_eq!(format!("{config:?}"), format!("{defaults:?}"), "the sample must document the defaults");
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{defaults:?}"),
+            "the sample must document the defaults"
+        );
     }
 
     #[test]
     fn env_overrides_nested_keys_with_typed_values() {
         let env = [
-            ("FLOODLIGHT_INGEST__RTMP__LISTEN".to_string(), "127.0.0.1:19350".to_string()),
-            ("FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(), "300".to_string()),
-            ("FLOODLIGHT_PUBLIC_HOST".to_string(), "tv.example".to_string()),
+            (
+                "FLOODLIGHT_INGEST__RTMP__LISTEN".to_string(),
+                "127.0.0.1:19350".to_string(),
+            ),
+            (
+                "FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(),
+                "300".to_string(),
+            ),
+            (
+                "FLOODLIGHT_PUBLIC_HOST".to_string(),
+                "tv.example".to_string(),
+            ),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let config = Config::load(None, env).unwrap();
@@ -142,10 +159,16 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key() {
-        let env = [("FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(), "50".to_string())];
+        let env = [(
+            "FLOODLIGHT_TRANSCODER__PART_TARGET_MS".to_string(),
+            "50".to_string(),
+        )];
         let err = format!("{:#}", Config::load(None, env).unwrap_err());
         assert!(err.contains("part_target_ms"), "{err}");
-        let env = [("FLOODLIGHT_TRANSCODER__NO_SUCH_KEY".to_string(), "1".to_string())];
+        let env = [(
+            "FLOODLIGHT_TRANSCODER__NO_SUCH_KEY".to_string(),
+            "1".to_string(),
+        )];
         let err = format!("{:#}", Config::load(None, env).unwrap_err());
         assert!(err.contains("no_such_key"), "{err}");
     }

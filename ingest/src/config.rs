@@ -15,7 +15,10 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        IngestConfig { rtmp: RtmpConfig::default(), session_queue_events: 2048 }
+        IngestConfig {
+            rtmp: RtmpConfig::default(),
+            session_queue_events: 2048,
+        }
     }
 }
 

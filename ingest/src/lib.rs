@@ -17,6 +17,5 @@ pub use config::{IngestConfig, RtmpConfig};
 pub use floodlight_media::StampedEvent;
 pub use rtmp::serve_rtmp;
 pub use session::{
-    AuthorizeError, BoxFuture, Ingest, Protocol, SessionStatus, StreamHandler,
-    StreamKeyAuthorizer,
+    AuthorizeError, BoxFuture, Ingest, Protocol, SessionStatus, StreamHandler, StreamKeyAuthorizer,
 };

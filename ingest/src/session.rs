@@ -115,11 +115,16 @@ impl Ingest {
 
     /// The live publisher session of an event, if any.
     pub fn session(&self, event_id: &str) -> Option<SessionStatus> {
-        lock(&self.sessions).get(event_id).map(|s| s.status(event_id))
+        lock(&self.sessions)
+            .get(event_id)
+            .map(|s| s.status(event_id))
     }
 
     pub fn sessions(&self) -> Vec<SessionStatus> {
-        lock(&self.sessions).iter().map(|(id, s)| s.status(id)).collect()
+        lock(&self.sessions)
+            .iter()
+            .map(|(id, s)| s.status(id))
+            .collect()
     }
 
     /// Claims the event's publishing slot; `None` if another publisher holds it.
@@ -145,7 +150,11 @@ impl Ingest {
             },
         );
         metrics::gauge!("floodlight_ingest_active_sessions").increment(1);
-        Some(SessionGuard { ingest: self.clone(), event_id: event_id.to_string(), counters })
+        Some(SessionGuard {
+            ingest: self.clone(),
+            event_id: event_id.to_string(),
+            counters,
+        })
     }
 }
 
@@ -173,5 +182,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(crate) fn unix_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

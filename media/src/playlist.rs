@@ -117,16 +117,627 @@ pub struct AudioRendition {
     pub language: Option<String>,
 }
 
+/// Playlists with EXT-X-MAP need protocol version 6 (RFC 8216bis §7); EXT-X-SKIP needs 9.
+/// A playlist that offers delta updates (CAN-SKIP-UNTIL) says 9 in its full form too, so a
+/// client sees one version whichever form it asks for.
+const VERSION_FMP4: u8 = 6;
+const VERSION_DELTA_UPDATES: u8 = 9;
+
 impl MediaPlaylist {
     /// Renders the playlist text; `delta` selects a delta update (§6.2.5.1).
+    ///
+    /// A delta update replaces the oldest segments, those starting more than CAN-SKIP-UNTIL
+    /// seconds before the end of the playlist (the Skip Boundary, §4.4.3.8, §6.2.5.1), with
+    /// one EXT-X-SKIP (§4.4.5.2). The header stays that of the full playlist: the same
+    /// EXT-X-MEDIA-SEQUENCE and EXT-X-DISCONTINUITY-SEQUENCE, as the skipped segments are
+    /// still counted. `SkipV2` also skips EXT-X-DATERANGE tags, which this model has none
+    /// of, so both forms render alike. Without CAN-SKIP-UNTIL the full playlist is served.
     pub fn render(&self, delta: DeltaUpdate) -> String {
-        let _ = delta;
-        todo!()
+        let mut out = String::new();
+        line(&mut out, format_args!("#EXTM3U"));
+        let version = if self.server_control.can_skip_until.is_some() {
+            VERSION_DELTA_UPDATES
+        } else {
+            VERSION_FMP4
+        };
+        line(&mut out, format_args!("#EXT-X-VERSION:{version}"));
+        line(
+            &mut out,
+            format_args!("#EXT-X-TARGETDURATION:{}", self.target_duration),
+        );
+        let mut server_control = Vec::new();
+        if self.server_control.can_block_reload {
+            server_control.push("CAN-BLOCK-RELOAD=YES".to_owned());
+        }
+        if let Some(skip) = self.server_control.can_skip_until {
+            server_control.push(format!("CAN-SKIP-UNTIL={}", attribute_decimal(skip)));
+        }
+        server_control.push(format!(
+            "PART-HOLD-BACK={}",
+            attribute_decimal(self.server_control.part_hold_back)
+        ));
+        line(
+            &mut out,
+            format_args!("#EXT-X-SERVER-CONTROL:{}", server_control.join(",")),
+        );
+        line(
+            &mut out,
+            format_args!(
+                "#EXT-X-PART-INF:PART-TARGET={}",
+                attribute_decimal(self.part_target)
+            ),
+        );
+        line(
+            &mut out,
+            format_args!("#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence),
+        );
+        line(
+            &mut out,
+            format_args!(
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            ),
+        );
+        let skipped = match (delta, self.server_control.can_skip_until) {
+            (DeltaUpdate::Skip | DeltaUpdate::SkipV2, Some(skip_until)) => {
+                self.skippable_segments(skip_until)
+            }
+            _ => 0,
+        };
+        if skipped > 0 {
+            line(
+                &mut out,
+                format_args!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}"),
+            );
+        }
+        let mut map_uri: Option<&str> = None;
+        for segment in self.segments.iter().skip(skipped) {
+            if segment.discontinuity {
+                line(&mut out, format_args!("#EXT-X-DISCONTINUITY"));
+            }
+            if map_uri != Some(segment.map_uri.as_str()) {
+                line(
+                    &mut out,
+                    format_args!("#EXT-X-MAP:URI={}", quoted(&segment.map_uri)),
+                );
+                map_uri = Some(&segment.map_uri);
+            }
+            if let Some(pdt) = segment.program_date_time_ms.and_then(program_date_time) {
+                line(&mut out, format_args!("#EXT-X-PROGRAM-DATE-TIME:{pdt}"));
+            }
+            for part in &segment.parts {
+                let independent = if part.independent {
+                    ",INDEPENDENT=YES"
+                } else {
+                    ""
+                };
+                line(
+                    &mut out,
+                    format_args!(
+                        "#EXT-X-PART:DURATION={},URI={}{independent}",
+                        duration(part.duration),
+                        quoted(&part.uri)
+                    ),
+                );
+            }
+            if let Some(uri) = &segment.uri {
+                line(
+                    &mut out,
+                    format_args!("#EXTINF:{},", duration(segment.duration)),
+                );
+                line(&mut out, format_args!("{}", uri_line(uri)));
+            }
+        }
+        if !self.ended
+            && let Some(hint) = &self.preload_hint
+        {
+            line(
+                &mut out,
+                format_args!("#EXT-X-PRELOAD-HINT:TYPE=PART,URI={}", quoted(hint)),
+            );
+        }
+        for report in &self.rendition_reports {
+            line(
+                &mut out,
+                format_args!(
+                    "#EXT-X-RENDITION-REPORT:URI={},LAST-MSN={},LAST-PART={}",
+                    quoted(&report.uri),
+                    report.last_msn,
+                    report.last_part
+                ),
+            );
+        }
+        if self.ended {
+            line(&mut out, format_args!("#EXT-X-ENDLIST"));
+        }
+        out
+    }
+
+    /// How many of the oldest complete segments start more than `skip_until` seconds
+    /// before the end of the playlist.
+    fn skippable_segments(&self, skip_until: f64) -> usize {
+        let end: f64 = self.segments.iter().map(|s| s.duration).sum();
+        let mut start = 0.0;
+        let mut skipped = 0;
+        for segment in &self.segments {
+            if segment.uri.is_none() || end - start <= skip_until {
+                break;
+            }
+            start += segment.duration;
+            skipped += 1;
+        }
+        skipped
     }
 }
 
 impl MasterPlaylist {
+    /// Renders the multivariant playlist (§4.4.6): every audio rendition, then every
+    /// variant. EXT-X-INDEPENDENT-SEGMENTS (§4.4.2.1) holds for all our media playlists:
+    /// video segments start with an IDR frame and every AAC frame is a sync sample.
     pub fn render(&self) -> String {
-        todo!()
+        let mut out = String::new();
+        line(&mut out, format_args!("#EXTM3U"));
+        line(&mut out, format_args!("#EXT-X-VERSION:{VERSION_FMP4}"));
+        line(&mut out, format_args!("#EXT-X-INDEPENDENT-SEGMENTS"));
+        for audio in &self.audio {
+            let mut attributes = vec![
+                "TYPE=AUDIO".to_owned(),
+                format!("GROUP-ID={}", quoted(&audio.group_id)),
+                format!("NAME={}", quoted(&audio.name)),
+            ];
+            if let Some(language) = &audio.language {
+                attributes.push(format!("LANGUAGE={}", quoted(language)));
+            }
+            // §4.4.6.1: "If the value of DEFAULT is YES, AUTOSELECT MUST also be YES".
+            attributes.push(format!("DEFAULT={}", yes_no(audio.default)));
+            attributes.push(format!(
+                "AUTOSELECT={}",
+                yes_no(audio.autoselect || audio.default)
+            ));
+            if let Some(channels) = audio.channels {
+                attributes.push(format!("CHANNELS=\"{channels}\""));
+            }
+            attributes.push(format!("URI={}", quoted(&audio.uri)));
+            line(
+                &mut out,
+                format_args!("#EXT-X-MEDIA:{}", attributes.join(",")),
+            );
+        }
+        for variant in &self.variants {
+            let mut attributes = vec![format!("BANDWIDTH={}", variant.bandwidth)];
+            if let Some(average) = variant.average_bandwidth {
+                attributes.push(format!("AVERAGE-BANDWIDTH={average}"));
+            }
+            attributes.push(format!("CODECS={}", quoted(&variant.codecs)));
+            if let Some((width, height)) = variant.resolution {
+                attributes.push(format!("RESOLUTION={width}x{height}"));
+            }
+            // §4.4.6.2: FRAME-RATE "SHOULD be rounded to three decimal places".
+            if let Some(rate) = variant.frame_rate.filter(|r| r.is_finite() && *r > 0.0) {
+                attributes.push(format!("FRAME-RATE={rate:.3}"));
+            }
+            if let Some(group) = &variant.audio_group {
+                attributes.push(format!("AUDIO={}", quoted(group)));
+            }
+            line(
+                &mut out,
+                format_args!("#EXT-X-STREAM-INF:{}", attributes.join(",")),
+            );
+            line(&mut out, format_args!("{}", uri_line(&variant.uri)));
+        }
+        out
+    }
+}
+
+fn line(out: &mut String, args: std::fmt::Arguments<'_>) {
+    // Writing to a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(out, args);
+    out.push('\n');
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "YES" } else { "NO" }
+}
+
+/// A quoted-string (§4.2): it cannot hold `"`, CR or LF, so those are dropped (a URI's `"`
+/// is percent-encoded instead, which keeps it the same URI).
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("%22"),
+            '\r' | '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A URI line: one line, whatever the URI holds.
+fn uri_line(uri: &str) -> String {
+    uri.chars().filter(|c| !matches!(c, '\r' | '\n')).collect()
+}
+
+/// EXTINF and EXT-X-PART DURATION: fixed 5 decimals, never an exponent. Five decimals
+/// resolve a 90 kHz tick to within half of 1/100000 s; a tolerance players expect.
+fn duration(seconds: f64) -> String {
+    format!("{:.5}", non_negative(seconds))
+}
+
+/// Other decimal-floating-point attributes (§4.2): the shortest form, at most 5 decimals,
+/// e.g. `PART-TARGET=0.2`, `CAN-SKIP-UNTIL=12.0`.
+fn attribute_decimal(value: f64) -> String {
+    let fixed = format!("{:.5}", non_negative(value));
+    let trimmed = fixed.trim_end_matches('0');
+    if trimmed.ends_with('.') {
+        format!("{trimmed}0")
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// decimal-floating-point is non-negative and finite (§4.2); anything else renders as 0.
+fn non_negative(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        0.0
+    }
+}
+
+/// EXT-X-PROGRAM-DATE-TIME (§4.4.4.6): ISO 8601 with milliseconds, in UTC. `None` for an
+/// instant `time` cannot represent (years beyond ±9999), and then the tag is left out.
+fn program_date_time(ms: i64) -> Option<String> {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()?
+        .format(&format)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use quick_m3u8::config::ParsingOptionsBuilder;
+    use quick_m3u8::tag::{KnownTag, hls};
+    use quick_m3u8::{HlsLine, Reader};
+
+    use super::*;
+
+    /// 2023-11-14T22:13:20Z.
+    const T0: i64 = 1_700_000_000_000;
+
+    fn part(duration: f64, uri: &str, independent: bool) -> PartEntry {
+        PartEntry {
+            duration,
+            uri: uri.into(),
+            independent,
+        }
+    }
+
+    fn segment(msn: u64, duration: f64, map: &str, parts: Vec<PartEntry>) -> SegmentEntry {
+        SegmentEntry {
+            msn,
+            duration,
+            uri: Some(format!("{msn}.m4s")),
+            program_date_time_ms: Some(T0 + (msn as i64 - 100) * 2000),
+            discontinuity: false,
+            map_uri: map.into(),
+            parts,
+        }
+    }
+
+    fn live() -> MediaPlaylist {
+        let mut discontinuous = segment(
+            101,
+            1.998,
+            "init-1.mp4",
+            vec![
+                part(0.2, "101.0.m4s", true),
+                part(0.16683, "101.1.m4s", false),
+            ],
+        );
+        discontinuous.discontinuity = true;
+        discontinuous.program_date_time_ms = Some(T0 + 2002);
+        let in_progress = SegmentEntry {
+            uri: None,
+            duration: 0.2,
+            ..segment(102, 0.0, "init-1.mp4", vec![part(0.2, "102.0.m4s", true)])
+        };
+        MediaPlaylist {
+            target_duration: 2,
+            part_target: 0.2,
+            server_control: ServerControl {
+                can_block_reload: true,
+                part_hold_back: 3.0 * 0.2,
+                can_skip_until: Some(12.0),
+            },
+            media_sequence: 100,
+            discontinuity_sequence: 1,
+            segments: vec![
+                segment(100, 2.002, "init-0.mp4", vec![]),
+                discontinuous,
+                in_progress,
+            ],
+            preload_hint: Some("102.1.m4s".into()),
+            rendition_reports: vec![RenditionReport {
+                uri: "../audio/index.m3u8".into(),
+                last_msn: 102,
+                last_part: 0,
+            }],
+            ended: false,
+        }
+    }
+
+    /// Every line is a tag quick-m3u8 knows and accepts (required attributes present,
+    /// values well-formed) or a URI; returns the tags.
+    fn parse(text: &str) -> Vec<hls::Tag<'_>> {
+        assert!(text.ends_with('\n'));
+        let options = ParsingOptionsBuilder::new()
+            .with_parsing_for_all_tags()
+            .build();
+        let mut reader = Reader::from_str(text, options);
+        let mut tags = Vec::new();
+        while let Some(line) = reader.read_line().unwrap() {
+            match line {
+                HlsLine::KnownTag(KnownTag::Hls(tag)) => tags.push(tag),
+                HlsLine::Uri(uri) => assert!(!uri.is_empty()),
+                other => panic!("not a valid tag or URI: {other:?}\n{text}"),
+            }
+        }
+        tags
+    }
+
+    #[test]
+    fn live_media_playlist_golden() {
+        let text = live().render(DeltaUpdate::Full);
+        assert_eq!(
+            text,
+            "#EXTM3U
+#EXT-X-VERSION:9
+#EXT-X-TARGETDURATION:2
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=12.0,PART-HOLD-BACK=0.6
+#EXT-X-PART-INF:PART-TARGET=0.2
+#EXT-X-MEDIA-SEQUENCE:100
+#EXT-X-DISCONTINUITY-SEQUENCE:1
+#EXT-X-MAP:URI=\"init-0.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z
+#EXTINF:2.00200,
+100.m4s
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI=\"init-1.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.002Z
+#EXT-X-PART:DURATION=0.20000,URI=\"101.0.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.16683,URI=\"101.1.m4s\"
+#EXTINF:1.99800,
+101.m4s
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:24.000Z
+#EXT-X-PART:DURATION=0.20000,URI=\"102.0.m4s\",INDEPENDENT=YES
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"102.1.m4s\"
+#EXT-X-RENDITION-REPORT:URI=\"../audio/index.m3u8\",LAST-MSN=102,LAST-PART=0
+"
+        );
+        parse(&text);
+    }
+
+    #[test]
+    fn version_is_9_only_where_delta_updates_are_offered() {
+        let version = |playlist: &MediaPlaylist| {
+            parse(&playlist.render(DeltaUpdate::Full))
+                .into_iter()
+                .find_map(|t| match t {
+                    hls::Tag::Version(v) => Some(v.version()),
+                    _ => None,
+                })
+        };
+        // §7: EXT-X-SKIP needs version 9; EXT-X-MAP (fMP4) needs 6.
+        assert_eq!(version(&live()), Some(9));
+        let mut no_delta = live();
+        no_delta.server_control.can_skip_until = None;
+        assert_eq!(version(&no_delta), Some(6));
+        // §4.4.3.8: without CAN-SKIP-UNTIL there is no delta form: the full playlist.
+        assert_eq!(
+            no_delta.render(DeltaUpdate::Skip),
+            no_delta.render(DeltaUpdate::Full)
+        );
+        assert!(
+            !no_delta
+                .render(DeltaUpdate::Full)
+                .contains("CAN-SKIP-UNTIL")
+        );
+    }
+
+    /// 20 segments of 2 s (MSN 200..219), two discontinuities, parts on the last three,
+    /// and 0.4 s of the segment in progress: 40.4 s in all.
+    fn long_window() -> MediaPlaylist {
+        let mut segments: Vec<SegmentEntry> = (200..220)
+            .map(|msn| {
+                let parts = if msn >= 217 {
+                    (0..10)
+                        .map(|p| part(0.2, &format!("{msn}.{p}.m4s"), p == 0))
+                        .collect()
+                } else {
+                    vec![]
+                };
+                segment(msn, 2.0, "init-0.mp4", parts)
+            })
+            .collect();
+        segments[3].discontinuity = true;
+        segments[16].discontinuity = true;
+        segments.push(SegmentEntry {
+            uri: None,
+            duration: 0.4,
+            ..segment(
+                220,
+                0.0,
+                "init-0.mp4",
+                vec![part(0.2, "220.0.m4s", true), part(0.2, "220.1.m4s", false)],
+            )
+        });
+        MediaPlaylist {
+            media_sequence: 200,
+            discontinuity_sequence: 4,
+            segments,
+            preload_hint: Some("220.2.m4s".into()),
+            ..live()
+        }
+    }
+
+    #[test]
+    fn delta_update_skips_segments_older_than_the_skip_boundary() {
+        let playlist = long_window();
+        let full = playlist.render(DeltaUpdate::Full);
+        let delta = playlist.render(DeltaUpdate::Skip);
+        let tags = parse(&delta);
+        // §6.2.5.1: segments starting more than CAN-SKIP-UNTIL (12 s) before the end
+        // (40.4 s) are skipped: those starting at 0 .. 28 s, MSN 200..214.
+        let skipped = tags.iter().find_map(|t| match t {
+            hls::Tag::Skip(s) => Some(s.skipped_segments()),
+            _ => None,
+        });
+        assert_eq!(skipped, Some(15));
+        assert!(!delta.contains("214.m4s") && delta.contains("\n215.m4s\n"));
+        // §4.4.5.2: EXT-X-SKIP replaces the segments, not the header: MEDIA-SEQUENCE and
+        // DISCONTINUITY-SEQUENCE are those of the full playlist (the skipped
+        // discontinuity of MSN 203 still counts).
+        let header = |text: &str| text.lines().take(7).collect::<Vec<_>>().join("\n");
+        assert_eq!(header(&delta), header(&full));
+        assert!(delta.contains("#EXT-X-MEDIA-SEQUENCE:200\n#EXT-X-DISCONTINUITY-SEQUENCE:4\n"));
+        // The kept discontinuity (MSN 216) stays; EXT-X-MAP comes with the first segment
+        // rendered; the edge is unchanged.
+        assert_eq!(delta.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
+        let after_skip: Vec<&str> = delta
+            .lines()
+            .skip_while(|l| !l.starts_with("#EXT-X-SKIP"))
+            .skip(1)
+            .take(2)
+            .collect();
+        assert_eq!(
+            after_skip,
+            [
+                "#EXT-X-MAP:URI=\"init-0.mp4\"",
+                "#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:17:10.000Z"
+            ]
+        );
+        assert_eq!(
+            full.split_once("#EXT-X-PART:").unwrap().1,
+            delta.split_once("#EXT-X-PART:").unwrap().1
+        );
+        // _HLS_skip=v2 also skips EXT-X-DATERANGE; there are none here.
+        assert_eq!(playlist.render(DeltaUpdate::SkipV2), delta);
+        // A playlist shorter than the Skip Boundary has nothing to skip.
+        assert!(!live().render(DeltaUpdate::Skip).contains("#EXT-X-SKIP"));
+    }
+
+    #[test]
+    fn parts_and_durations_parse_back_exactly() {
+        let text = long_window().render(DeltaUpdate::Full);
+        let tags = parse(&text);
+        let parts: Vec<(f64, bool)> = tags
+            .iter()
+            .filter_map(|t| match t {
+                hls::Tag::Part(p) => Some((p.duration(), p.independent())),
+                _ => None,
+            })
+            .collect();
+        // §4.4.4.9: every part of the window, INDEPENDENT=YES only where set.
+        assert_eq!(parts.len(), 32);
+        assert!(parts.iter().all(|&(d, _)| d == 0.2));
+        assert_eq!(parts.iter().filter(|(_, i)| *i).count(), 4);
+        let extinf = tags
+            .iter()
+            .filter(|t| matches!(t, hls::Tag::Inf(i) if i.duration() == 2.0));
+        assert_eq!(extinf.count(), 20);
+        for tag in &tags {
+            match tag {
+                hls::Tag::ServerControl(s) => {
+                    // §4.4.3.8: PART-HOLD-BACK ≥ 3 × PART-TARGET, CAN-SKIP-UNTIL ≥ 6 × TD.
+                    assert!(s.can_block_reload());
+                    assert_eq!(s.part_hold_back(), Some(0.6));
+                    assert_eq!(s.can_skip_until(), Some(12.0));
+                }
+                hls::Tag::PartInf(p) => assert_eq!(p.part_target(), 0.2),
+                hls::Tag::RenditionReport(r) => assert_eq!(r.last_msn(), 102),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn ended_playlist_has_endlist_and_no_preload_hint() {
+        let mut playlist = live();
+        playlist.ended = true;
+        let text = playlist.render(DeltaUpdate::Full);
+        parse(&text);
+        // §4.4.3.4 EXT-X-ENDLIST; §4.4.5.3: nothing more will be added, so no hint.
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        assert!(!text.contains("#EXT-X-PRELOAD-HINT"));
+    }
+
+    #[test]
+    fn numbers_render_without_exponents() {
+        assert_eq!(duration(1e-7), "0.00000");
+        assert_eq!(duration(2.002_000_000_1), "2.00200");
+        assert_eq!(duration(f64::NAN), "0.00000");
+        assert_eq!(attribute_decimal(1e21), "1000000000000000000000.0");
+        assert_eq!(attribute_decimal(3.0 * 0.1), "0.3");
+        assert_eq!(attribute_decimal(-1.0), "0.0");
+        // §4.4.4.6: date-time with milliseconds, UTC.
+        assert_eq!(
+            program_date_time(T0 + 7).as_deref(),
+            Some("2023-11-14T22:13:20.007Z")
+        );
+        assert_eq!(program_date_time(i64::MAX), None);
+        // §4.2: a quoted-string holds no `"`, CR or LF.
+        assert_eq!(quoted("a\"b\r\nc"), "\"a%22bc\"");
+    }
+
+    #[test]
+    fn master_playlist_golden() {
+        let master = MasterPlaylist {
+            variants: vec![Variant {
+                uri: "source/index.m3u8".into(),
+                bandwidth: 2_500_000,
+                average_bandwidth: Some(2_000_000),
+                codecs: "avc1.64001f,mp4a.40.2".into(),
+                resolution: Some((1280, 720)),
+                frame_rate: Some(30_000.0 / 1001.0),
+                audio_group: Some("audio".into()),
+            }],
+            audio: vec![AudioRendition {
+                group_id: "audio".into(),
+                name: "audio".into(),
+                uri: "audio/index.m3u8".into(),
+                default: true,
+                autoselect: false,
+                channels: Some(2),
+                language: None,
+            }],
+        };
+        let text = master.render();
+        // §4.4.6.1 (DEFAULT=YES implies AUTOSELECT=YES), §4.4.6.2 (FRAME-RATE rounded to
+        // three decimals, RESOLUTION WxH, AUDIO naming the EXT-X-MEDIA group).
+        assert_eq!(
+            text,
+            "#EXTM3U
+#EXT-X-VERSION:6
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"
+#EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,AUDIO=\"audio\"
+source/index.m3u8
+"
+        );
+        let tags = parse(&text);
+        let stream_inf = tags.iter().find_map(|t| match t {
+            hls::Tag::StreamInf(s) => Some((s.bandwidth(), s.codecs(), s.frame_rate())),
+            _ => None,
+        });
+        assert_eq!(
+            stream_inf,
+            Some((2_500_000, Some("avc1.64001f,mp4a.40.2"), Some(29.97)))
+        );
     }
 }

@@ -1,1 +1,121 @@
-fn main() {}
+//! `floodlight-player <master_url> [--duration 20s] [--json]`: follows an LL-HLS stream
+//! like a low-latency player and prints what it found. Exit status: 0 no errors, 1 errors
+//! found, 2 could not follow at all.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use floodlight_player::{PlayerConfig, VariantChoice, follow};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Follow an LL-HLS stream like a low-latency player; check and measure it"
+)]
+struct Args {
+    /// Multivariant (master) playlist URL, e.g. http://127.0.0.1:8080/live/EVENT/master.m3u8
+    master_url: String,
+    /// How long to follow: `20s`, `500ms`, `2m` or plain seconds (`20`, `1.5`).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// `highest` (default) or `lowest` BANDWIDTH, or text the variant URI contains.
+    #[arg(long, default_value = "highest")]
+    variant: String,
+    /// Do not follow the variant's audio rendition.
+    #[arg(long)]
+    no_audio: bool,
+    /// Timeout of each HTTP request.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Ask for a delta update (_HLS_skip=YES) on every n-th blocking reload; 0 = never.
+    #[arg(long, default_value_t = 2)]
+    delta_update_every: u32,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 20s, 500ms, 2m or 20"))?;
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = PlayerConfig::new(args.master_url);
+    config.duration = args.duration;
+    config.variant = match args.variant.as_str() {
+        "highest" => VariantChoice::HighestBandwidth,
+        "lowest" => VariantChoice::LowestBandwidth,
+        other => VariantChoice::UriContains(other.to_owned()),
+    };
+    config.follow_audio = !args.no_audio;
+    config.request_timeout = args.request_timeout;
+    config.delta_update_every = args.delta_update_every;
+
+    let report = match follow(config).await {
+        Ok(report) => report,
+        Err(e) => {
+            // Name the causes too: reqwest's own message rarely says what failed.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("floodlight-player: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let text = if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => json + "\n",
+            Err(e) => {
+                eprintln!("floodlight-player: cannot encode the report: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        report.to_string()
+    };
+    // A closed stdout (`| head`) is no reason to fail: the exit status carries the verdict.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

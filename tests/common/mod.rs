@@ -19,7 +19,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -34,28 +38,59 @@ impl Server {
             .arg("--data-dir")
             .arg(data.path())
             .env("FLOODLIGHT_LOG", "info,floodlight_origin=debug")
-            .env("FLOODLIGHT_INGEST__RTMP__LISTEN", format!("127.0.0.1:{rtmp_port}"))
-            .env("FLOODLIGHT_ORIGIN__LISTEN", format!("127.0.0.1:{http_port}"))
-            .env("FLOODLIGHT_CONTROL__LISTEN", format!("127.0.0.1:{api_port}"))
-            .env("FLOODLIGHT_TRANSCODER__ORIGINS", format!("[\"http://127.0.0.1:{http_port}\"]"))
+            .env(
+                "FLOODLIGHT_INGEST__RTMP__LISTEN",
+                format!("127.0.0.1:{rtmp_port}"),
+            )
+            .env(
+                "FLOODLIGHT_ORIGIN__LISTEN",
+                format!("127.0.0.1:{http_port}"),
+            )
+            .env(
+                "FLOODLIGHT_CONTROL__LISTEN",
+                format!("127.0.0.1:{api_port}"),
+            )
+            .env(
+                "FLOODLIGHT_TRANSCODER__ORIGINS",
+                format!("[\"http://127.0.0.1:{http_port}\"]"),
+            )
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in extra {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn floodlight");
-        let server = Server { child, _data: data, rtmp_port, http_port, api_port, log_path };
+        let server = Server {
+            child,
+            _data: data,
+            rtmp_port,
+            http_port,
+            api_port,
+            log_path,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = async {
-                let a = reqwest::get(server.api("/healthz")).await.ok()?.status().is_success();
-                let b = reqwest::get(server.http("/healthz")).await.ok()?.status().is_success();
+                let a = reqwest::get(server.api("/healthz"))
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success();
+                let b = reqwest::get(server.http("/healthz"))
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success();
                 Some(a && b)
             };
             if ok.await == Some(true) {
                 return server;
             }
-            assert!(Instant::now() < deadline, "floodlight did not become healthy:\n{}", server.log());
+            assert!(
+                Instant::now() < deadline,
+                "floodlight did not become healthy:\n{}",
+                server.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -107,9 +142,29 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "high", "-bf", "2"])
-        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "800k"])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-profile:v",
+            "high",
+            "-bf",
+            "2",
+        ])
+        .args([
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-b:v",
+            "800k",
+        ])
+        .args([
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-f", "flv", url,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -12,6 +12,7 @@ pub struct TranscoderConfig {
     /// (same numbering, EXT-X-DISCONTINUITY); after it, the stream ends (EXT-X-ENDLIST).
     pub reconnect_grace_secs: u64,
     /// Base URLs of the origins every part is pushed to (the stream's replica set).
+    /// Empty: in `floodlight up`, the origin of the same process.
     pub origins: Vec<String>,
     /// Time one push request to an origin may take.
     pub push_timeout_ms: u64,
@@ -27,7 +28,7 @@ impl Default for TranscoderConfig {
             part_target_ms: 200,
             segment_target_ms: 2000,
             reconnect_grace_secs: 30,
-            origins: vec!["http://127.0.0.1:8080".to_string()],
+            origins: vec![],
             push_timeout_ms: 2000,
             push_retries: 3,
             push_queue: 1024,
@@ -47,18 +48,26 @@ impl TranscoderConfig {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         // ARCHITECTURE.md: part target 100 ms – 1 s.
         if !(100..=1000).contains(&self.part_target_ms) {
-            return invalid("part_target_ms", format!("{} is outside 100..=1000", self.part_target_ms));
+            return invalid(
+                "part_target_ms",
+                format!("{} is outside 100..=1000", self.part_target_ms),
+            );
         }
         if self.segment_target_ms < 2 * self.part_target_ms {
             return invalid(
                 "segment_target_ms",
-                format!("{} must be at least two part targets ({})", self.segment_target_ms, 2 * self.part_target_ms),
+                format!(
+                    "{} must be at least two part targets ({})",
+                    self.segment_target_ms,
+                    2 * self.part_target_ms
+                ),
             );
         }
-        if self.origins.is_empty() {
-            return invalid("origins", "at least one origin URL is needed".to_string());
-        }
-        if let Some(bad) = self.origins.iter().find(|o| !o.starts_with("http://") && !o.starts_with("https://")) {
+        if let Some(bad) = self
+            .origins
+            .iter()
+            .find(|o| !o.starts_with("http://") && !o.starts_with("https://"))
+        {
             return invalid("origins", format!("{bad:?} is not an http(s) URL"));
         }
         if self.push_queue == 0 {

@@ -39,13 +39,25 @@ struct StreamEntry {
 impl Transcoder {
     pub fn new(config: TranscoderConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        if config.origins.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "origins",
+                reason: "at least one origin URL is needed".to_string(),
+            });
+        }
         let push = PushSettings {
             client: reqwest::Client::new(),
             timeout: Duration::from_millis(config.push_timeout_ms),
             retries: config.push_retries,
             queue: config.push_queue,
         };
-        Ok(Transcoder { inner: Arc::new(Inner { config, push, streams: Mutex::default() }) })
+        Ok(Transcoder {
+            inner: Arc::new(Inner {
+                config,
+                push,
+                streams: Mutex::default(),
+            }),
+        })
     }
 
     /// The sender for a new publisher session of `event_id`: the stream's running pipeline
@@ -60,9 +72,17 @@ impl Transcoder {
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let sessions = Arc::new(AtomicU64::new(1));
-        streams.insert(event_id.to_string(), StreamEntry { tx: tx.clone(), sessions: sessions.clone() });
+        streams.insert(
+            event_id.to_string(),
+            StreamEntry {
+                tx: tx.clone(),
+                sessions: sessions.clone(),
+            },
+        );
         let span = tracing::info_span!("stream", event = event_id);
-        tokio::spawn(run_stream(self.inner.clone(), event_id.to_string(), rx, sessions).instrument(span));
+        tokio::spawn(
+            run_stream(self.inner.clone(), event_id.to_string(), rx, sessions).instrument(span),
+        );
         tx
     }
 
@@ -85,8 +105,11 @@ async fn run_stream(
         segment_target: ticks(config.segment_target_ms),
         first_msn: 0,
     });
-    let mut pushers: Vec<OriginPusher> =
-        config.origins.iter().map(|o| OriginPusher::spawn(inner.push.clone(), o, &event_id)).collect();
+    let mut pushers: Vec<OriginPusher> = config
+        .origins
+        .iter()
+        .map(|o| OriginPusher::spawn(inner.push.clone(), o, &event_id))
+        .collect();
     let grace = Duration::from_secs(config.reconnect_grace_secs);
     metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
     info!("stream pipeline started");

@@ -35,7 +35,11 @@ impl OriginPusher {
         let base = format!("{}{PUSH_PREFIX}/{event_id}", origin.trim_end_matches('/'));
         let span = tracing::info_span!("push", origin, event = event_id);
         tokio::spawn(worker(settings, base, rx).instrument(span));
-        OriginPusher { tx, origin: origin.to_string(), dropped: 0 }
+        OriginPusher {
+            tx,
+            origin: origin.to_string(),
+            dropped: 0,
+        }
     }
 
     /// Queues an item without waiting: packaging must never stall on an origin. A full
@@ -91,18 +95,33 @@ async fn worker(settings: PushSettings, base: String, mut rx: mpsc::Receiver<Pus
 async fn send(settings: &PushSettings, base: &str, item: &PushItem) -> Result<(), reqwest::Error> {
     let client = &settings.client;
     let request = match item {
-        PushItem::Output(PackagerOutput::Rendition(descriptor)) => {
-            client.put(format!("{base}/{}", descriptor.name)).json(descriptor)
-        }
-        PushItem::Output(PackagerOutput::Init { rendition, version, data }) => {
-            client.put(format!("{base}/{rendition}/init/{version}")).body(data.clone())
-        }
-        PushItem::Output(PackagerOutput::Part { rendition, meta, data }) => client
-            .put(format!("{base}/{rendition}/part/{}/{}", meta.msn, meta.part))
+        PushItem::Output(PackagerOutput::Rendition(descriptor)) => client
+            .put(format!("{base}/{}", descriptor.name))
+            .json(descriptor),
+        PushItem::Output(PackagerOutput::Init {
+            rendition,
+            version,
+            data,
+        }) => client
+            .put(format!("{base}/{rendition}/init/{version}"))
+            .body(data.clone()),
+        PushItem::Output(PackagerOutput::Part {
+            rendition,
+            meta,
+            data,
+        }) => client
+            .put(format!(
+                "{base}/{rendition}/part/{}/{}",
+                meta.msn, meta.part
+            ))
             .query(meta)
             .body(data.clone()),
         PushItem::End => client.post(format!("{base}/end")),
     };
-    request.timeout(settings.timeout).send().await?.error_for_status()?;
+    request
+        .timeout(settings.timeout)
+        .send()
+        .await?
+        .error_for_status()?;
     Ok(())
 }

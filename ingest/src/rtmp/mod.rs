@@ -14,8 +14,7 @@ use floodlight_media::flv::FlvError;
 use floodlight_media::{StampedEvent, StreamEvent};
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
-    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent,
-    ServerSessionResult,
+    ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,7 +38,11 @@ enum RtmpError {
     #[error("no data for {0} s")]
     Idle(u64),
     #[error("{track} message at {timestamp_ms} ms: {source}")]
-    Media { track: &'static str, timestamp_ms: u32, source: FlvError },
+    Media {
+        track: &'static str,
+        timestamp_ms: u32,
+        source: FlvError,
+    },
     #[error("refused: {0}")]
     Refused(&'static str),
     #[error("transcoder for this stream is gone")]
@@ -120,7 +123,13 @@ struct Connection {
 
 impl Connection {
     fn new(ingest: Ingest, peer: SocketAddr) -> Self {
-        Connection { ingest, peer, publishing: None, closing: None, finished: false }
+        Connection {
+            ingest,
+            peer,
+            publishing: None,
+            closing: None,
+            finished: false,
+        }
     }
 
     async fn run(mut self, mut socket: TcpStream) -> Result<(), RtmpError> {
@@ -128,9 +137,10 @@ impl Connection {
         let handshake_deadline = tokio::time::Instant::now() + config.handshake_timeout();
         let mut buf = vec![0u8; 64 * 1024];
 
-        let leftover = tokio::time::timeout_at(handshake_deadline, handshake(&mut socket, &mut buf))
-            .await
-            .map_err(|_| RtmpError::HandshakeTimeout(config.handshake_timeout_secs))??;
+        let leftover =
+            tokio::time::timeout_at(handshake_deadline, handshake(&mut socket, &mut buf))
+                .await
+                .map_err(|_| RtmpError::HandshakeTimeout(config.handshake_timeout_secs))??;
 
         let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
         let result = async {
@@ -159,9 +169,11 @@ impl Connection {
         .await;
         if let Some(p) = self.publishing.take() {
             // The transcoder holds the stream open for the reconnect grace period.
-            let _ = p
-                .tx
-                .send(StampedEvent { event: StreamEvent::Ended, received_at_ms: unix_millis() })
+            let _ =
+                p.tx.send(StampedEvent {
+                    event: StreamEvent::Ended,
+                    received_at_ms: unix_millis(),
+                })
                 .await;
             info!(event = %p.event_id, bytes = p.guard.counters.bytes.load(Ordering::Relaxed), "publish ended");
         }
@@ -178,7 +190,9 @@ impl Connection {
         let mut queue = std::collections::VecDeque::from(results);
         while let Some(result) = queue.pop_front() {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => socket.write_all(&packet.bytes).await?,
+                ServerSessionResult::OutboundResponse(packet) => {
+                    socket.write_all(&packet.bytes).await?
+                }
                 ServerSessionResult::RaisedEvent(event) => {
                     let more = self.on_event(session, event).await?;
                     // Responses to this event go out before anything queued after it.
@@ -203,7 +217,10 @@ impl Connection {
         event: ServerSessionEvent,
     ) -> Result<Vec<ServerSessionResult>, RtmpError> {
         match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 let app = strip_query(&app_name);
                 if app != self.ingest.config.rtmp.app {
                     warn!(app, "rtmp connect to unknown application refused");
@@ -217,14 +234,23 @@ impl Connection {
                 }
                 Ok(session.accept_request(request_id)?)
             }
-            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
-                self.on_publish(session, request_id, strip_query(&stream_key)).await
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
+                self.on_publish(session, request_id, strip_query(&stream_key))
+                    .await
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
                 self.on_media(true, &data, timestamp.value).await?;
                 Ok(vec![])
             }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
                 self.on_media(false, &data, timestamp.value).await?;
                 Ok(vec![])
             }
@@ -274,7 +300,10 @@ impl Connection {
         let event_id = match self.ingest.authorizer.authorize(stream_key).await {
             Ok(Some(event_id)) => event_id,
             Ok(None) => {
-                warn!(key_len = stream_key.len(), "publish refused: unknown stream key");
+                warn!(
+                    key_len = stream_key.len(),
+                    "publish refused: unknown stream key"
+                );
                 reject("unknown_key");
                 self.closing = Some(RtmpError::Refused("unknown stream key"));
                 return Ok(session.reject_request(
@@ -307,28 +336,53 @@ impl Connection {
         };
         let tx = self.ingest.handler.begin_session(&event_id);
         info!("publish started");
-        self.publishing = Some(Publishing { event_id, guard, tx, flv: FlvToStream::default() });
+        self.publishing = Some(Publishing {
+            event_id,
+            guard,
+            tx,
+            flv: FlvToStream::default(),
+        });
         Ok(session.accept_request(request_id)?)
     }
 
-    async fn on_media(&mut self, video: bool, body: &[u8], timestamp: u32) -> Result<(), RtmpError> {
+    async fn on_media(
+        &mut self,
+        video: bool,
+        body: &[u8],
+        timestamp: u32,
+    ) -> Result<(), RtmpError> {
         // Media before an accepted publish is not ours to look at.
-        let Some(p) = self.publishing.as_mut() else { return Ok(()) };
+        let Some(p) = self.publishing.as_mut() else {
+            return Ok(());
+        };
         let track = if video { "video" } else { "audio" };
-        let converted = if video { p.flv.video(body, timestamp) } else { p.flv.audio(body, timestamp) };
+        let converted = if video {
+            p.flv.video(body, timestamp)
+        } else {
+            p.flv.audio(body, timestamp)
+        };
         let converted = converted.map_err(|source| {
             let reason = match source {
                 FlvError::UnsupportedCodec { .. } => "unsupported_codec",
                 _ => "malformed_media",
             };
             reject(reason);
-            RtmpError::Media { track, timestamp_ms: timestamp, source }
+            RtmpError::Media {
+                track,
+                timestamp_ms: timestamp,
+                source,
+            }
         })?;
         let counters = &p.guard.counters;
-        counters.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-        metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp").increment(body.len() as u64);
+        counters
+            .bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp")
+            .increment(body.len() as u64);
         if converted.dropped > 0 {
-            counters.dropped_frames.fetch_add(converted.dropped, Ordering::Relaxed);
+            counters
+                .dropped_frames
+                .fetch_add(converted.dropped, Ordering::Relaxed);
             metrics::counter!("floodlight_ingest_dropped_frames_total", "protocol" => "rtmp")
                 .increment(converted.dropped);
         }
@@ -339,9 +393,12 @@ impl Connection {
                 metrics::counter!("floodlight_ingest_frames_total", "protocol" => "rtmp", "track" => track)
                     .increment(1);
             }
-            p.tx.send(StampedEvent { event, received_at_ms })
-                .await
-                .map_err(|_| RtmpError::DownstreamGone)?;
+            p.tx.send(StampedEvent {
+                event,
+                received_at_ms,
+            })
+            .await
+            .map_err(|_| RtmpError::DownstreamGone)?;
         }
         Ok(())
     }
@@ -358,7 +415,10 @@ async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Rt
             HandshakeProcessResult::InProgress { response_bytes } => {
                 socket.write_all(&response_bytes).await?;
             }
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
                 socket.write_all(&response_bytes).await?;
                 return Ok(remaining_bytes);
             }

@@ -54,7 +54,10 @@ impl FlvToStream {
             }
             VideoTag::Frame(frame) => {
                 if self.video.is_none() || !(self.seen_keyframe || frame.keyframe) {
-                    return Ok(Converted { events: vec![], dropped: 1 });
+                    return Ok(Converted {
+                        events: vec![],
+                        dropped: 1,
+                    });
                 }
                 self.seen_keyframe = true;
                 Ok(self.media(frame))
@@ -72,7 +75,10 @@ impl FlvToStream {
             }
             AudioTag::Frame(frame) => {
                 if self.audio.is_none() {
-                    return Ok(Converted { events: vec![], dropped: 1 });
+                    return Ok(Converted {
+                        events: vec![],
+                        dropped: 1,
+                    });
                 }
                 Ok(self.media(frame))
             }
@@ -145,15 +151,30 @@ mod tests {
 
     #[test]
     fn ffmpeg_capture_announces_both_tracks_before_the_first_frame() {
-        let (events, dropped) = convert(include_bytes!("../../../media/testdata/ffmpeg_h264_aac_bframes.flv"));
+        let (events, dropped) = convert(include_bytes!(
+            "../../../media/testdata/ffmpeg_h264_aac_bframes.flv"
+        ));
         assert_eq!(dropped, 0);
-        let StreamEvent::Tracks(tracks) = &events[0] else { panic!("first event {:?}", events[0]) };
+        let StreamEvent::Tracks(tracks) = &events[0] else {
+            panic!("first event {:?}", events[0])
+        };
         let kinds: Vec<TrackKind> = tracks.iter().map(|t: &TrackParams| t.kind).collect();
         assert_eq!(kinds, [TrackKind::Video, TrackKind::Audio]);
-        assert_eq!(events.iter().filter(|e| matches!(e, StreamEvent::Tracks(_))).count(), 1);
-        let StreamEvent::Frame(first) = &events[1] else { panic!() };
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, StreamEvent::Tracks(_)))
+                .count(),
+            1
+        );
+        let StreamEvent::Frame(first) = &events[1] else {
+            panic!()
+        };
         assert!(first.keyframe && first.track == TrackKind::Video);
-        let frames = events.iter().filter(|e| matches!(e, StreamEvent::Frame(_))).count();
+        let frames = events
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Frame(_)))
+            .count();
         assert!(frames > 200, "{frames} frames");
     }
 
@@ -172,7 +193,10 @@ mod tests {
             let out = conv.video(tag.body, tag.timestamp_ms as u32).unwrap();
             dropped += out.dropped;
             if let Some(StreamEvent::Frame(f)) = out.events.last() {
-                assert!(f.keyframe, "first frame through (tag {i}) must be a keyframe");
+                assert!(
+                    f.keyframe,
+                    "first frame through (tag {i}) must be a keyframe"
+                );
                 assert_eq!(dropped, 59, "the rest of the first GOP is dropped");
                 return;
             }

@@ -1,0 +1,181 @@
+//! A JSON body extractor whose errors name the field at fault.
+//!
+//! axum's `Json` flattens its errors into text; this one keeps the JSON path
+//! (`serde_path_to_error`) so the problem document can carry it in `field`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::error::Category;
+
+use super::problem::ApiError;
+
+/// Like `axum::Json`, but rejects with [`ApiError`]: 415 without a JSON content type, 400
+/// for malformed JSON, 422 for JSON of the wrong shape (wrong type, missing or unknown
+/// field), each naming the field.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let body = Bytes::from_request(req, state).await.map_err(|rejection| {
+            match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+                _ => ApiError::Body(rejection),
+            }
+        })?;
+        parse(&body).map(ApiJson)
+    }
+}
+
+/// `application/json` or any `application/*+json` (RFC 6839 §3.1), parameters ignored.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        // A key that did not parse shows as a trailing `?`; name its object instead.
+        let path = error.path().to_string();
+        let path = path.trim_end_matches('?').trim_end_matches('.');
+        body_error(if path.is_empty() { "." } else { path }, error.into_inner())
+    })?;
+    // Trailing characters after the value make the document invalid JSON.
+    deserializer.end().map_err(|error| body_error(".", error))?;
+    Ok(value)
+}
+
+/// `path` is where deserializing stopped, `.` for the top level.
+fn body_error(path: &str, error: serde_json::Error) -> ApiError {
+    let message = error.to_string();
+    // serde words a missing field as "missing field `title`" and reports it at the
+    // enclosing object's path, so the name comes from the message.
+    let missing = backticked_name_after(&message, "missing field `");
+    let field = match (path, missing) {
+        (".", missing) => missing,
+        (path, Some(name)) => Some(format!("{path}.{name}")),
+        (path, None) => Some(path.to_string()),
+    };
+    let detail = match &field {
+        Some(field) if !message.contains(&format!("`{field}`")) => format!("{field}: {message}"),
+        _ => message,
+    };
+    let status = match error.classify() {
+        Category::Data => StatusCode::UNPROCESSABLE_ENTITY,
+        Category::Syntax | Category::Eof | Category::Io => StatusCode::BAD_REQUEST,
+    };
+    ApiError::Invalid {
+        status,
+        field,
+        detail,
+    }
+}
+
+/// `name` in "…{opening}name`…".
+fn backticked_name_after(message: &str, opening: &str) -> Option<String> {
+    let rest = message.split_once(opening)?.1;
+    Some(rest.split_once('`')?.0.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read through Debug only
+    struct Body {
+        title: String,
+        nested: Option<Nested>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Nested {
+        count: u32,
+    }
+
+    fn field_and_status(body: &str) -> (Option<String>, u16) {
+        match parse::<Body>(body.as_bytes()) {
+            Err(ApiError::Invalid { status, field, .. }) => (field, status.as_u16()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let field = |name: &str| Some(name.to_string());
+        // Well-formed JSON of the wrong shape: 422.
+        assert_eq!(field_and_status("{}"), (field("title"), 422));
+        assert_eq!(field_and_status(r#"{"title": 5}"#), (field("title"), 422));
+        assert_eq!(
+            field_and_status(r#"{"title": null}"#),
+            (field("title"), 422)
+        );
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "colour": 1}"#),
+            (field("colour"), 422)
+        );
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "nested": {"count": -1}}"#),
+            (field("nested.count"), 422)
+        );
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "nested": {}}"#),
+            (field("nested.count"), 422)
+        );
+        assert_eq!(field_and_status(r#""a title""#), (None, 422));
+        // Not JSON: 400, with the field when parsing stopped inside one.
+        assert_eq!(field_and_status(r#"{"title": }"#), (field("title"), 400));
+        assert_eq!(field_and_status(r#"{"title": "a"} x"#), (None, 400));
+        assert_eq!(field_and_status(""), (None, 400));
+        assert_eq!(field_and_status(r#"{"title": "a",}"#), (None, 400));
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "nested": {"count": 1,}}"#),
+            (field("nested"), 400)
+        );
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/jsonx"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+}

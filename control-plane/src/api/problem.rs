@@ -1,0 +1,108 @@
+//! Every API error as `application/problem+json` (RFC 9457), built in one place.
+
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Why a request failed, in terms a client can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ApiError {
+    /// The request is malformed (400) or well-formed with unacceptable content (422);
+    /// `field` names the body member or query parameter at fault, when there is one.
+    #[error("{detail}")]
+    Invalid {
+        status: StatusCode,
+        field: Option<String>,
+        detail: String,
+    },
+    #[error("send the body as Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than control.max_body_bytes allows")]
+    BodyTooLarge,
+    /// The body could not be read for another reason (the connection failed).
+    #[error("{}", .0.body_text())]
+    Body(BytesRejection),
+    #[error("no event with id {0:?}")]
+    EventNotFound(String),
+    #[error("no such resource; the API lives under /v1")]
+    RouteNotFound,
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("the database does not answer")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[from] StoreError),
+}
+
+/// The RFC 9457 §3.1 members plus `field`, an extension member (§3.2) naming the
+/// request field at fault as a path (`title`, `ingest.rtmp[0]`).
+///
+/// `type` is `about:blank` throughout, so `title` is the status phrase (§4.2.1) and the
+/// status code plus `field` carry the meaning; specific problem types come when a client
+/// needs to tell apart two problems with the same status.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid { status, .. } => *status,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(rejection) => rejection.status(),
+            ApiError::EventNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            // Server-side failures are logged here, once; the client gets no internals.
+            ApiError::Internal(error) => tracing::error!(%error, "control API request failed"),
+            ApiError::Unavailable(error) => tracing::warn!(%error, "database not ready"),
+            _ => {}
+        }
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            field: self.field(),
+        };
+        let body = match serde_json::to_vec(&problem) {
+            Ok(body) => body,
+            // Serializing strings and integers cannot fail; answer plainly if it ever does.
+            Err(_) => return status.into_response(),
+        };
+        let mut response = (status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        response
+    }
+}

@@ -1,0 +1,188 @@
+//! `[control]` in floodlight.toml, and the public URLs the API hands out.
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+/// `[control]` in floodlight.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Address the binary binds the control API's HTTP listener to.
+    pub listen: SocketAddr,
+    /// sqlx connection URL. Unset: `sqlite://{data_dir}/floodlight.db?mode=rwc`, the
+    /// embedded default that needs no other server.
+    pub database_url: Option<String>,
+    /// Largest request body the API reads; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Items per page of `GET /v1/events` when the request gives no `limit`.
+    pub default_page_size: u32,
+    /// Largest `limit` a list request may ask for.
+    pub max_page_size: u32,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8090)),
+            database_url: None,
+            max_body_bytes: 64 * 1024,
+            default_page_size: 50,
+            max_page_size: 200,
+        }
+    }
+}
+
+/// A `[control]` value that cannot work, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("control.{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl ControlConfig {
+    /// Checks the values against each other; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                reason: format!("{} is too small; at least 1024", self.max_body_bytes),
+            });
+        }
+        if self.max_page_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_page_size",
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        if self.default_page_size == 0 || self.default_page_size > self.max_page_size {
+            return Err(ConfigError::Invalid {
+                key: "default_page_size",
+                reason: format!(
+                    "{} is outside 1..={} (max_page_size)",
+                    self.default_page_size, self.max_page_size
+                ),
+            });
+        }
+        if self.database_url.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::Invalid {
+                key: "database_url",
+                reason: "is empty; leave it unset for the SQLite file in the data dir".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The SQLite file in the data dir when no `database_url` is set.
+pub(crate) const DEFAULT_DATABASE_FILE: &str = "floodlight.db";
+
+/// Where publishers and viewers reach this deployment, as the API answers put it. The
+/// binary builds it from the ingest and origin listeners and the public host name, since
+/// only it knows all services (ARCHITECTURE.md, "The public contract").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrls {
+    /// RTMP application URL without the stream key, e.g. `rtmp://localhost:1935/live`:
+    /// OBS's "Server" field.
+    pub rtmp_base: String,
+    /// Origin live path, e.g. `http://localhost:8080/live`; an event's master playlist is
+    /// `{hls_base}/{event_id}/master.m3u8`.
+    pub hls_base: String,
+}
+
+impl Default for PublicUrls {
+    fn default() -> Self {
+        PublicUrls::new("localhost", 1935, 8080)
+    }
+}
+
+impl PublicUrls {
+    /// The default paths (`/live` for RTMP and playback) on `host`. An IPv6 literal is
+    /// put in brackets (RFC 3986 §3.2.2).
+    pub fn new(host: &str, rtmp_port: u16, http_port: u16) -> PublicUrls {
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        PublicUrls {
+            rtmp_base: format!("rtmp://{host}:{rtmp_port}/live"),
+            hls_base: format!("http://{host}:{http_port}/live"),
+        }
+    }
+
+    pub(crate) fn rtmp_url(&self) -> &str {
+        self.rtmp_base.trim_end_matches('/')
+    }
+
+    /// The ffmpeg form: `rtmp://HOST:1935/live/{stream_key}`.
+    pub(crate) fn rtmp_publish_url(&self, stream_key: &str) -> String {
+        format!("{}/{stream_key}", self.rtmp_url())
+    }
+
+    pub(crate) fn hls_master_playlist(&self, event_id: &str) -> String {
+        format!(
+            "{}/{event_id}/master.m3u8",
+            self.hls_base.trim_end_matches('/')
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_public_contract() {
+        // ARCHITECTURE.md, "The public contract": RTMP on 1935 under /live, playback on
+        // 8080 under /live/{event_id}/master.m3u8.
+        let urls = PublicUrls::default();
+        assert_eq!(urls.rtmp_url(), "rtmp://localhost:1935/live");
+        assert_eq!(
+            urls.rtmp_publish_url("fl_live_abc"),
+            "rtmp://localhost:1935/live/fl_live_abc"
+        );
+        assert_eq!(
+            urls.hls_master_playlist("ev1"),
+            "http://localhost:8080/live/ev1/master.m3u8"
+        );
+        ControlConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn ipv6_hosts_are_bracketed_and_trailing_slashes_ignored() {
+        let urls = PublicUrls::new("::1", 1935, 8080);
+        assert_eq!(urls.rtmp_base, "rtmp://[::1]:1935/live");
+        let urls = PublicUrls {
+            rtmp_base: "rtmp://example.net/live/".to_string(),
+            hls_base: "https://cdn.example.net/live/".to_string(),
+        };
+        assert_eq!(urls.rtmp_publish_url("k"), "rtmp://example.net/live/k");
+        assert_eq!(
+            urls.hls_master_playlist("e"),
+            "https://cdn.example.net/live/e/master.m3u8"
+        );
+    }
+
+    #[test]
+    fn toml_overrides_and_validation_name_the_key() {
+        // The binary reads this section from TOML; serde_json drives the same derive.
+        let config: ControlConfig =
+            serde_json::from_str(r#"{"default_page_size": 500, "max_page_size": 100}"#).unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("control.default_page_size:"), "{err}");
+
+        let err = ControlConfig {
+            max_body_bytes: 10,
+            ..ControlConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("control.max_body_bytes:"), "{err}");
+
+        let unknown = serde_json::from_str::<ControlConfig>(r#"{"max_page_sise": 1}"#);
+        assert!(unknown.unwrap_err().to_string().contains("max_page_sise"));
+    }
+}

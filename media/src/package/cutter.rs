@@ -1,0 +1,566 @@
+//! The part/segment cutter of one track: samples in decode order in, LL-HLS parts out.
+//! Pure integer arithmetic on the track's own timescale; no CMAF, no wall clock.
+//!
+//! A sample's duration is the next sample's decode time minus its own, so the cutter always
+//! holds one *pending* sample whose duration is unknown until the next one arrives. When
+//! sample G arrives after pending sample F:
+//! 1. F's duration is now known. If the open part plus F would exceed the part target, the
+//!    part is closed without F and F starts the next part.
+//! 2. Otherwise F joins the part; if the part plus G's estimated duration (taken to be F's)
+//!    would exceed the target, or G starts a segment, the part is closed now — the lowest
+//!    latency at which it can be known to be complete.
+//!
+//! So every part is ≤ the target (RFC 8216bis §4.4.4.9: "The duration of a Partial Segment
+//! MUST be less than or equal to the Part Target Duration"), with one unavoidable exception:
+//! a single sample longer than the target (a frame rate under 1/PART-TARGET, or a timestamp
+//! gap) becomes a part of its own.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+/// One access unit, as the cutter sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CutterSample {
+    /// Decode time in the track timescale.
+    pub(crate) decode_time: i64,
+    /// Presentation time on the 90 kHz stream timeline: a video segment boundary is
+    /// announced at its keyframe's presentation time, and audio compares against it.
+    pub(crate) presentation_90k: i64,
+    /// `pts - dts` in the track timescale.
+    pub(crate) composition_offset: i32,
+    /// A sync sample (IDR; every AAC frame).
+    pub(crate) sync: bool,
+    pub(crate) data: Bytes,
+    /// Wall clock at ingest, ms since the Unix epoch.
+    pub(crate) arrival_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TimedSample {
+    pub(crate) sample: CutterSample,
+    /// Track timescale.
+    pub(crate) duration: u32,
+}
+
+/// A closed part: never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CutPart {
+    pub(crate) samples: Vec<TimedSample>,
+    /// Decode time of the first sample (the part's `tfdt`).
+    pub(crate) base_decode_time: i64,
+    /// Sum of the sample durations, track timescale.
+    pub(crate) duration: i64,
+    /// The first sample is a sync sample (EXT-X-PART INDEPENDENT=YES, §4.4.4.9).
+    pub(crate) independent: bool,
+    /// First part of a segment.
+    pub(crate) starts_segment: bool,
+    /// Last part of a segment.
+    pub(crate) ends_segment: bool,
+}
+
+/// How a segment may begin early: encoders place keyframes on their own clock, so a 2 s
+/// GOP at 29.97 fps is 2.002 s and, with FLV's millisecond timestamps, sometimes 1.998 s.
+/// A strict "≥ segment target" would skip such a keyframe and double the segment, so a
+/// keyframe up to `early_tolerance` before the target still starts the next segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentTarget {
+    pub(crate) target: i64,
+    /// Half a part target: well above encoder jitter, well below a frame interval of GOP
+    /// lengths a publisher would choose on purpose.
+    pub(crate) early_tolerance: i64,
+}
+
+/// Where a track starts its segments (RFC 8216bis §6.2.3: segments of all renditions
+/// should align so players can switch; our MSNs must match across renditions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentPolicy {
+    /// Video, or audio of a stream without video: on the first sync sample at least the
+    /// segment target (minus the tolerance) after the segment's start.
+    SyncSamples(SegmentTarget),
+    /// Audio beside video: on the first audio frame presented at or after the video
+    /// keyframe that started a segment ([`PartCutter::follow_boundary`]).
+    FollowBoundaries,
+}
+
+#[derive(Debug)]
+pub(crate) struct PartCutter {
+    part_target: i64,
+    policy: SegmentPolicy,
+    /// The open part: samples whose durations are known.
+    part: Vec<TimedSample>,
+    part_duration: i64,
+    part_starts_segment: bool,
+    /// The last sample; its duration is known when the next one arrives. The flag says
+    /// whether it starts a segment.
+    pending: Option<(CutterSample, bool)>,
+    /// Decode time of the current segment's first sample; `None` until the first sample
+    /// of a session.
+    segment_start: Option<i64>,
+    /// `FollowBoundaries`: presentation times (90 kHz) where video segments began and
+    /// this track has not begun the matching segment yet.
+    boundaries: VecDeque<i64>,
+    last_duration: Option<u32>,
+    /// Duration of a pending sample at a flush when no duration was ever measured.
+    fallback_duration: u32,
+    closed: VecDeque<CutPart>,
+}
+
+impl PartCutter {
+    /// `part_target` and `fallback_duration` are in the track timescale.
+    pub(crate) fn new(part_target: i64, policy: SegmentPolicy, fallback_duration: u32) -> Self {
+        PartCutter {
+            part_target,
+            policy,
+            part: Vec::new(),
+            part_duration: 0,
+            part_starts_segment: false,
+            pending: None,
+            segment_start: None,
+            boundaries: VecDeque::new(),
+            last_duration: None,
+            fallback_duration,
+            closed: VecDeque::new(),
+        }
+    }
+
+    /// Takes effect at the next segment; callers change it between sessions.
+    pub(crate) fn set_policy(&mut self, policy: SegmentPolicy) {
+        self.policy = policy;
+    }
+
+    /// Adds the next sample; its decode time must be greater than the previous one's (the
+    /// packager drops any that is not). Returns the sample's presentation time when it
+    /// starts a segment that follows another in this session: a boundary for audio to
+    /// follow.
+    pub(crate) fn push(&mut self, sample: CutterSample) -> Option<i64> {
+        let starts_segment = self.starts_segment(&sample);
+        let boundary =
+            (starts_segment && self.segment_start.is_some()).then_some(sample.presentation_90k);
+        if let Some((previous, previous_starts)) = self.pending.take() {
+            let duration = sample.decode_time.saturating_sub(previous.decode_time);
+            let duration = u32::try_from(duration).unwrap_or(u32::MAX);
+            self.last_duration = Some(duration);
+            self.add_to_part(previous, previous_starts, duration);
+            if starts_segment {
+                self.close_part(true);
+            } else if self.part_duration + i64::from(duration) > self.part_target {
+                // Rule 2: the next sample (estimated as long as this one) would not fit.
+                self.close_part(false);
+            }
+        }
+        if starts_segment {
+            self.segment_start = Some(sample.decode_time);
+        }
+        self.pending = Some((sample, starts_segment));
+        boundary
+    }
+
+    /// `FollowBoundaries`: video began a segment at `presentation_90k`. This track begins
+    /// its matching segment at its first frame presented at or after it. Frames of the open
+    /// part move to the new segment; frames in closed parts cannot, so if the first frame
+    /// at or after the boundary is already closed, the segment begins one frame into the
+    /// open part instead (the closest point still possible; the MSNs stay aligned).
+    pub(crate) fn follow_boundary(&mut self, presentation_90k: i64) {
+        self.boundaries.push_back(presentation_90k);
+        self.apply_boundary();
+    }
+
+    fn apply_boundary(&mut self) {
+        let (Some(&boundary), Some(_)) = (self.boundaries.front(), self.segment_start) else {
+            return;
+        };
+        let presentations: Vec<i64> = self
+            .part
+            .iter()
+            .map(|s| s.sample.presentation_90k)
+            .chain(self.pending.iter().map(|(s, _)| s.presentation_90k))
+            .collect();
+        // At least one not-yet-closed sample must stay before the cut to end the segment.
+        let Some(cut) = (1..presentations.len()).find(|&i| presentations[i] >= boundary) else {
+            return; // the next frame at or after the boundary will start the segment
+        };
+        self.boundaries.pop_front();
+        if cut < self.part.len() {
+            let rest = self.part.split_off(cut);
+            self.part_duration = self.part.iter().map(|s| i64::from(s.duration)).sum();
+            self.close_part(true);
+            self.segment_start = rest.first().map(|s| s.sample.decode_time);
+            self.part_duration = rest.iter().map(|s| i64::from(s.duration)).sum();
+            self.part = rest;
+            self.part_starts_segment = true;
+        } else {
+            self.close_part(true);
+            if let Some((pending, starts)) = self.pending.as_mut() {
+                *starts = true;
+                self.segment_start = Some(pending.decode_time);
+            }
+        }
+    }
+
+    fn starts_segment(&mut self, sample: &CutterSample) -> bool {
+        let Some(segment_start) = self.segment_start else {
+            // The first sample of a session; boundaries before it cannot be matched.
+            self.boundaries
+                .retain(|&boundary| boundary > sample.presentation_90k);
+            return true;
+        };
+        match self.policy {
+            SegmentPolicy::SyncSamples(target) => {
+                sample.sync
+                    && sample.decode_time - segment_start >= target.target - target.early_tolerance
+            }
+            SegmentPolicy::FollowBoundaries => {
+                let due = self
+                    .boundaries
+                    .front()
+                    .is_some_and(|&boundary| sample.presentation_90k >= boundary);
+                // A frame past several boundaries (a long audio gap) begins one segment.
+                self.boundaries
+                    .retain(|&boundary| boundary > sample.presentation_90k);
+                due
+            }
+        }
+    }
+
+    /// Rule 1: a sample that would overshoot the open part starts the next one.
+    fn add_to_part(&mut self, sample: CutterSample, starts_segment: bool, duration: u32) {
+        if !self.part.is_empty()
+            && (starts_segment || self.part_duration + i64::from(duration) > self.part_target)
+        {
+            self.close_part(starts_segment);
+        }
+        if self.part.is_empty() {
+            self.part_starts_segment = starts_segment;
+        }
+        self.part.push(TimedSample { sample, duration });
+        self.part_duration += i64::from(duration);
+    }
+
+    fn close_part(&mut self, ends_segment: bool) {
+        let samples = std::mem::take(&mut self.part);
+        let duration = std::mem::take(&mut self.part_duration);
+        let Some(first) = samples.first() else {
+            return;
+        };
+        self.closed.push_back(CutPart {
+            base_decode_time: first.sample.decode_time,
+            independent: first.sample.sync,
+            duration,
+            starts_segment: self.part_starts_segment,
+            ends_segment,
+            samples,
+        });
+        self.part_starts_segment = false;
+    }
+
+    /// Ends the session: the pending sample gets the last measured duration (the frame
+    /// interval so far; for audio the exact frame length), the open part and the segment
+    /// close, and the next sample starts a new segment.
+    pub(crate) fn flush(&mut self) {
+        if let Some((sample, starts)) = self.pending.take() {
+            let duration = self.last_duration.unwrap_or(self.fallback_duration);
+            self.add_to_part(sample, starts, duration);
+        }
+        self.close_part(true);
+        self.segment_start = None;
+        self.boundaries.clear();
+        self.last_duration = None;
+    }
+
+    /// The next closed part, oldest first.
+    pub(crate) fn pop_part(&mut self) -> Option<CutPart> {
+        self.closed.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 200 ms and 2 s at 90 kHz.
+    const PART_TARGET: i64 = 18_000;
+    const VIDEO_POLICY: SegmentPolicy = SegmentPolicy::SyncSamples(SegmentTarget {
+        target: 180_000,
+        early_tolerance: PART_TARGET / 2,
+    });
+
+    fn sample(decode_time: i64, presentation_90k: i64, sync: bool) -> CutterSample {
+        CutterSample {
+            decode_time,
+            presentation_90k,
+            composition_offset: i32::try_from(presentation_90k - decode_time).unwrap(),
+            sync,
+            data: Bytes::new(),
+            arrival_ms: decode_time / 90,
+        }
+    }
+
+    fn drain(cutter: &mut PartCutter) -> Vec<CutPart> {
+        std::iter::from_fn(|| cutter.pop_part()).collect()
+    }
+
+    /// Decode-time steps cycling through `steps`, a keyframe every `gop` frames.
+    fn video(frames: usize, steps: &[i64], gop: usize, reorder: bool) -> Vec<CutterSample> {
+        let mut dts = 0;
+        let mut out = Vec::new();
+        for i in 0..frames {
+            let step = steps[i % steps.len()];
+            // IPBB-like reordering: presentation two frames after decode, B-frames swapped.
+            let pts = if reorder {
+                dts + 2 * step + if i % 3 == 1 { step } else { 0 }
+                    - if i % 3 == 2 { step } else { 0 }
+            } else {
+                dts
+            };
+            out.push(sample(dts, pts, i % gop == 0));
+            dts += step;
+        }
+        out
+    }
+
+    /// Invariants every cut must keep, whatever the input.
+    fn check_parts(parts: &[CutPart], part_target: i64) {
+        assert!(parts[0].starts_segment);
+        for (i, part) in parts.iter().enumerate() {
+            // RFC 8216bis §4.4.4.9: every part ≤ PART-TARGET.
+            assert!(
+                part.duration <= part_target,
+                "part {i} lasts {}",
+                part.duration
+            );
+            assert_eq!(
+                part.duration,
+                part.samples
+                    .iter()
+                    .map(|s| i64::from(s.duration))
+                    .sum::<i64>()
+            );
+            // §4.4.4.9 INDEPENDENT=YES exactly when the part starts with a sync sample.
+            assert_eq!(part.independent, part.samples[0].sample.sync);
+            if let Some(next) = parts.get(i + 1) {
+                // Contiguous: no gap, no overlap on the decode timeline.
+                assert_eq!(next.base_decode_time, part.base_decode_time + part.duration);
+                assert_eq!(part.ends_segment, next.starts_segment, "part {i}");
+            }
+        }
+    }
+
+    fn cut(samples: &[CutterSample], policy: SegmentPolicy) -> Vec<CutPart> {
+        cut_to(samples, PART_TARGET, policy)
+    }
+
+    fn cut_to(samples: &[CutterSample], part_target: i64, policy: SegmentPolicy) -> Vec<CutPart> {
+        let mut cutter = PartCutter::new(part_target, policy, 3000);
+        let mut parts = Vec::new();
+        for s in samples {
+            cutter.push(s.clone());
+            parts.extend(drain(&mut cutter));
+        }
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        parts
+    }
+
+    fn segment_starts(parts: &[CutPart]) -> Vec<i64> {
+        parts
+            .iter()
+            .filter(|p| p.starts_segment)
+            .map(|p| p.base_decode_time)
+            .collect()
+    }
+
+    #[test]
+    fn frame_rates_cut_parts_within_target_and_segments_on_keyframes() {
+        // (steps in 90 kHz ticks, frames per 2 s GOP): 29.97, 25, 50, 59.94 fps, and
+        // FLV's millisecond timestamps at 29.97 (33/33/34 ms).
+        let cases: [(&[i64], usize); 5] = [
+            (&[3003], 60),
+            (&[3600], 50),
+            (&[1800], 100),
+            (&[1501, 1502], 120),
+            (&[2970, 2970, 3060], 60),
+        ];
+        for (steps, gop) in cases {
+            for reorder in [false, true] {
+                let samples = video(gop * 5 + 7, steps, gop, reorder);
+                let parts = cut(&samples, VIDEO_POLICY);
+                check_parts(&parts, PART_TARGET);
+                // Segments begin exactly at the keyframes (every GOP is ≈ 2 s).
+                let keyframes: Vec<i64> = samples
+                    .iter()
+                    .filter(|s| s.sync)
+                    .map(|s| s.decode_time)
+                    .collect();
+                assert_eq!(segment_starts(&parts), keyframes, "steps {steps:?}");
+                for part in &parts {
+                    // Full parts: closing early would waste latency budget.
+                    let step = steps.iter().max().unwrap();
+                    assert!(part.ends_segment || part.duration + step > PART_TARGET);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn millisecond_rounded_gop_just_under_target_still_cuts() {
+        // 60 frames at 33.3 ms rounded down: a 1.998 s GOP (SegmentTarget tolerance).
+        let samples = video(240, &[2997], 60, false);
+        let parts = cut(&samples, VIDEO_POLICY);
+        assert_eq!(segment_starts(&parts), [0, 179_820, 359_640, 539_460]);
+    }
+
+    #[test]
+    fn part_closes_as_soon_as_next_frame_would_overshoot() {
+        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000);
+        // 25 fps: 5 frames = 18000 fill the part exactly. At the 6th frame's arrival the
+        // 5th frame's duration is known and a 6th would not fit: the part closes then.
+        for (i, s) in video(6, &[3600], 50, false).into_iter().enumerate() {
+            cutter.push(s);
+            let parts = drain(&mut cutter);
+            if i < 5 {
+                assert!(parts.is_empty(), "frame {i}");
+            } else {
+                assert_eq!(parts.len(), 1);
+                assert_eq!(parts[0].duration, 18_000);
+                assert_eq!(parts[0].samples.len(), 5);
+            }
+        }
+    }
+
+    #[test]
+    fn frame_longer_than_target_gets_a_part_alone() {
+        // A 300 ms timestamp gap: unavoidable, that one frame is a part of its own.
+        let mut samples = video(10, &[3600], 50, false);
+        for s in &mut samples[4..] {
+            s.decode_time += 27_000;
+            s.presentation_90k += 27_000;
+        }
+        let parts = cut(&samples, VIDEO_POLICY);
+        let long: Vec<_> = parts.iter().filter(|p| p.duration > PART_TARGET).collect();
+        assert_eq!(long.len(), 1);
+        assert_eq!(long[0].samples.len(), 1);
+        assert_eq!(long[0].duration, 3600 + 27_000);
+        for pair in parts.windows(2) {
+            assert_eq!(
+                pair[1].base_decode_time,
+                pair[0].base_decode_time + pair[0].duration
+            );
+        }
+    }
+
+    #[test]
+    fn late_keyframe_extends_segment() {
+        // GOP of 3 s: segments follow the keyframes, not the target.
+        let samples = video(300, &[3000], 90, false);
+        let parts = cut(&samples, VIDEO_POLICY);
+        check_parts(&parts, PART_TARGET);
+        assert_eq!(segment_starts(&parts), [0, 270_000, 540_000, 810_000]);
+    }
+
+    /// AAC at 48 kHz: 1024 samples a frame; part target 200 ms = 9600 ticks.
+    fn audio(frames: usize, start_90k: i64) -> Vec<CutterSample> {
+        (0..frames as i64)
+            .map(|i| {
+                let decode_time = i * 1024 + start_90k * 48_000 / 90_000;
+                sample(decode_time, start_90k + i * 1024 * 90_000 / 48_000, true)
+            })
+            .map(|mut s| {
+                s.composition_offset = 0;
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audio_follows_video_boundaries() {
+        let target = 9600;
+        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024);
+        let frames = audio(300, 0);
+        let mut parts = Vec::new();
+        // Boundary at 2 s announced when audio has reached 2.06 s: the open part's frames
+        // at ≥ 2 s move into the new segment.
+        for s in frames {
+            let t = s.presentation_90k;
+            cutter.push(s);
+            if t == 96 * 1920 {
+                cutter.follow_boundary(180_000);
+            }
+            // Boundary at 4 s announced before audio gets there.
+            if t == 160 * 1920 {
+                cutter.follow_boundary(360_000);
+            }
+            parts.extend(drain(&mut cutter));
+        }
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        check_parts(&parts, target);
+        let starts: Vec<i64> = parts
+            .iter()
+            .filter(|p| p.starts_segment)
+            .map(|p| p.samples[0].sample.presentation_90k)
+            .collect();
+        // First frames at or after 2 s (frame 94 at 2.005 s) and 4 s (frame 188).
+        assert_eq!(starts, [0, 94 * 1920, 188 * 1920]);
+    }
+
+    #[test]
+    fn audio_boundary_behind_closed_part_cuts_at_earliest_open_frame() {
+        let target = 9600;
+        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024);
+        let mut parts = Vec::new();
+        for s in audio(40, 0) {
+            cutter.push(s);
+            parts.extend(drain(&mut cutter));
+        }
+        // The first part (frames 0..9) closed at frame 10; frames 9.. are open/pending.
+        let closed_frames: usize = parts.iter().map(|p| p.samples.len()).sum();
+        cutter.follow_boundary(1920); // frame 1 is ≥ it but already closed
+        parts.extend(drain(&mut cutter));
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        check_parts(&parts, target);
+        let second = parts.iter().filter(|p| p.starts_segment).nth(1).unwrap();
+        // One open frame stays behind to end the old segment.
+        assert_eq!(
+            second.samples[0].sample.presentation_90k,
+            (closed_frames as i64 + 1) * 1920
+        );
+    }
+
+    #[test]
+    fn audio_alone_cuts_its_own_segments() {
+        let target = 9600;
+        let policy = SegmentPolicy::SyncSamples(SegmentTarget {
+            target: 96_000,
+            early_tolerance: target / 2,
+        });
+        let frames = audio(400, 0);
+        let parts = cut_to(&frames, target, policy);
+        check_parts(&parts, target);
+        let starts = segment_starts(&parts);
+        // The first frame at ≥ 96000 − 4800 ticks: frame 90 (92160).
+        assert_eq!(starts[1], 90 * 1024);
+        assert!(starts.windows(2).all(|w| w[1] - w[0] == 90 * 1024));
+    }
+
+    #[test]
+    fn flush_closes_segment_and_next_sample_starts_one() {
+        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000);
+        for s in video(12, &[3600], 50, false) {
+            cutter.push(s);
+        }
+        cutter.flush();
+        let parts = drain(&mut cutter);
+        let last = parts.last().unwrap();
+        assert!(last.ends_segment);
+        // The pending frame took the measured frame interval.
+        assert_eq!(last.samples.last().unwrap().duration, 3600);
+        assert_eq!(last.base_decode_time + last.duration, 12 * 3600);
+        cutter.push(sample(100_000, 100_000, true));
+        cutter.push(sample(103_600, 103_600, false));
+        cutter.flush();
+        let parts = drain(&mut cutter);
+        assert!(parts[0].starts_segment && parts[0].ends_segment);
+    }
+}

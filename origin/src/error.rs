@@ -1,0 +1,100 @@
+//! Every HTTP error the origin answers, as `application/problem+json` (RFC 9457).
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::window::PushError;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// An extractor refused the request (bad path, query or body, body too large).
+    #[error("{detail}")]
+    Rejected { status: StatusCode, detail: String },
+}
+
+impl ApiError {
+    pub(crate) fn unknown_event(event_id: &str) -> Self {
+        ApiError::NotFound(format!("no stream for event {event_id:?} on this origin"))
+    }
+
+    pub(crate) fn unknown_rendition(event_id: &str, rendition: &str) -> Self {
+        ApiError::NotFound(format!("event {event_id:?} has no rendition {rendition:?}"))
+    }
+
+    /// A refused push, with the stream and rendition it was for.
+    pub(crate) fn push(event_id: &str, rendition: &str, error: PushError) -> Self {
+        let detail = format!("{event_id}/{rendition}: {error}");
+        match error {
+            PushError::InvalidDescriptor(_) | PushError::InvalidDuration { .. } => {
+                ApiError::BadRequest(detail)
+            }
+            _ => ApiError::Conflict(detail),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Rejected { status, .. } => *status,
+        }
+    }
+}
+
+/// RFC 9457 §3.1 members; `type` stays the default `about:blank`, so `title` is the
+/// status phrase and `detail` says what to do about it.
+#[derive(Serialize)]
+struct Problem<'a> {
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let problem = Problem {
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut response = (status, Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        // Errors describe a moment of the live edge; a cache must not replay them.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+macro_rules! from_rejection {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                ApiError::Rejected { status: rejection.status(), detail: rejection.body_text() }
+            }
+        }
+    )*};
+}
+
+from_rejection!(BytesRejection, JsonRejection, PathRejection, QueryRejection);

@@ -1,0 +1,33 @@
+//! The origin's Prometheus metrics: names in one place, described once.
+
+pub(crate) const PARTS_RECEIVED: &str = "floodlight_origin_parts_received_total";
+pub(crate) const PART_BYTES_RECEIVED: &str = "floodlight_origin_part_bytes_received_total";
+pub(crate) const PART_READY_LATENCY: &str = "floodlight_origin_part_ready_latency_seconds";
+pub(crate) const BLOCKING_WAIT: &str = "floodlight_origin_blocking_wait_seconds";
+pub(crate) const HTTP_RESPONSES: &str = "floodlight_origin_http_responses_total";
+pub(crate) const ACTIVE_STREAMS: &str = "floodlight_origin_active_streams";
+
+/// Registers help texts with whatever recorder the binary installed.
+pub(crate) fn describe() {
+    metrics::describe_counter!(PARTS_RECEIVED, "CMAF parts stored from the push API");
+    metrics::describe_counter!(
+        PART_BYTES_RECEIVED,
+        metrics::Unit::Bytes,
+        "Bytes of the parts stored"
+    );
+    metrics::describe_histogram!(
+        PART_READY_LATENCY,
+        metrics::Unit::Seconds,
+        "Ingest-to-playable latency: from the last frame of a part reaching ingest to the part being servable"
+    );
+    metrics::describe_histogram!(
+        BLOCKING_WAIT,
+        metrics::Unit::Seconds,
+        "Time a blocking playlist reload or preload-hinted part request was held (RFC 8216bis §6.2.5.2, §6.2.6)"
+    );
+    metrics::describe_counter!(HTTP_RESPONSES, "HTTP responses by status class");
+    metrics::describe_gauge!(
+        ACTIVE_STREAMS,
+        "Streams that are live (pushed and not ended)"
+    );
+}

@@ -1,0 +1,350 @@
+//! Playback: `/live/{event_id}/master.m3u8` and `/live/{event_id}/{rendition}/{file}`
+//! (media playlist, init segments, parts, segments), with LL-HLS blocking semantics.
+
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist, MediaPlaylist};
+use floodlight_media::push::RenditionKind;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::origin::{Origin, WaitFor};
+use crate::resource::RenditionFile;
+use crate::window::{Awaited, Lookup};
+
+const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+/// Parts, segments and versioned init segments never change under their URI.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A playlist fetched without `_HLS_msn` is the live edge, which moves every part: one
+/// second (the smallest max-age) lets a CDN absorb a startup burst without holding a
+/// player far behind; players then switch to blocking reloads.
+const LIVE_EDGE_PLAYLIST: &str = "public, max-age=1";
+/// The latest init (`init.mp4`) changes when the publisher's codec parameters do.
+const REVALIDATE: &str = "no-cache";
+/// A blocking reload's answer is correct for its URL for good: it contains the awaited
+/// part, and every viewer asking for that part gets the same bytes, which is how a CDN
+/// collapses a crowd's reloads into one origin request. It may be cached while every part
+/// it lists is still fetchable: parts listed up to three target durations behind the edge
+/// stay fetchable for three more (RFC 8216bis §6.2.2, ARCHITECTURE.md).
+const BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS: u32 = 3;
+
+/// The delivery directives of a media playlist request (RFC 8216bis §6.2.5).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct HlsDirectives {
+    #[serde(rename = "_HLS_msn")]
+    msn: Option<String>,
+    #[serde(rename = "_HLS_part")]
+    part: Option<String>,
+    #[serde(rename = "_HLS_skip")]
+    skip: Option<String>,
+}
+
+/// A parsed media playlist request: what to wait for and which form to answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PlaylistRequest {
+    awaited: Option<(u64, Option<u32>)>,
+    delta: DeltaUpdate,
+}
+
+impl HlsDirectives {
+    fn parse(&self) -> Result<PlaylistRequest, ApiError> {
+        let number = |name: &str, value: &str| {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{name}={value:?} is not a non-negative integer (RFC 8216bis §6.2.5)"
+                ))
+            })
+        };
+        let msn = self
+            .msn
+            .as_deref()
+            .map(|v| number("_HLS_msn", v))
+            .transpose()?;
+        let part = match self.part.as_deref() {
+            Some(value) => Some(u32::try_from(number("_HLS_part", value)?).map_err(|_| {
+                ApiError::BadRequest(format!("_HLS_part={value} is beyond any part index"))
+            })?),
+            None => None,
+        };
+        let awaited = match (msn, part) {
+            (Some(msn), part) => Some((msn, part)),
+            // RFC 8216bis §6.2.5.2: _HLS_part without _HLS_msn is a bad request.
+            (None, Some(_)) => {
+                return Err(ApiError::BadRequest(
+                    "_HLS_part requires _HLS_msn (RFC 8216bis §6.2.5.2)".to_string(),
+                ));
+            }
+            (None, None) => None,
+        };
+        // RFC 8216bis §6.2.5.1: YES skips old segments, v2 also skips date ranges.
+        let delta = match self.skip.as_deref() {
+            None => DeltaUpdate::Full,
+            Some("YES") => DeltaUpdate::Skip,
+            Some("v2") => DeltaUpdate::SkipV2,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "_HLS_skip={other:?} is not supported; use YES or v2 (RFC 8216bis §6.2.5.1)"
+                )));
+            }
+        };
+        Ok(PlaylistRequest { awaited, delta })
+    }
+}
+
+/// `GET /live/{event_id}/master.m3u8`. Before every rendition has a part (a player that
+/// opens the stream as it starts), the request waits for them, up to the blocking timeout,
+/// so BANDWIDTH is measured rather than guessed; then it lists the renditions that have
+/// parts, or answers 503 if none has.
+pub(crate) async fn master(
+    State(origin): State<Origin>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(event_id) = path?;
+    let stream = origin.stream(&event_id)?;
+    let timeout = block_timeout(&origin, stream.lock().core.target_duration());
+    let waited = origin
+        .wait_until(&stream, WaitFor::Stream, timeout, "master", |core| {
+            Ok((core.is_ended() || core.every_rendition_started()).then(|| core.master_playlist()))
+        })
+        .await;
+    let master: Option<MasterPlaylist> = match waited {
+        Ok(master) => master,
+        Err(ApiError::Unavailable(_)) => stream.lock().core.master_playlist(),
+        Err(error) => return Err(error),
+    };
+    let master = master.ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "event {event_id:?} has no media yet; retry in a moment"
+        ))
+    })?;
+    Ok(playlist_response(
+        master.render(),
+        HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
+    ))
+}
+
+/// `GET /live/{event_id}/{rendition}/{file}`.
+pub(crate) async fn rendition_file(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    query: Result<Query<HlsDirectives>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path((event_id, rendition, file)) = path?;
+    let stream = origin.stream(&event_id)?;
+    let Some(file) = RenditionFile::parse(&file) else {
+        return Err(ApiError::NotFound(format!(
+            "{file:?} is not a file of a rendition (index.m3u8, init{{version}}.mp4, {{msn}}.{{part}}.m4s, {{msn}}.m4s)"
+        )));
+    };
+    let (kind, target_duration) = {
+        let state = stream.lock();
+        let window = state
+            .core
+            .rendition(&rendition)
+            .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
+        (window.descriptor().kind, window.target_duration())
+    };
+    let unknown_rendition = || ApiError::unknown_rendition(&event_id, &rendition);
+    let timeout = block_timeout(&origin, target_duration);
+    match file {
+        RenditionFile::Playlist => {
+            let Query(directives) = query?;
+            let request = directives.parse()?;
+            let (playlist, cache): (MediaPlaylist, HeaderValue) = match request.awaited {
+                None => {
+                    let playlist = stream
+                        .lock()
+                        .core
+                        .media_playlist(&rendition)
+                        .ok_or_else(unknown_rendition)?;
+                    (playlist, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
+                }
+                Some((msn, part)) => {
+                    let playlist = origin
+                        .wait_until(&stream, WaitFor::Rendition(&rendition), timeout, "playlist", |core| {
+                            let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
+                            match window.awaited(msn, part) {
+                                Awaited::Ready => core.media_playlist(&rendition).map(Some).ok_or_else(unknown_rendition),
+                                Awaited::Wait => Ok(None),
+                                Awaited::TooFar => Err(ApiError::BadRequest(format!(
+                                    "_HLS_msn={msn}{} is too far ahead of the playlist (RFC 8216bis §6.2.5.2)",
+                                    part.map(|p| format!("&_HLS_part={p}")).unwrap_or_default()
+                                ))),
+                            }
+                        })
+                        .await?;
+                    let max_age =
+                        BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS * playlist.target_duration;
+                    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+                        .unwrap_or(HeaderValue::from_static(LIVE_EDGE_PLAYLIST));
+                    (playlist, cache)
+                }
+            };
+            Ok(playlist_response(playlist.render(request.delta), cache))
+        }
+        RenditionFile::Init(version) => {
+            let lookup = stream
+                .lock()
+                .core
+                .rendition(&rendition)
+                .ok_or_else(unknown_rendition)?
+                .init(version);
+            let what = match version {
+                Some(version) => format!("{event_id}/{rendition}: init version {version}"),
+                None => format!("{event_id}/{rendition}: init segment"),
+            };
+            let bytes = found(lookup, &what)?;
+            Ok(media_response(
+                bytes,
+                kind,
+                if version.is_some() {
+                    IMMUTABLE
+                } else {
+                    REVALIDATE
+                },
+            ))
+        }
+        RenditionFile::Part(position) => {
+            let what = format!(
+                "{event_id}/{rendition}: part {}.{}",
+                position.msn, position.part
+            );
+            // RFC 8216bis §6.2.6: a request for the preload-hinted part blocks until the
+            // part exists.
+            let bytes = origin
+                .wait_until(
+                    &stream,
+                    WaitFor::Rendition(&rendition),
+                    timeout,
+                    "part",
+                    |core| match core
+                        .rendition(&rendition)
+                        .ok_or_else(unknown_rendition)?
+                        .part(position)
+                    {
+                        Lookup::Wait => Ok(None),
+                        lookup => found(lookup, &what).map(Some),
+                    },
+                )
+                .await?;
+            Ok(media_response(bytes, kind, IMMUTABLE))
+        }
+        RenditionFile::Segment(msn) => {
+            let lookup = stream
+                .lock()
+                .core
+                .rendition(&rendition)
+                .ok_or_else(unknown_rendition)?
+                .segment_bytes(msn);
+            let bytes = found(
+                lookup,
+                &format!("{event_id}/{rendition}: segment {msn} (complete segments only)"),
+            )?;
+            Ok(media_response(bytes, kind, IMMUTABLE))
+        }
+    }
+}
+
+fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
+    Duration::from_secs_f64(
+        origin.config().block_timeout_target_durations * f64::from(target_duration),
+    )
+}
+
+fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {
+    match lookup {
+        Lookup::Found(bytes) => Ok(bytes),
+        Lookup::Gone => Err(ApiError::Gone(format!(
+            "{what} has aged out of the live window"
+        ))),
+        Lookup::NotFound | Lookup::Wait => {
+            Err(ApiError::NotFound(format!("{what} does not exist")))
+        }
+    }
+}
+
+fn playlist_response(text: String, cache: HeaderValue) -> Response {
+    let headers = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PLAYLIST_CONTENT_TYPE),
+        ),
+        (header::CACHE_CONTROL, cache),
+    ];
+    (headers, text).into_response()
+}
+
+fn media_response(bytes: Bytes, kind: RenditionKind, cache: &'static str) -> Response {
+    let content_type = match kind {
+        RenditionKind::Video => "video/mp4",
+        RenditionKind::Audio => "audio/mp4",
+    };
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+    ];
+    (headers, bytes).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directives(msn: Option<&str>, part: Option<&str>, skip: Option<&str>) -> HlsDirectives {
+        HlsDirectives {
+            msn: msn.map(str::to_string),
+            part: part.map(str::to_string),
+            skip: skip.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn delivery_directives_parse() {
+        let request = directives(Some("12"), Some("3"), Some("YES"))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            request,
+            PlaylistRequest {
+                awaited: Some((12, Some(3))),
+                delta: DeltaUpdate::Skip
+            }
+        );
+        let request = directives(Some("12"), None, Some("v2")).parse().unwrap();
+        assert_eq!(
+            request,
+            PlaylistRequest {
+                awaited: Some((12, None)),
+                delta: DeltaUpdate::SkipV2
+            }
+        );
+        assert_eq!(directives(None, None, None).parse().unwrap().awaited, None);
+    }
+
+    #[test]
+    fn malformed_directives_are_bad_requests() {
+        // RFC 8216bis §6.2.5.2: _HLS_part without _HLS_msn.
+        assert!(matches!(
+            directives(None, Some("1"), None).parse(),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            directives(Some("-1"), None, None).parse(),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            directives(Some("1"), Some("99999999999"), None).parse(),
+            Err(ApiError::BadRequest(_))
+        ));
+        // RFC 8216bis §6.2.5.1: only YES and v2 are defined.
+        assert!(matches!(
+            directives(None, None, Some("NO")).parse(),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

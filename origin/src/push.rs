@@ -1,0 +1,186 @@
+//! The push API handlers (`floodlight_media::push` is the contract): the transcoder
+//! declares renditions, then pushes init segments and parts in order, then the end.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
+use tracing::{debug, info};
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::origin::{Origin, now_ms};
+use crate::resource::is_valid_event_id;
+use crate::stream::{Declared, validate_descriptor};
+use crate::window::Pushed;
+
+/// `PUT {PUSH_PREFIX}/{event_id}/{rendition}`: JSON `RenditionDescriptor`. 201 when it
+/// adds the rendition (or starts a new session of an ended stream), 204 for an update.
+pub(crate) async fn rendition(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<RenditionDescriptor>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((event_id, rendition)) = path?;
+    let Json(descriptor) = body?;
+    if !is_valid_event_id(&event_id) {
+        return Err(ApiError::BadRequest(format!(
+            "event id {event_id:?} must be 1-128 letters, digits, '-' or '_'"
+        )));
+    }
+    if descriptor.name != rendition {
+        return Err(ApiError::BadRequest(format!(
+            "descriptor name {:?} does not match the rendition {rendition:?} in the path",
+            descriptor.name
+        )));
+    }
+    validate_descriptor(&descriptor).map_err(|e| ApiError::push(&event_id, &rendition, e))?;
+    let stream = origin.stream_or_create(&event_id);
+    let _span = stream.span.enter();
+    let mut state = stream.lock();
+    let part_target_ms = descriptor.part_target_ms;
+    let codecs = descriptor.codecs.clone();
+    let declared = state
+        .core
+        .declare(descriptor)
+        .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
+    state.track_rendition(&rendition);
+    state.notify(Some(&rendition));
+    stream.notify_stream();
+    match declared {
+        Declared::Added => info!(rendition, codecs, part_target_ms, "rendition declared"),
+        Declared::Updated => info!(rendition, codecs, "rendition descriptor updated"),
+        Declared::NewSession => {
+            ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
+            info!(
+                rendition,
+                codecs, part_target_ms, "ended stream went live again: new session"
+            );
+        }
+    }
+    Ok(if declared == Declared::Updated {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::CREATED
+    })
+}
+
+/// `PUT {PUSH_PREFIX}/{event_id}/{rendition}/init/{version}`: an init segment version.
+pub(crate) async fn init(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String, u32)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((event_id, rendition, version)) = path?;
+    let bytes = body?;
+    let stream = origin.stream(&event_id)?;
+    let _span = stream.span.enter();
+    let mut state = stream.lock();
+    let window = state
+        .core
+        .rendition_mut(&rendition)
+        .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
+    let len = bytes.len();
+    match window
+        .push_init(version, bytes)
+        .map_err(|e| ApiError::push(&event_id, &rendition, e))?
+    {
+        Pushed::Stored => {
+            info!(rendition, version, len, "init segment stored");
+            Ok(StatusCode::CREATED)
+        }
+        Pushed::Duplicate => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// `PUT {PUSH_PREFIX}/{event_id}/{rendition}/part/{msn}/{part}?{PartMeta}`: one part.
+/// Stored parts wake the requests blocked on them.
+pub(crate) async fn part(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String, u64, u32)>, PathRejection>,
+    query: Result<Query<PartMeta>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((event_id, rendition, msn, part)) = path?;
+    let Query(meta) = query?;
+    let bytes = body?;
+    if (meta.msn, meta.part) != (msn, part) {
+        return Err(ApiError::BadRequest(format!(
+            "the path names part {msn}.{part} but the query says {}.{}",
+            meta.msn, meta.part
+        )));
+    }
+    let stream = origin.stream(&event_id)?;
+    let _span = stream.span.enter();
+    let len = bytes.len();
+    let now = now_ms();
+    {
+        let mut state = stream.lock();
+        let window = state
+            .core
+            .rendition_mut(&rendition)
+            .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
+        let pushed = window.push_part(&meta, bytes, now).map_err(|e| {
+            debug!(rendition, msn, part, error = %e, "part refused");
+            ApiError::push(&event_id, &rendition, e)
+        })?;
+        if pushed == Pushed::Duplicate {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        state.notify(Some(&rendition));
+    }
+    stream.notify_stream();
+    ::metrics::counter!(metrics::PARTS_RECEIVED).increment(1);
+    ::metrics::counter!(metrics::PART_BYTES_RECEIVED).increment(len as u64);
+    // Ingest-to-playable: the part is servable from this moment.
+    let latency_ms = now.saturating_sub(meta.last_frame_arrival_ms).max(0);
+    ::metrics::histogram!(metrics::PART_READY_LATENCY).record(latency_ms as f64 / 1000.0);
+    Ok(StatusCode::CREATED)
+}
+
+/// `POST {PUSH_PREFIX}/{event_id}/end`: the stream ended for good; playlists get
+/// EXT-X-ENDLIST and every blocked request is answered.
+pub(crate) async fn end(
+    State(origin): State<Origin>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(event_id) = path?;
+    let stream = origin.stream(&event_id)?;
+    let _span = stream.span.enter();
+    {
+        let mut state = stream.lock();
+        if state.core.is_ended() {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        state.core.end();
+        state.mark_ended();
+        state.notify(None);
+    }
+    stream.notify_stream();
+    ::metrics::gauge!(metrics::ACTIVE_STREAMS).decrement(1.0);
+    info!("stream ended");
+    origin.schedule_removal(&event_id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET {PUSH_PREFIX}/{event_id}/{rendition}/last`: where a taking-over transcoder
+/// continues the numbering.
+pub(crate) async fn last(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<LastPart>, ApiError> {
+    let Path((event_id, rendition)) = path?;
+    let stream = origin.stream(&event_id)?;
+    let state = stream.lock();
+    let window = state
+        .core
+        .rendition(&rendition)
+        .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
+    window
+        .last()
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("{event_id}/{rendition}: no part pushed yet")))
+}

@@ -1,0 +1,1151 @@
+//! The live window of one rendition, without I/O: pushed parts in, playlist models, bytes
+//! and blocking decisions out. Time is media time (the sum of part durations), never the
+//! wall clock, so every replica fed the same parts makes the same decisions.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use floodlight_media::playlist::{
+    MediaPlaylist, PartEntry, RenditionReport, SegmentEntry, ServerControl,
+};
+use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
+
+use crate::resource;
+
+/// RFC 8216bis §6.2.2: EXT-X-PART tags are removed once they are more than three target
+/// durations from the end of the playlist. Measured from the start of their segment, so a
+/// segment's parts leave together.
+const PART_LISTED_TARGET_DURATIONS: f64 = 3.0;
+/// ARCHITECTURE.md: parts removed from the playlist stay fetchable "as long again", for
+/// clients still working from an older playlist.
+const PART_FETCHABLE_TARGET_DURATIONS: f64 = 2.0 * PART_LISTED_TARGET_DURATIONS;
+/// RFC 8216bis §6.2.2: a segment may not be removed if the playlist would then be shorter
+/// than three target durations.
+const MIN_PLAYLIST_TARGET_DURATIONS: f64 = 3.0;
+/// RFC 8216bis §4.4.3.8: PART-HOLD-BACK is at least three times PART-TARGET.
+const PART_HOLD_BACK_PART_TARGETS: f64 = 3.0;
+/// RFC 8216bis §4.4.3.8: CAN-SKIP-UNTIL is at least six target durations.
+const SKIP_UNTIL_TARGET_DURATIONS: f64 = 6.0;
+
+/// Where a part sits in the stream: its segment's media sequence number and its index in
+/// that segment. Ordered as the stream plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PartPosition {
+    pub(crate) msn: u64,
+    pub(crate) part: u32,
+}
+
+/// What bounds the window, from the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowLimits {
+    pub(crate) dvr_window_secs: f64,
+    pub(crate) max_segments: usize,
+}
+
+/// Why a push was refused. The transcoder gets the message verbatim.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub(crate) enum PushError {
+    #[error("invalid rendition descriptor: {0}")]
+    InvalidDescriptor(String),
+    #[error("part {msn}.{part}: duration {duration} is not a positive number of seconds")]
+    InvalidDuration { msn: u64, part: u32, duration: f64 },
+    #[error("part {msn}.{part} uses init version {version}, which was not pushed")]
+    UnknownInitVersion { msn: u64, part: u32, version: u32 },
+    #[error("part {msn}.{part}: the first part of a rendition must start a segment (part 0)")]
+    NotSegmentStart { msn: u64, part: u32 },
+    #[error(
+        "part {msn}.{part} is out of order: the last part was {last_msn}.{last_part}, so the next must be {expected}"
+    )]
+    OutOfOrder {
+        msn: u64,
+        part: u32,
+        last_msn: u64,
+        last_part: u32,
+        expected: String,
+    },
+    #[error("part {msn}.{part} was already pushed with different bytes")]
+    PartConflict { msn: u64, part: u32 },
+    #[error("init version {version} was already pushed with different bytes")]
+    InitConflict { version: u32 },
+    #[error("init version {version} is older than the latest pushed version {latest}")]
+    InitVersionBackwards { version: u32, latest: u32 },
+    #[error(
+        "PART-TARGET is fixed for a stream's life (RFC 8216bis §4.4.3.7): was {was} ms, now {now} ms"
+    )]
+    PartTargetChanged { was: u32, now: u32 },
+    #[error("a rendition cannot change kind")]
+    KindChanged,
+    #[error("the stream has ended; push a rendition descriptor to start a new session")]
+    Ended,
+}
+
+/// The answer to "is what the client waits for there yet?" (RFC 8216bis §6.2.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Awaited {
+    /// Answer now.
+    Ready,
+    /// Block until the window changes.
+    Wait,
+    /// Beyond the advance limits: refuse.
+    TooFar,
+}
+
+/// The answer to a request for stored bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Lookup {
+    Found(Bytes),
+    /// The preload-hinted (or nearly next) part: block until it lands.
+    Wait,
+    NotFound,
+    /// It existed but aged out of the window.
+    Gone,
+}
+
+/// Outcome of an accepted push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    Stored,
+    /// A retry of what is already stored, byte for byte: nothing changed.
+    Duplicate,
+}
+
+/// Bit rates measured over complete segments (RFC 8216bis §4.4.6.2 BANDWIDTH is the peak
+/// segment bit rate, AVERAGE-BANDWIDTH the average).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct BitrateStats {
+    peak_bps: f64,
+    last_bps: f64,
+    total_bits: f64,
+    total_secs: f64,
+}
+
+/// Bit rates of one rendition, bits/s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bandwidth {
+    pub(crate) peak: u64,
+    pub(crate) average: u64,
+    /// The latest complete segment's (or, before one, the parts so far).
+    pub(crate) current: u64,
+}
+
+#[derive(Debug)]
+struct StoredPart {
+    duration: f64,
+    independent: bool,
+    bytes: Bytes,
+}
+
+#[derive(Debug)]
+struct Segment {
+    msn: u64,
+    /// Media seconds from the rendition's first part to this segment's first part.
+    start: f64,
+    duration: f64,
+    init_version: u32,
+    program_date_time_ms: Option<i64>,
+    discontinuity: bool,
+    parts: Vec<StoredPart>,
+    /// Set once complete: exactly its parts concatenated; the parts are then slices of it.
+    bytes: Option<Bytes>,
+}
+
+impl Segment {
+    fn byte_len(&self) -> usize {
+        self.parts.iter().map(|p| p.bytes.len()).sum()
+    }
+
+    /// Joins the parts into the segment body and re-points every part at its slice of it,
+    /// so a complete segment's bytes are held once.
+    fn complete(&mut self) {
+        if self.bytes.is_some() {
+            return;
+        }
+        let mut body = BytesMut::with_capacity(self.byte_len());
+        for part in &self.parts {
+            body.extend_from_slice(&part.bytes);
+        }
+        let body = body.freeze();
+        let mut offset = 0;
+        for part in &mut self.parts {
+            let len = part.bytes.len();
+            part.bytes = body.slice(offset..offset + len);
+            offset += len;
+        }
+        self.bytes = Some(body);
+    }
+}
+
+/// One rendition's live window.
+#[derive(Debug)]
+pub(crate) struct RenditionWindow {
+    descriptor: RenditionDescriptor,
+    limits: WindowLimits,
+    inits: BTreeMap<u32, Bytes>,
+    segments: VecDeque<Segment>,
+    /// Media seconds from the first part to the end of the last one: the live edge.
+    edge: f64,
+    /// EXT-X-TARGETDURATION; never decreases for a stream.
+    target_duration: u32,
+    discontinuity_sequence: u64,
+    last: Option<LastPart>,
+    /// Wall clock (ms since the epoch, passed in) of the last stored part.
+    last_push_ms: Option<i64>,
+    bitrate: BitrateStats,
+    ended: bool,
+}
+
+impl RenditionWindow {
+    pub(crate) fn new(descriptor: RenditionDescriptor, limits: WindowLimits) -> Self {
+        let target_duration = ceil_secs(descriptor.segment_target_ms);
+        RenditionWindow {
+            descriptor,
+            limits,
+            inits: BTreeMap::new(),
+            segments: VecDeque::new(),
+            edge: 0.0,
+            target_duration,
+            discontinuity_sequence: 0,
+            last: None,
+            last_push_ms: None,
+            bitrate: BitrateStats::default(),
+            ended: false,
+        }
+    }
+
+    pub(crate) fn descriptor(&self) -> &RenditionDescriptor {
+        &self.descriptor
+    }
+
+    pub(crate) fn target_duration(&self) -> u32 {
+        self.target_duration
+    }
+
+    pub(crate) fn last(&self) -> Option<&LastPart> {
+        self.last.as_ref()
+    }
+
+    pub(crate) fn last_push_ms(&self) -> Option<i64> {
+        self.last_push_ms
+    }
+
+    /// A descriptor pushed again (a transcoder restart or takeover): PART-TARGET and kind
+    /// are fixed, the rest may change.
+    pub(crate) fn update_descriptor(
+        &mut self,
+        descriptor: RenditionDescriptor,
+    ) -> Result<(), PushError> {
+        if descriptor.part_target_ms != self.descriptor.part_target_ms {
+            return Err(PushError::PartTargetChanged {
+                was: self.descriptor.part_target_ms,
+                now: descriptor.part_target_ms,
+            });
+        }
+        if descriptor.kind != self.descriptor.kind {
+            return Err(PushError::KindChanged);
+        }
+        self.target_duration = self
+            .target_duration
+            .max(ceil_secs(descriptor.segment_target_ms));
+        self.descriptor = descriptor;
+        Ok(())
+    }
+
+    /// Stores an init segment version. Versions are immutable and only move forward.
+    pub(crate) fn push_init(&mut self, version: u32, bytes: Bytes) -> Result<Pushed, PushError> {
+        if self.ended {
+            return Err(PushError::Ended);
+        }
+        if let Some(stored) = self.inits.get(&version) {
+            return if *stored == bytes {
+                Ok(Pushed::Duplicate)
+            } else {
+                Err(PushError::InitConflict { version })
+            };
+        }
+        if let Some((&latest, _)) = self.inits.last_key_value()
+            && version < latest
+        {
+            return Err(PushError::InitVersionBackwards { version, latest });
+        }
+        self.inits.insert(version, bytes);
+        Ok(Pushed::Stored)
+    }
+
+    /// Stores one part. Parts arrive in stream order: the next part of the current segment,
+    /// or part 0 of the next segment (which also closes a segment the packager could not
+    /// close itself, as when a publisher reconnects mid-segment).
+    pub(crate) fn push_part(
+        &mut self,
+        meta: &PartMeta,
+        bytes: Bytes,
+        now_ms: i64,
+    ) -> Result<Pushed, PushError> {
+        let (msn, part) = (meta.msn, meta.part);
+        if self.ended {
+            return Err(PushError::Ended);
+        }
+        if !(meta.duration.is_finite() && meta.duration > 0.0) {
+            return Err(PushError::InvalidDuration {
+                msn,
+                part,
+                duration: meta.duration,
+            });
+        }
+        let position = PartPosition { msn, part };
+        let starts_segment = match self.last.clone() {
+            None if part == 0 => true,
+            None => return Err(PushError::NotSegmentStart { msn, part }),
+            Some(last) => {
+                let last_position = PartPosition {
+                    msn: last.msn,
+                    part: last.part,
+                };
+                if position == last_position {
+                    return match self.stored_part(position) {
+                        Some(stored) if stored.bytes == bytes => Ok(Pushed::Duplicate),
+                        _ => Err(PushError::PartConflict { msn, part }),
+                    };
+                }
+                let next_segment = PartPosition {
+                    msn: last.msn.saturating_add(1),
+                    part: 0,
+                };
+                let next_part = PartPosition {
+                    msn: last.msn,
+                    part: last.part.saturating_add(1),
+                };
+                if position == next_segment {
+                    true
+                } else if position == next_part && !last.ends_segment {
+                    false
+                } else {
+                    let expected = if last.ends_segment {
+                        format!("{}.0", next_segment.msn)
+                    } else {
+                        format!(
+                            "{}.{} or {}.0",
+                            next_part.msn, next_part.part, next_segment.msn
+                        )
+                    };
+                    return Err(PushError::OutOfOrder {
+                        msn,
+                        part,
+                        last_msn: last.msn,
+                        last_part: last.part,
+                        expected,
+                    });
+                }
+            }
+        };
+        if !self.inits.contains_key(&meta.init_version) {
+            return Err(PushError::UnknownInitVersion {
+                msn,
+                part,
+                version: meta.init_version,
+            });
+        }
+
+        if starts_segment {
+            self.complete_current_segment();
+            self.segments.push_back(Segment {
+                msn,
+                start: self.edge,
+                duration: 0.0,
+                init_version: meta.init_version,
+                program_date_time_ms: meta.program_date_time_ms,
+                discontinuity: meta.discontinuity,
+                parts: Vec::new(),
+                bytes: None,
+            });
+        }
+        let Some(segment) = self.segments.back_mut() else {
+            // Unreachable by construction: a segment was pushed above or is in progress.
+            return Err(PushError::NotSegmentStart { msn, part });
+        };
+        segment.parts.push(StoredPart {
+            duration: meta.duration,
+            independent: meta.independent,
+            bytes,
+        });
+        segment.duration += meta.duration;
+        self.edge += meta.duration;
+        self.last = Some(LastPart {
+            msn,
+            part,
+            ends_segment: meta.ends_segment,
+        });
+        self.last_push_ms = Some(now_ms);
+        if meta.ends_segment {
+            self.complete_current_segment();
+        }
+        self.evict();
+        Ok(Pushed::Stored)
+    }
+
+    /// The stream ended for good: close the segment in progress so the playlist ends on
+    /// complete segments, and stop waiting for anything.
+    pub(crate) fn end(&mut self) {
+        self.complete_current_segment();
+        if let Some(last) = &mut self.last {
+            last.ends_segment = true;
+        }
+        self.ended = true;
+    }
+
+    fn complete_current_segment(&mut self) {
+        let Some(segment) = self.segments.back_mut() else {
+            return;
+        };
+        if segment.bytes.is_some() {
+            return;
+        }
+        segment.complete();
+        // RFC 8216bis §4.4.3.1: every EXTINF rounded to the nearest integer is ≤ the target
+        // duration. The packager aims for the segment target, but a publisher's GOP can
+        // overshoot it; the target duration then grows (and never shrinks).
+        let rounded = segment.duration.round();
+        if rounded > f64::from(self.target_duration) {
+            self.target_duration = rounded.min(f64::from(u32::MAX)) as u32;
+        }
+        let bits = segment.byte_len() as f64 * 8.0;
+        let bps = bits / segment.duration;
+        self.bitrate.peak_bps = self.bitrate.peak_bps.max(bps);
+        self.bitrate.last_bps = bps;
+        self.bitrate.total_bits += bits;
+        self.bitrate.total_secs += segment.duration;
+    }
+
+    /// Drops segments behind the DVR window (or over the segment cap), never leaving a
+    /// playlist shorter than three target durations (RFC 8216bis §6.2.2).
+    fn evict(&mut self) {
+        let min_playlist = MIN_PLAYLIST_TARGET_DURATIONS * f64::from(self.target_duration);
+        while let Some(front) = self.segments.front() {
+            if front.bytes.is_none() {
+                break;
+            }
+            let behind_edge = self.edge - (front.start + front.duration);
+            let too_many = self.segments.len() > self.limits.max_segments;
+            if !(too_many || behind_edge >= self.limits.dvr_window_secs)
+                || behind_edge < min_playlist
+            {
+                break;
+            }
+            // RFC 8216bis §6.2.2: removing a segment that carries EXT-X-DISCONTINUITY
+            // increments EXT-X-DISCONTINUITY-SEQUENCE.
+            if front.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
+            self.segments.pop_front();
+        }
+        // Keep the init versions the window still uses, and always the latest.
+        let oldest_used = self.segments.front().map(|s| s.init_version);
+        if let (Some(oldest_used), Some((&latest, _))) = (oldest_used, self.inits.last_key_value())
+        {
+            self.inits = self.inits.split_off(&oldest_used.min(latest));
+        }
+    }
+
+    fn stored_part(&self, position: PartPosition) -> Option<&StoredPart> {
+        self.segment(position.msn)?
+            .parts
+            .get(usize::try_from(position.part).ok()?)
+    }
+
+    fn segment(&self, msn: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.msn;
+        self.segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)
+    }
+
+    /// The part the packager will push next: the preload hint (RFC 8216bis §4.4.5.3).
+    fn next_expected(&self) -> Option<PartPosition> {
+        let last = self.last.clone()?;
+        Some(if last.ends_segment {
+            PartPosition {
+                msn: last.msn.saturating_add(1),
+                part: 0,
+            }
+        } else {
+            PartPosition {
+                msn: last.msn,
+                part: last.part.saturating_add(1),
+            }
+        })
+    }
+
+    /// Whether a blocking playlist reload for `_HLS_msn=msn[&_HLS_part=part]` can be
+    /// answered (RFC 8216bis §6.2.5.2).
+    pub(crate) fn awaited(&self, msn: u64, part: Option<u32>) -> Awaited {
+        // §6.2.5.2: the server ignores _HLS_msn and _HLS_part once the playlist has ended.
+        if self.ended {
+            return Awaited::Ready;
+        }
+        let (Some(last), Some(next)) = (self.last.clone(), self.next_expected()) else {
+            // Nothing pushed yet, so nothing to measure "too far" against: wait for it.
+            return Awaited::Wait;
+        };
+        // §6.2.5.2: more than two past the last complete segment is too far. The next
+        // expected part's segment is the one after the last complete one.
+        if msn > next.msn.saturating_add(1) {
+            return Awaited::TooFar;
+        }
+        match part {
+            None if last.msn > msn || (last.msn == msn && last.ends_segment) => Awaited::Ready,
+            None => Awaited::Wait,
+            Some(part) => {
+                // §6.2.5.2: a part index past the last part of a complete segment means
+                // part 0 of the next segment; the position order gives exactly that.
+                let requested = PartPosition { msn, part };
+                if requested
+                    <= (PartPosition {
+                        msn: last.msn,
+                        part: last.part,
+                    })
+                {
+                    return Awaited::Ready;
+                }
+                // The fewest parts between the last one and the requested one.
+                let ahead = if msn == last.msn {
+                    u64::from(part - last.part)
+                } else {
+                    u64::from(part) + 1
+                };
+                if ahead > advance_part_limit(self.descriptor.part_target_ms) {
+                    Awaited::TooFar
+                } else {
+                    Awaited::Wait
+                }
+            }
+        }
+    }
+
+    /// The bytes of one part. A part that does not exist yet but is the next expected (the
+    /// preload hint), or close enough behind the advance limits that another replica may
+    /// already have hinted it, is waited for (RFC 8216bis §6.2.6); anything further is not
+    /// found.
+    pub(crate) fn part(&self, position: PartPosition) -> Lookup {
+        if let Some(segment) = self.segment(position.msn) {
+            if let Some(stored) = usize::try_from(position.part)
+                .ok()
+                .and_then(|i| segment.parts.get(i))
+            {
+                return if self.parts_fetchable(segment) {
+                    Lookup::Found(stored.bytes.clone())
+                } else {
+                    Lookup::Gone
+                };
+            }
+            if segment.bytes.is_some() {
+                return Lookup::NotFound;
+            }
+        } else if self
+            .segments
+            .front()
+            .is_some_and(|first| position.msn < first.msn)
+        {
+            return Lookup::Gone;
+        }
+        if self.ended || self.last.is_none() {
+            return Lookup::NotFound;
+        }
+        match self.awaited(position.msn, Some(position.part)) {
+            Awaited::Wait => Lookup::Wait,
+            // Ready without the part stored: the stream moved past it (a segment closed
+            // early at a reconnect), so it will never exist.
+            Awaited::Ready | Awaited::TooFar => Lookup::NotFound,
+        }
+    }
+
+    /// A complete segment: exactly its parts concatenated.
+    pub(crate) fn segment_bytes(&self, msn: u64) -> Lookup {
+        match self.segment(msn) {
+            Some(Segment {
+                bytes: Some(bytes), ..
+            }) => Lookup::Found(bytes.clone()),
+            Some(_) => Lookup::NotFound,
+            None if self.segments.front().is_some_and(|first| msn < first.msn) => Lookup::Gone,
+            None => Lookup::NotFound,
+        }
+    }
+
+    /// An init segment version; `None` asks for the latest.
+    pub(crate) fn init(&self, version: Option<u32>) -> Lookup {
+        let found = match version {
+            Some(version) => self.inits.get(&version),
+            None => self.inits.values().next_back(),
+        };
+        match (found, version, self.inits.first_key_value()) {
+            (Some(bytes), _, _) => Lookup::Found(bytes.clone()),
+            (None, Some(version), Some((&oldest, _))) if version < oldest => Lookup::Gone,
+            (None, _, _) => Lookup::NotFound,
+        }
+    }
+
+    fn parts_listed(&self, segment: &Segment) -> bool {
+        self.edge - segment.start <= PART_LISTED_TARGET_DURATIONS * f64::from(self.target_duration)
+    }
+
+    fn parts_fetchable(&self, segment: &Segment) -> bool {
+        self.edge - segment.start
+            <= PART_FETCHABLE_TARGET_DURATIONS * f64::from(self.target_duration)
+    }
+
+    /// The media playlist model of the window; URIs are relative to the playlist.
+    pub(crate) fn media_playlist(&self, rendition_reports: Vec<RenditionReport>) -> MediaPlaylist {
+        let part_target = f64::from(self.descriptor.part_target_ms) / 1000.0;
+        let target_duration = f64::from(self.target_duration);
+        let segments = self
+            .segments
+            .iter()
+            .map(|segment| SegmentEntry {
+                msn: segment.msn,
+                duration: segment.duration,
+                uri: segment
+                    .bytes
+                    .as_ref()
+                    .map(|_| resource::segment_uri(segment.msn)),
+                program_date_time_ms: segment.program_date_time_ms,
+                discontinuity: segment.discontinuity,
+                map_uri: resource::init_uri(segment.init_version),
+                parts: if self.parts_listed(segment) {
+                    (0u32..)
+                        .zip(&segment.parts)
+                        .map(|(index, part)| PartEntry {
+                            duration: part.duration,
+                            uri: resource::part_uri(PartPosition {
+                                msn: segment.msn,
+                                part: index,
+                            }),
+                            independent: part.independent,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect();
+        MediaPlaylist {
+            target_duration: self.target_duration,
+            part_target,
+            server_control: ServerControl {
+                can_block_reload: true,
+                part_hold_back: PART_HOLD_BACK_PART_TARGETS * part_target,
+                can_skip_until: Some(SKIP_UNTIL_TARGET_DURATIONS * target_duration),
+            },
+            media_sequence: self.segments.front().map_or(0, |s| s.msn),
+            discontinuity_sequence: self.discontinuity_sequence,
+            segments,
+            preload_hint: if self.ended {
+                None
+            } else {
+                self.next_expected().map(resource::part_uri)
+            },
+            rendition_reports,
+            ended: self.ended,
+        }
+    }
+
+    /// EXT-X-RENDITION-REPORT for this rendition, as another rendition's playlist lists it
+    /// (RFC 8216bis §4.4.5.4).
+    pub(crate) fn report(&self) -> Option<RenditionReport> {
+        let last = self.last.clone()?;
+        Some(RenditionReport {
+            uri: resource::sibling_playlist_uri(&self.descriptor.name),
+            last_msn: last.msn,
+            last_part: last.part,
+        })
+    }
+
+    /// Measured bit rates; before the first complete segment, estimated from the parts so
+    /// far. `None` before any part.
+    pub(crate) fn bandwidth(&self) -> Option<Bandwidth> {
+        if self.bitrate.total_secs > 0.0 {
+            return Some(Bandwidth {
+                peak: self.bitrate.peak_bps.ceil() as u64,
+                average: (self.bitrate.total_bits / self.bitrate.total_secs).ceil() as u64,
+                current: self.bitrate.last_bps.ceil() as u64,
+            });
+        }
+        let segment = self.segments.back()?;
+        let bps = (segment.byte_len() as f64 * 8.0 / segment.duration).ceil() as u64;
+        Some(Bandwidth {
+            peak: bps,
+            average: bps,
+            current: bps,
+        })
+    }
+}
+
+/// Whole seconds, rounded up, of a millisecond duration.
+fn ceil_secs(ms: u32) -> u32 {
+    ms.div_ceil(1000).max(1)
+}
+
+/// RFC 8216bis §6.2.5.2: the Advance Part Limit is three divided by the part target
+/// duration when that is under one second, three otherwise.
+fn advance_part_limit(part_target_ms: u32) -> u64 {
+    if part_target_ms == 0 {
+        return 3;
+    }
+    if part_target_ms < 1000 {
+        3000u64.div_ceil(u64::from(part_target_ms))
+    } else {
+        3
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use floodlight_media::push::RenditionKind;
+
+    use super::*;
+
+    pub(crate) fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
+        RenditionDescriptor {
+            name: name.to_string(),
+            kind,
+            codecs: match kind {
+                RenditionKind::Video => "avc1.64001f".to_string(),
+                RenditionKind::Audio => "mp4a.40.2".to_string(),
+            },
+            width: (kind == RenditionKind::Video).then_some(1280),
+            height: (kind == RenditionKind::Video).then_some(720),
+            frame_rate: (kind == RenditionKind::Video).then_some(30.0),
+            channels: (kind == RenditionKind::Audio).then_some(2),
+            part_target_ms: 250,
+            segment_target_ms: 1000,
+        }
+    }
+
+    pub(crate) const LIMITS: WindowLimits = WindowLimits {
+        dvr_window_secs: 60.0,
+        max_segments: 100,
+    };
+
+    pub(crate) fn meta(msn: u64, part: u32, parts_per_segment: u32) -> PartMeta {
+        PartMeta {
+            msn,
+            part,
+            duration: 0.25,
+            independent: part == 0,
+            init_version: 0,
+            program_date_time_ms: (part == 0).then_some(1_700_000_000_000 + msn as i64 * 1000),
+            discontinuity: false,
+            ends_segment: part + 1 == parts_per_segment,
+            last_frame_arrival_ms: 0,
+        }
+    }
+
+    pub(crate) fn part_bytes(msn: u64, part: u32) -> Bytes {
+        Bytes::from(format!("[{msn}.{part}]"))
+    }
+
+    /// A window with init version 0 and `segments` segments of 4 × 0.25 s parts pushed,
+    /// then `extra_parts` parts of the next segment.
+    pub(crate) fn window_with(segments: u64, extra_parts: u32) -> RenditionWindow {
+        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), LIMITS);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        for msn in 0..segments {
+            for part in 0..4 {
+                window
+                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
+                    .unwrap();
+            }
+        }
+        for part in 0..extra_parts {
+            window
+                .push_part(&meta(segments, part, 4), part_bytes(segments, part), 0)
+                .unwrap();
+        }
+        window
+    }
+
+    #[test]
+    fn a_segment_is_exactly_its_parts_concatenated() {
+        let window = window_with(2, 1);
+        assert_eq!(
+            window.segment_bytes(1),
+            Lookup::Found(Bytes::from_static(b"[1.0][1.1][1.2][1.3]"))
+        );
+        // The segment in progress is not a segment yet: only its parts are served.
+        assert_eq!(window.segment_bytes(2), Lookup::NotFound);
+        assert_eq!(
+            window.part(PartPosition { msn: 1, part: 2 }),
+            Lookup::Found(part_bytes(1, 2))
+        );
+    }
+
+    #[test]
+    fn parts_arrive_in_order_and_retries_are_idempotent() {
+        let mut window = window_with(1, 2);
+        // A retry of the last part with the same bytes changes nothing.
+        assert_eq!(
+            window.push_part(&meta(1, 1, 4), part_bytes(1, 1), 0),
+            Ok(Pushed::Duplicate)
+        );
+        assert_eq!(
+            window.push_part(&meta(1, 1, 4), Bytes::from_static(b"other"), 0),
+            Err(PushError::PartConflict { msn: 1, part: 1 })
+        );
+        assert!(matches!(
+            window.push_part(&meta(1, 0, 4), part_bytes(1, 0), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            window.push_part(&meta(1, 3, 4), part_bytes(1, 3), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+        assert!(matches!(
+            window.push_part(&meta(3, 0, 4), part_bytes(3, 0), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+        let mut unknown_init = meta(1, 2, 4);
+        unknown_init.init_version = 7;
+        assert_eq!(
+            window.push_part(&unknown_init, part_bytes(1, 2), 0),
+            Err(PushError::UnknownInitVersion {
+                msn: 1,
+                part: 2,
+                version: 7
+            })
+        );
+    }
+
+    #[test]
+    fn the_first_part_must_start_a_segment() {
+        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), LIMITS);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        assert_eq!(
+            window.push_part(&meta(5, 2, 4), part_bytes(5, 2), 0),
+            Err(PushError::NotSegmentStart { msn: 5, part: 2 })
+        );
+        // Any MSN may start: a transcoder taking over continues the numbering.
+        assert_eq!(
+            window.push_part(&meta(5, 0, 4), part_bytes(5, 0), 0),
+            Ok(Pushed::Stored)
+        );
+    }
+
+    #[test]
+    fn a_new_segment_closes_an_unfinished_one() {
+        // A publisher reconnect: segment 1 stops after two parts, segment 2 follows with a
+        // discontinuity.
+        let mut window = window_with(1, 2);
+        let mut resumed = meta(2, 0, 4);
+        resumed.discontinuity = true;
+        window.push_part(&resumed, part_bytes(2, 0), 0).unwrap();
+        assert_eq!(
+            window.segment_bytes(1),
+            Lookup::Found(Bytes::from_static(b"[1.0][1.1]"))
+        );
+        let playlist = window.media_playlist(Vec::new());
+        assert_eq!(playlist.segments[1].uri.as_deref(), Some("1.m4s"));
+        assert_eq!(playlist.segments[1].duration, 0.5);
+        assert!(playlist.segments[2].discontinuity);
+        // The hinted 1.2 will never exist.
+        assert_eq!(
+            window.part(PartPosition { msn: 1, part: 2 }),
+            Lookup::NotFound
+        );
+    }
+
+    #[test]
+    fn init_versions_are_immutable_and_move_forward() {
+        let mut window = window_with(0, 0);
+        assert_eq!(
+            window.push_init(0, Bytes::from_static(b"init0")),
+            Ok(Pushed::Duplicate)
+        );
+        assert_eq!(
+            window.push_init(0, Bytes::from_static(b"x")),
+            Err(PushError::InitConflict { version: 0 })
+        );
+        assert_eq!(
+            window.push_init(2, Bytes::from_static(b"init2")),
+            Ok(Pushed::Stored)
+        );
+        assert_eq!(
+            window.push_init(1, Bytes::from_static(b"init1")),
+            Err(PushError::InitVersionBackwards {
+                version: 1,
+                latest: 2
+            })
+        );
+        assert_eq!(
+            window.init(None),
+            Lookup::Found(Bytes::from_static(b"init2"))
+        );
+        assert_eq!(
+            window.init(Some(0)),
+            Lookup::Found(Bytes::from_static(b"init0"))
+        );
+        assert_eq!(window.init(Some(3)), Lookup::NotFound);
+    }
+
+    #[test]
+    fn blocking_reload_waits_for_the_awaited_part() {
+        // Segments 0..=2 complete, segment 3 has parts 0 and 1.
+        let window = window_with(3, 2);
+        // RFC 8216bis §6.2.5.2: answer once the playlist contains the part (or later).
+        assert_eq!(window.awaited(3, Some(1)), Awaited::Ready);
+        assert_eq!(window.awaited(1, Some(3)), Awaited::Ready);
+        assert_eq!(window.awaited(3, Some(2)), Awaited::Wait);
+        // Without _HLS_part: wait for the whole segment.
+        assert_eq!(window.awaited(2, None), Awaited::Ready);
+        assert_eq!(window.awaited(3, None), Awaited::Wait);
+        assert_eq!(window.awaited(4, Some(0)), Awaited::Wait);
+    }
+
+    #[test]
+    fn blocking_reload_refuses_requests_too_far_ahead() {
+        let window = window_with(3, 2);
+        // RFC 8216bis §6.2.5.2: an _HLS_msn more than two past the last complete segment
+        // (2) is refused.
+        assert_eq!(window.awaited(4, None), Awaited::Wait);
+        assert_eq!(window.awaited(5, None), Awaited::TooFar);
+        // RFC 8216bis §6.2.5.2: the Advance Part Limit is 3 / 0.25 s = 12 parts.
+        assert_eq!(window.awaited(3, Some(13)), Awaited::Wait);
+        assert_eq!(window.awaited(3, Some(14)), Awaited::TooFar);
+        assert_eq!(window.awaited(4, Some(11)), Awaited::Wait);
+        assert_eq!(window.awaited(4, Some(12)), Awaited::TooFar);
+        assert_eq!(advance_part_limit(200), 15);
+        assert_eq!(advance_part_limit(1000), 3);
+    }
+
+    #[test]
+    fn a_part_index_past_a_complete_segment_means_the_next_segment() {
+        // RFC 8216bis §6.2.5.2: a part index past the final part of its segment is treated
+        // as part 0 of the following segment.
+        let window = window_with(3, 0);
+        assert_eq!(window.awaited(2, Some(4)), Awaited::Wait);
+        let window = window_with(3, 1);
+        assert_eq!(window.awaited(2, Some(4)), Awaited::Ready);
+    }
+
+    #[test]
+    fn an_ended_stream_answers_at_once() {
+        let mut window = window_with(2, 1);
+        window.end();
+        // RFC 8216bis §6.2.5.2: _HLS_msn/_HLS_part are ignored once EXT-X-ENDLIST is there.
+        assert_eq!(window.awaited(9, Some(0)), Awaited::Ready);
+        assert_eq!(
+            window.part(PartPosition { msn: 2, part: 1 }),
+            Lookup::NotFound
+        );
+        let playlist = window.media_playlist(Vec::new());
+        assert!(playlist.ended);
+        assert_eq!(playlist.preload_hint, None);
+        assert_eq!(
+            playlist.segments.last().and_then(|s| s.uri.as_deref()),
+            Some("2.m4s")
+        );
+        assert_eq!(
+            window.push_part(&meta(2, 1, 4), part_bytes(2, 1), 0),
+            Err(PushError::Ended)
+        );
+    }
+
+    #[test]
+    fn only_the_next_parts_are_waited_for() {
+        let window = window_with(3, 2);
+        // The preload hint (3.2) and a little past it (another replica may be ahead).
+        assert_eq!(window.part(PartPosition { msn: 3, part: 2 }), Lookup::Wait);
+        assert_eq!(window.part(PartPosition { msn: 4, part: 0 }), Lookup::Wait);
+        // RFC 8216bis §6.2.6: beyond that, 404.
+        assert_eq!(
+            window.part(PartPosition { msn: 3, part: 40 }),
+            Lookup::NotFound
+        );
+        assert_eq!(
+            window.part(PartPosition { msn: 9, part: 0 }),
+            Lookup::NotFound
+        );
+        // A complete segment has no more parts.
+        assert_eq!(
+            window.part(PartPosition { msn: 2, part: 4 }),
+            Lookup::NotFound
+        );
+    }
+
+    #[test]
+    fn parts_leave_the_playlist_after_three_target_durations_and_the_server_after_six() {
+        // Target duration 1 s; 9 complete segments and one part of the tenth: the edge is
+        // at 9.25 s.
+        let window = window_with(9, 1);
+        let playlist = window.media_playlist(Vec::new());
+        let with_parts: Vec<u64> = playlist
+            .segments
+            .iter()
+            .filter(|s| !s.parts.is_empty())
+            .map(|s| s.msn)
+            .collect();
+        // RFC 8216bis §6.2.2: segments starting within 3 s of the edge keep their parts.
+        assert_eq!(with_parts, vec![7, 8, 9]);
+        assert_eq!(
+            playlist.segments.len(),
+            10,
+            "segments stay for the DVR window"
+        );
+        // ARCHITECTURE.md: removed parts stay fetchable as long again (6 s behind the edge).
+        assert_eq!(
+            window.part(PartPosition { msn: 4, part: 0 }),
+            Lookup::Found(part_bytes(4, 0))
+        );
+        assert_eq!(window.part(PartPosition { msn: 3, part: 0 }), Lookup::Gone);
+        assert_eq!(
+            window.segment_bytes(0),
+            Lookup::Found(Bytes::from_static(b"[0.0][0.1][0.2][0.3]"))
+        );
+    }
+
+    #[test]
+    fn the_window_keeps_the_dvr_duration_but_never_less_than_three_target_durations() {
+        let limits = WindowLimits {
+            dvr_window_secs: 5.0,
+            max_segments: 100,
+        };
+        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        for msn in 0..20 {
+            for part in 0..4 {
+                window
+                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
+                    .unwrap();
+            }
+        }
+        let playlist = window.media_playlist(Vec::new());
+        // Segment 14 ends 5 s behind the edge: evicted; 15..=19 remain.
+        assert_eq!(playlist.media_sequence, 15);
+        assert_eq!(window.segment_bytes(14), Lookup::Gone);
+
+        let limits = WindowLimits {
+            dvr_window_secs: 1.0,
+            max_segments: 3,
+        };
+        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        for msn in 0..20 {
+            for part in 0..4 {
+                window
+                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
+                    .unwrap();
+            }
+        }
+        // RFC 8216bis §6.2.2: the playlist stays at least 3 target durations (3 s) long.
+        let playlist = window.media_playlist(Vec::new());
+        assert_eq!(
+            playlist.segments.iter().map(|s| s.duration).sum::<f64>(),
+            3.0
+        );
+    }
+
+    #[test]
+    fn removing_a_discontinuity_advances_the_discontinuity_sequence() {
+        let limits = WindowLimits {
+            dvr_window_secs: 3.0,
+            max_segments: 100,
+        };
+        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        for msn in 0..10 {
+            for part in 0..4 {
+                let mut meta = meta(msn, part, 4);
+                meta.discontinuity = msn == 2 && part == 0;
+                window.push_part(&meta, part_bytes(msn, part), 0).unwrap();
+            }
+        }
+        // RFC 8216bis §6.2.2: EXT-X-DISCONTINUITY-SEQUENCE counts the removed ones.
+        assert_eq!(window.media_playlist(Vec::new()).discontinuity_sequence, 1);
+    }
+
+    #[test]
+    fn the_playlist_model_follows_the_window() {
+        let window = window_with(2, 2);
+        let playlist = window.media_playlist(Vec::new());
+        assert_eq!(playlist.target_duration, 1);
+        assert_eq!(playlist.part_target, 0.25);
+        // RFC 8216bis §4.4.3.8: PART-HOLD-BACK ≥ 3 × PART-TARGET, CAN-SKIP-UNTIL ≥ 6 × TD.
+        assert_eq!(
+            playlist.server_control,
+            ServerControl {
+                can_block_reload: true,
+                part_hold_back: 0.75,
+                can_skip_until: Some(6.0)
+            }
+        );
+        assert_eq!(playlist.media_sequence, 0);
+        let in_progress = &playlist.segments[2];
+        assert_eq!(in_progress.uri, None);
+        assert_eq!(in_progress.duration, 0.5);
+        assert_eq!(in_progress.map_uri, "init0.mp4");
+        assert_eq!(in_progress.program_date_time_ms, Some(1_700_000_002_000));
+        assert_eq!(
+            in_progress.parts,
+            vec![
+                PartEntry {
+                    duration: 0.25,
+                    uri: "2.0.m4s".to_string(),
+                    independent: true
+                },
+                PartEntry {
+                    duration: 0.25,
+                    uri: "2.1.m4s".to_string(),
+                    independent: false
+                },
+            ]
+        );
+        // RFC 8216bis §4.4.5.3: the preload hint names the next part.
+        assert_eq!(playlist.preload_hint.as_deref(), Some("2.2.m4s"));
+        assert_eq!(
+            window_with(2, 0)
+                .media_playlist(Vec::new())
+                .preload_hint
+                .as_deref(),
+            Some("2.0.m4s")
+        );
+    }
+
+    #[test]
+    fn the_target_duration_covers_the_longest_segment_and_never_shrinks() {
+        let mut window = window_with(1, 0);
+        // A 1.6 s segment (a long GOP): RFC 8216bis §4.4.3.1, rounded EXTINF ≤ TD.
+        for part in 0..6 {
+            let mut meta = meta(1, part, 6);
+            meta.duration = 0.26666;
+            window.push_part(&meta, part_bytes(1, part), 0).unwrap();
+        }
+        assert_eq!(window.target_duration(), 2);
+        for part in 0..4 {
+            window
+                .push_part(&meta(2, part, 4), part_bytes(2, part), 0)
+                .unwrap();
+        }
+        assert_eq!(window.target_duration(), 2);
+    }
+
+    #[test]
+    fn bandwidth_is_measured_over_complete_segments() {
+        // Every part is 5 bytes ("[0.1]"): 20 bytes per 1 s segment = 160 bit/s.
+        let window = window_with(0, 2);
+        // Before a complete segment, estimated from the parts: 10 bytes in 0.5 s.
+        assert_eq!(
+            window.bandwidth(),
+            Some(Bandwidth {
+                peak: 160,
+                average: 160,
+                current: 160
+            })
+        );
+        let window = window_with(2, 0);
+        assert_eq!(
+            window.bandwidth(),
+            Some(Bandwidth {
+                peak: 160,
+                average: 160,
+                current: 160
+            })
+        );
+        assert_eq!(window_with(0, 0).bandwidth(), None);
+    }
+}

@@ -1,0 +1,840 @@
+//! Service tests: the origin's router driven over HTTP (`Router::oneshot`, and a real
+//! listener for the server loop), with parts pushed through the push API as a transcoder
+//! does. Part payloads are opaque to the origin, so they are short labelled byte strings.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use bytes::Bytes;
+use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor, RenditionKind};
+use floodlight_origin::{Origin, OriginConfig};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tower::ServiceExt;
+
+const EVENT: &str = "ev1";
+/// Four 0.25 s parts per 1 s segment: target duration 1 s, so blocking gives up after 3 s.
+const PARTS_PER_SEGMENT: u32 = 4;
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("utf-8 body")
+    }
+
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// RFC 9457: errors are problem details.
+    fn assert_problem(&self, status: StatusCode) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header(header::CONTENT_TYPE),
+            "application/problem+json"
+        );
+        let problem: serde_json::Value = serde_json::from_slice(&self.body).expect("problem JSON");
+        assert_eq!(problem["status"], status.as_u16());
+        assert!(
+            problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{problem}"
+        );
+    }
+}
+
+/// One process-wide Prometheus recorder, so `/metrics` has something to render.
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("recorder installs once")
+        })
+        .clone()
+}
+
+fn origin_with(config: OriginConfig) -> (Origin, Router) {
+    let handle = metrics_handle();
+    let origin = Origin::new(config, move || handle.render());
+    let router = origin.router();
+    (origin, router)
+}
+
+fn app() -> Router {
+    origin_with(OriginConfig::default()).1
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Reply {
+    let response = app
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router is infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    let request = Request::get(uri)
+        .header(header::ORIGIN, "https://player.example")
+        .body(Body::empty())
+        .unwrap();
+    send(app, request).await
+}
+
+fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
+    let video = kind == RenditionKind::Video;
+    RenditionDescriptor {
+        name: name.to_string(),
+        kind,
+        codecs: if video { "avc1.64001f" } else { "mp4a.40.2" }.to_string(),
+        width: video.then_some(1280),
+        height: video.then_some(720),
+        frame_rate: video.then_some(30.0),
+        channels: (!video).then_some(2),
+        part_target_ms: 250,
+        segment_target_ms: 1000,
+    }
+}
+
+async fn declare(app: &Router, descriptor: &RenditionDescriptor) -> Reply {
+    let request = Request::put(format!("{PUSH_PREFIX}/{EVENT}/{}", descriptor.name))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(descriptor).unwrap()))
+        .unwrap();
+    send(app, request).await
+}
+
+async fn push_init(app: &Router, rendition: &str, version: u32) -> Reply {
+    let request = Request::put(format!("{PUSH_PREFIX}/{EVENT}/{rendition}/init/{version}"))
+        .body(Body::from(format!("init:{rendition}:{version}")))
+        .unwrap();
+    send(app, request).await
+}
+
+fn part_payload(rendition: &str, msn: u64, part: u32) -> String {
+    format!("{rendition}:{msn}.{part};")
+}
+
+/// The query string the transcoder's `reqwest::RequestBuilder::query(&PartMeta)` sends.
+fn part_query(msn: u64, part: u32, last_frame_arrival_ms: i64) -> String {
+    let mut query = format!(
+        "msn={msn}&part={part}&duration=0.25&independent={}&init_version=0&discontinuity=false&ends_segment={}&last_frame_arrival_ms={last_frame_arrival_ms}",
+        part == 0,
+        part + 1 == PARTS_PER_SEGMENT,
+    );
+    if part == 0 {
+        query.push_str(&format!(
+            "&program_date_time_ms={}",
+            1_700_000_000_000 + msn * 1000
+        ));
+    }
+    query
+}
+
+async fn push_part(app: &Router, rendition: &str, msn: u64, part: u32) -> Reply {
+    let request = Request::put(format!(
+        "{PUSH_PREFIX}/{EVENT}/{rendition}/part/{msn}/{part}?{}",
+        part_query(msn, part, 0)
+    ))
+    .body(Body::from(part_payload(rendition, msn, part)))
+    .unwrap();
+    send(app, request).await
+}
+
+/// Pushes `segments` complete segments, then `extra_parts` parts of the next one.
+async fn push_parts(app: &Router, rendition: &str, segments: u64, extra_parts: u32) {
+    for msn in 0..segments {
+        for part in 0..PARTS_PER_SEGMENT {
+            assert_eq!(
+                push_part(app, rendition, msn, part).await.status,
+                StatusCode::CREATED
+            );
+        }
+    }
+    for part in 0..extra_parts {
+        assert_eq!(
+            push_part(app, rendition, segments, part).await.status,
+            StatusCode::CREATED
+        );
+    }
+}
+
+/// A stream with a video and an audio rendition, init version 0 of each.
+async fn live_stream(app: &Router) {
+    for (name, kind) in [
+        ("video", RenditionKind::Video),
+        ("audio", RenditionKind::Audio),
+    ] {
+        assert_eq!(
+            declare(app, &descriptor(name, kind)).await.status,
+            StatusCode::CREATED
+        );
+        assert_eq!(push_init(app, name, 0).await.status, StatusCode::CREATED);
+    }
+}
+
+/// EXT-X-PART tag URIs of a media playlist, in order.
+fn part_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|line| line.starts_with("#EXT-X-PART:"))
+        .filter_map(|line| {
+            line.split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn master_playlist_lists_video_variants_with_the_audio_group() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 1).await;
+    push_parts(&app, "audio", 2, 1).await;
+    let reply = get(&app, "/live/ev1/master.m3u8").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header(header::CONTENT_TYPE),
+        "application/vnd.apple.mpegurl"
+    );
+    let master = reply.text();
+    assert!(master.starts_with("#EXTM3U"), "{master}");
+    // RFC 8216bis §4.4.6.1: the audio rendition group.
+    let media = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .expect("EXT-X-MEDIA");
+    for attribute in [
+        "TYPE=AUDIO",
+        "GROUP-ID=\"audio\"",
+        "DEFAULT=YES",
+        "AUTOSELECT=YES",
+        "URI=\"audio/index.m3u8\"",
+    ] {
+        assert!(media.contains(attribute), "{attribute} in {media}");
+    }
+    // RFC 8216bis §4.4.6.2: the variant plays video with the audio group; BANDWIDTH is the
+    // measured peak of both: each part ("video:0.0;", "audio:0.0;") is 10 bytes, four per
+    // 1 s segment: 320 + 320 bit/s.
+    let stream_inf = master
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .expect("EXT-X-STREAM-INF");
+    for attribute in [
+        "BANDWIDTH=640",
+        "AVERAGE-BANDWIDTH=640",
+        "CODECS=\"avc1.64001f,mp4a.40.2\"",
+        "RESOLUTION=1280x720",
+        "AUDIO=\"audio\"",
+    ] {
+        assert!(
+            stream_inf.contains(attribute),
+            "{attribute} in {stream_inf}"
+        );
+    }
+    let uri = master
+        .lines()
+        .skip_while(|l| !l.starts_with("#EXT-X-STREAM-INF:"))
+        .nth(1);
+    assert_eq!(uri, Some("video/index.m3u8"));
+}
+
+#[tokio::test]
+async fn media_playlist_describes_the_live_window() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 2).await;
+    push_parts(&app, "audio", 1, 1).await;
+    let reply = get(&app, "/live/ev1/video/index.m3u8").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header(header::CONTENT_TYPE),
+        "application/vnd.apple.mpegurl"
+    );
+    assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=1");
+    let playlist = reply.text();
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:1"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.25"),
+        "{playlist}"
+    );
+    // RFC 8216bis §4.4.3.8: CAN-BLOCK-RELOAD, PART-HOLD-BACK ≥ 3 × PART-TARGET,
+    // CAN-SKIP-UNTIL ≥ 6 × TARGETDURATION.
+    let control = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-SERVER-CONTROL:"))
+        .expect("server control");
+    for attribute in [
+        "CAN-BLOCK-RELOAD=YES",
+        "PART-HOLD-BACK=0.75",
+        "CAN-SKIP-UNTIL=6",
+    ] {
+        assert!(control.contains(attribute), "{attribute} in {control}");
+    }
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init0.mp4\""),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20"),
+        "{playlist}"
+    );
+    assert!(
+        playlist.lines().any(|l| l == "0.m4s") && playlist.lines().any(|l| l == "1.m4s"),
+        "{playlist}"
+    );
+    assert_eq!(
+        part_uris(playlist),
+        [
+            "0.0.m4s", "0.1.m4s", "0.2.m4s", "0.3.m4s", "1.0.m4s", "1.1.m4s", "1.2.m4s", "1.3.m4s",
+            "2.0.m4s", "2.1.m4s"
+        ]
+    );
+    // RFC 8216bis §4.4.5.3: the next part is hinted; §4.4.5.4: the other rendition reported.
+    assert!(
+        playlist.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"2.2.m4s\""),
+        "{playlist}"
+    );
+    let report = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-RENDITION-REPORT:"))
+        .expect("rendition report");
+    for attribute in ["URI=\"../audio/index.m3u8\"", "LAST-MSN=1", "LAST-PART=0"] {
+        assert!(report.contains(attribute), "{attribute} in {report}");
+    }
+    assert!(!playlist.contains("#EXT-X-ENDLIST"));
+}
+
+#[tokio::test]
+async fn segments_are_their_parts_concatenated_and_media_headers_fit() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 1).await;
+    push_parts(&app, "audio", 1, 0).await;
+    let segment = get(&app, "/live/ev1/video/0.m4s").await;
+    assert_eq!(segment.status, StatusCode::OK);
+    assert_eq!(segment.text(), "video:0.0;video:0.1;video:0.2;video:0.3;");
+    assert_eq!(segment.header(header::CONTENT_TYPE), "video/mp4");
+    assert_eq!(
+        segment.header(header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+    // CORS: browsers' players fetch cross-origin.
+    assert_eq!(segment.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    assert_eq!(
+        segment.header(header::VARY),
+        "",
+        "one cached copy per URL, whatever the Origin"
+    );
+
+    let part = get(&app, "/live/ev1/audio/0.2.m4s").await;
+    assert_eq!(part.status, StatusCode::OK);
+    assert_eq!(part.text(), "audio:0.2;");
+    assert_eq!(part.header(header::CONTENT_TYPE), "audio/mp4");
+    assert_eq!(
+        part.header(header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+
+    // A versioned init is immutable; init.mp4 (the latest) must be revalidated.
+    let init = get(&app, "/live/ev1/video/init0.mp4").await;
+    assert_eq!((init.status, init.text()), (StatusCode::OK, "init:video:0"));
+    assert_eq!(
+        init.header(header::CACHE_CONTROL),
+        "public, max-age=31536000, immutable"
+    );
+    let latest = get(&app, "/live/ev1/video/init.mp4").await;
+    assert_eq!(
+        (latest.status, latest.text()),
+        (StatusCode::OK, "init:video:0")
+    );
+    assert_eq!(latest.header(header::CACHE_CONTROL), "no-cache");
+
+    // The segment in progress is served only as parts.
+    get(&app, "/live/ev1/video/1.m4s")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    get(&app, "/live/ev1/video/init7.mp4")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    get(&app, "/live/ev1/video/nonsense.txt")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    get(&app, "/live/ev1/nope/index.m3u8")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    get(&app, "/live/nope/master.m3u8")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    let head = send(
+        &app,
+        Request::head("/live/ev1/video/0.m4s")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
+}
+
+#[tokio::test]
+async fn blocking_reload_answers_once_the_awaited_part_is_pushed() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 2).await;
+    // RFC 8216bis §6.2.5.2: the server holds the request until the playlist contains
+    // part 2 of segment 2.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=2&_HLS_part=2").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered before the awaited part existed"
+    );
+    assert_eq!(
+        push_part(&app, "video", 2, 2).await.status,
+        StatusCode::CREATED
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        part_uris(reply.text()).contains(&"2.2.m4s".to_string()),
+        "{}",
+        reply.text()
+    );
+    // A blocking answer is final for its URL: cacheable while its parts are fetchable.
+    assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=3");
+
+    // Without _HLS_part it waits for the whole segment.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=2").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered before segment 2 was complete"
+    );
+    push_part(&app, "video", 2, 3).await;
+    let reply = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert!(
+        reply.text().lines().any(|l| l == "2.m4s"),
+        "{}",
+        reply.text()
+    );
+
+    // What is already there is answered at once.
+    let reply = tokio::time::timeout(
+        Duration::from_millis(500),
+        get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=1"),
+    )
+    .await
+    .expect("no blocking for a part already listed");
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn blocking_reload_refuses_malformed_and_too_far_requests() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 1).await;
+    // RFC 8216bis §6.2.5.2: _HLS_part without _HLS_msn is a bad request.
+    get(&app, "/live/ev1/video/index.m3u8?_HLS_part=1")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    // RFC 8216bis §6.2.5.2: more than two segments past the last complete one (1).
+    get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=4")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    // RFC 8216bis §6.2.5.2: beyond the Advance Part Limit (3 / 0.25 s = 12 parts).
+    get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=2&_HLS_part=20")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    // RFC 8216bis §6.2.5.1: _HLS_skip is YES or v2.
+    get(&app, "/live/ev1/video/index.m3u8?_HLS_skip=NO")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=x")
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn blocking_reload_gives_up_after_three_target_durations() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 1).await;
+    let started = Instant::now();
+    let reply = get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=1").await;
+    let waited = started.elapsed();
+    // RFC 8216bis §6.2.5.2: 503 after blocking three target durations (3 × 1 s).
+    reply.assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        waited >= Duration::from_millis(2900),
+        "gave up after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(6), "held for {waited:?}");
+}
+
+#[tokio::test]
+async fn delta_updates_skip_old_segments() {
+    let app = app();
+    live_stream(&app).await;
+    // Twelve 1 s segments: with CAN-SKIP-UNTIL=6, the oldest are skippable.
+    push_parts(&app, "video", 12, 1).await;
+    let full = get(&app, "/live/ev1/video/index.m3u8").await;
+    assert!(!full.text().contains("#EXT-X-SKIP"));
+    assert!(full.text().lines().any(|l| l == "0.m4s"));
+    // RFC 8216bis §6.2.5.1: _HLS_skip=YES answers a delta update with EXT-X-SKIP.
+    for skip in ["YES", "v2"] {
+        let delta = get(
+            &app,
+            &format!("/live/ev1/video/index.m3u8?_HLS_skip={skip}&_HLS_msn=12&_HLS_part=0"),
+        )
+        .await;
+        assert_eq!(delta.status, StatusCode::OK);
+        let text = delta.text();
+        assert!(text.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS="), "{text}");
+        assert!(!text.lines().any(|l| l == "0.m4s"), "{text}");
+        assert!(text.lines().any(|l| l == "11.m4s"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_preload_hinted_part_blocks_until_it_is_pushed() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 2).await;
+    // RFC 8216bis §6.2.6: a request for the part named by EXT-X-PRELOAD-HINT (1.2) waits.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/1.2.m4s").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "answered before the part existed");
+    push_part(&app, "video", 1, 2).await;
+    let reply = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!((reply.status, reply.text()), (StatusCode::OK, "video:1.2;"));
+    assert_eq!(reply.header(header::CONTENT_TYPE), "video/mp4");
+
+    // RFC 8216bis §6.2.6: a part far past the hint is not found, at once.
+    get(&app, "/live/ev1/video/1.40.m4s")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    get(&app, "/live/ev1/video/9.0.m4s")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    // A part that never comes: 503 after three target durations.
+    let started = Instant::now();
+    get(&app, "/live/ev1/video/1.3.m4s")
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() >= Duration::from_millis(2900));
+}
+
+#[tokio::test]
+async fn parts_age_out_after_their_segment_leaves_the_part_window() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 10, 1).await;
+    let playlist = get(&app, "/live/ev1/video/index.m3u8").await;
+    // RFC 8216bis §6.2.2: only segments starting within 3 target durations of the edge
+    // (10.25 s) keep their EXT-X-PART tags.
+    assert_eq!(
+        part_uris(playlist.text()).first().map(String::as_str),
+        Some("8.0.m4s")
+    );
+    // Removed parts stay fetchable as long again, then are gone; segments stay.
+    assert_eq!(
+        get(&app, "/live/ev1/video/5.0.m4s").await.status,
+        StatusCode::OK
+    );
+    get(&app, "/live/ev1/video/4.0.m4s")
+        .await
+        .assert_problem(StatusCode::GONE);
+    assert_eq!(
+        get(&app, "/live/ev1/video/4.m4s").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_end_answers_blocked_requests_and_closes_the_playlist() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 2).await;
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=3").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    let end = send(
+        &app,
+        Request::post(format!("{PUSH_PREFIX}/{EVENT}/end"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(end.status, StatusCode::NO_CONTENT);
+    let reply = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("answered at the end")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let playlist = reply.text();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-PRELOAD-HINT"), "{playlist}");
+    // The unfinished segment 1 was closed: it is a whole segment now.
+    assert!(playlist.lines().any(|l| l == "1.m4s"), "{playlist}");
+    // RFC 8216bis §6.2.5.2: once ended, _HLS_msn is ignored, even far ahead.
+    let reply = get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=50").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Pushing to an ended stream is a conflict.
+    push_part(&app, "video", 2, 0)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn pushes_are_validated() {
+    let config = OriginConfig {
+        max_push_body_bytes: 512,
+        ..OriginConfig::default()
+    };
+    let (_, app) = origin_with(config);
+    // A part for an event with no stream.
+    push_part(&app, "video", 0, 0)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    live_stream(&app).await;
+    push_part(&app, "nope", 0, 0)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    push_parts(&app, "video", 0, 2).await;
+    // A retry of the last part is idempotent; parts never go backwards or skip ahead.
+    assert_eq!(
+        push_part(&app, "video", 0, 1).await.status,
+        StatusCode::NO_CONTENT
+    );
+    push_part(&app, "video", 0, 0)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    push_part(&app, "video", 0, 3)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    push_part(&app, "video", 2, 0)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    // Path and query must agree.
+    let request = Request::put(format!(
+        "{PUSH_PREFIX}/{EVENT}/video/part/0/2?{}",
+        part_query(0, 3, 0)
+    ))
+    .body(Body::from("x"))
+    .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    let request = Request::put(format!("{PUSH_PREFIX}/{EVENT}/video/part/0/2?msn=0"))
+        .body(Body::from("x"))
+        .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    // The body size limit.
+    let request = Request::put(format!(
+        "{PUSH_PREFIX}/{EVENT}/video/part/0/2?{}",
+        part_query(0, 2, 0)
+    ))
+    .body(Body::from(vec![0u8; 513]))
+    .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::PAYLOAD_TOO_LARGE);
+    // A descriptor whose name is not the path's, and one that changes PART-TARGET
+    // (RFC 8216bis §4.4.3.7: fixed for the stream).
+    let mut renamed = descriptor("video", RenditionKind::Video);
+    renamed.name = "other".to_string();
+    let request = Request::put(format!("{PUSH_PREFIX}/{EVENT}/video"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&renamed).unwrap()))
+        .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    // An invalid descriptor creates no stream.
+    let mut invalid = descriptor("video", RenditionKind::Video);
+    invalid.part_target_ms = 5;
+    let request = Request::put(format!("{PUSH_PREFIX}/other-event/video"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(&invalid).unwrap()))
+        .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST);
+    get(&app, "/live/other-event/master.m3u8")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    let mut changed = descriptor("video", RenditionKind::Video);
+    changed.part_target_ms = 500;
+    declare(&app, &changed)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    assert_eq!(
+        declare(&app, &descriptor("video", RenditionKind::Video))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn last_part_and_stream_status_follow_the_pushes() {
+    let (origin, app) = origin_with(OriginConfig::default());
+    live_stream(&app).await;
+    get(&app, &format!("{PUSH_PREFIX}/{EVENT}/video/last"))
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    push_parts(&app, "video", 1, 2).await;
+    let last = get(&app, &format!("{PUSH_PREFIX}/{EVENT}/video/last")).await;
+    assert_eq!(last.status, StatusCode::OK);
+    let last: LastPart = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(
+        last,
+        LastPart {
+            msn: 1,
+            part: 1,
+            ends_segment: false
+        }
+    );
+
+    let status = origin.stream_status(EVENT).expect("status");
+    assert!(!status.ended);
+    assert_eq!(status.renditions.len(), 2);
+    assert_eq!(status.renditions[0].name, "video");
+    // 40 bytes in the 1 s segment 0.
+    assert_eq!(status.renditions[0].bitrate_bps, Some(320));
+    assert!(status.last_part_at_ms.is_some());
+    assert_eq!(origin.stream_status("nope"), None);
+}
+
+#[tokio::test]
+async fn health_and_metrics_endpoints() {
+    let app = app();
+    let health = get(&app, "/healthz").await;
+    assert_eq!((health.status, health.text()), (StatusCode::OK, "ok"));
+    assert_eq!(get(&app, "/readyz").await.status, StatusCode::OK);
+    live_stream(&app).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let request = Request::put(format!(
+        "{PUSH_PREFIX}/{EVENT}/video/part/0/0?{}",
+        part_query(0, 0, now_ms - 40)
+    ))
+    .body(Body::from("part"))
+    .unwrap();
+    assert_eq!(send(&app, request).await.status, StatusCode::CREATED);
+    let metrics = get(&app, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    for name in [
+        "floodlight_origin_parts_received_total",
+        "floodlight_origin_part_bytes_received_total",
+        "floodlight_origin_part_ready_latency_seconds",
+        "floodlight_origin_http_responses_total",
+        "floodlight_origin_active_streams",
+    ] {
+        assert!(
+            metrics.text().contains(name),
+            "{name} missing from\n{}",
+            metrics.text()
+        );
+    }
+    get(&app, "/no/such/path")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_server_answers_blocked_requests_at_shutdown() {
+    let handle = metrics_handle();
+    let origin = Origin::new(OriginConfig::default(), move || handle.render());
+    let app = origin.router();
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(floodlight_origin::run(listener, origin, async move {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let playlist = client
+        .get(format!("http://{address}/live/ev1/video/index.m3u8"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(playlist.status(), reqwest::StatusCode::OK);
+    let blocked = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .get(format!(
+                    "http://{address}/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=1"
+                ))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!blocked.is_finished());
+    let started = Instant::now();
+    stop.send(()).unwrap();
+    let reply = blocked.await.unwrap().unwrap();
+    assert_eq!(reply.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited for the block timeout"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
