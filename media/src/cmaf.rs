@@ -392,7 +392,7 @@ mod tests {
                 FlvTagType::Video => match parse_video_tag(tag.body, tag.timestamp_ms).unwrap() {
                     VideoTag::SequenceHeader(c) => video = Some(c),
                     VideoTag::Frame(f) => video_frames.push(f),
-                    VideoTag::EndOfSequence => {}
+                    VideoTag::EndOfSequence | VideoTag::Command => {}
                 },
                 FlvTagType::Audio => match parse_audio_tag(tag.body, tag.timestamp_ms).unwrap() {
                     AudioTag::SequenceHeader(c) => audio = Some(c),

@@ -182,6 +182,8 @@ pub(crate) struct RenditionChecker {
     init: Option<InitInfo>,
     /// PART-TARGET of the first playlist; RFC 8216bis §4.4.3.7 fixes it for the stream.
     part_target: Option<f64>,
+    /// The last complete segment whose parts were checked against the 85% floor.
+    floor_checked_through: Option<u64>,
     first_playlist_checked: bool,
     last_media_sequence: Option<u64>,
     /// URIs of segments and parts seen, by position, to check that every later playlist
@@ -220,6 +222,7 @@ impl RenditionChecker {
             playlist_url: playlist_url.to_owned(),
             init: None,
             part_target: None,
+            floor_checked_through: None,
             first_playlist_checked: false,
             last_media_sequence: None,
             segment_uris: BTreeMap::new(),
@@ -328,6 +331,7 @@ impl RenditionChecker {
         }
         self.check_numbering(playlist);
         self.check_program_date_time(playlist);
+        self.check_part_floor(playlist);
         if let Some(awaited) = awaited {
             self.check_blocking_reload(playlist, awaited);
         }
@@ -453,6 +457,41 @@ impl RenditionChecker {
         }
         if let Some(last) = playlist.segments.last() {
             self.pdt_checked_through = Some(last.msn);
+        }
+    }
+
+    /// RFC 8216bis §4.4.4.9: every part of a complete segment other than an INDEPENDENT
+    /// one and the segment's last lasts at least 85% of PART-TARGET. Checked once per
+    /// segment, when it is first seen complete with its parts listed.
+    fn check_part_floor(&mut self, playlist: &MediaPlaylist) {
+        let Some(target) = self.part_target else {
+            return;
+        };
+        let mut short = vec![];
+        for segment in &playlist.segments {
+            if segment.uri.is_none()
+                || segment.parts.is_empty()
+                || self
+                    .floor_checked_through
+                    .is_some_and(|through| segment.msn <= through)
+            {
+                continue;
+            }
+            let Some((_, body)) = segment.parts.split_last() else {
+                continue;
+            };
+            for (i, part) in body.iter().enumerate() {
+                if !part.independent && part.duration + EPSILON_S < 0.85 * target {
+                    short.push(format!(
+                        "segment {} part {i} lasts {} s, under 85% of PART-TARGET {target} (RFC 8216bis §4.4.4.9)",
+                        segment.msn, part.duration
+                    ));
+                }
+            }
+            self.floor_checked_through = Some(segment.msn);
+        }
+        for message in short {
+            self.error(message);
         }
     }
 
@@ -750,6 +789,28 @@ s10.mp4
         checker.observe_playlist(&live(10, TWO_SEGMENTS), Some((11, 1)), false);
         assert_eq!(checker.errors, Vec::<String>::new());
         assert_eq!(checker.part_target(), Some(0.2));
+    }
+
+    #[test]
+    fn short_parts_inside_a_segment_are_errors() {
+        // RFC 8216bis §4.4.4.9: 85% of PART-TARGET, except INDEPENDENT and last parts.
+        let body = "#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z
+#EXT-X-PART:DURATION=0.1,URI=\"p10.0.mp4\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.16,URI=\"p10.1.mp4\"
+#EXT-X-PART:DURATION=0.2,URI=\"p10.2.mp4\"
+#EXT-X-PART:DURATION=0.05,URI=\"p10.3.mp4\"
+#EXTINF:0.51,
+s10.mp4
+";
+        let mut checker = RenditionChecker::new("video", "index.m3u8");
+        checker.observe_playlist(&live(10, body), None, false);
+        checker.observe_playlist(&live(10, body), None, false);
+        assert_eq!(checker.errors.len(), 1, "{:?}", checker.errors);
+        assert!(
+            checker.errors[0].contains("segment 10 part 1"),
+            "{:?}",
+            checker.errors
+        );
     }
 
     #[test]

@@ -134,12 +134,13 @@ impl Drop for Server {
     }
 }
 
-/// An ffmpeg publisher of a synthetic test stream: H.264 High with B-frames, 2 s GOP,
+/// An ffmpeg publisher of a synthetic test stream: 29.97 fps (OBS's default) H.264 High
+/// with B-frames, 2 s GOP,
 /// AAC-LC 48 kHz, paced in real time (`-re`), as OBS would send it.
 pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30000/1001"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
         .args([

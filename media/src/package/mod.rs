@@ -128,6 +128,8 @@ enum Session {
 struct Rendition {
     name: String,
     params: TrackParams,
+    /// PART-TARGET of this rendition, ms; fixed for the stream's life (§4.4.3.7).
+    part_target_ms: u32,
     timescale: u32,
     init_version: u32,
     /// Listed in the current session's `Tracks`.
@@ -177,7 +179,7 @@ impl Rendition {
     /// New codec parameters (after a flush): a new init version, and new timing if the
     /// timescale or frame length changed. Times kept across the change are rescaled.
     fn change_params(&mut self, params: TrackParams, config: &PackagerConfig) {
-        let timing = Timing::of(&params, config);
+        let timing = Timing::of(&params, config, self.part_target_ms);
         let old = self.timescale;
         self.last_decode_time = self
             .last_decode_time
@@ -217,14 +219,38 @@ impl Rendition {
             height,
             frame_rate,
             channels,
-            part_target_ms: part_target_ms(config),
+            part_target_ms: self.part_target_ms,
             segment_target_ms: config.segment_target / 90,
         }
     }
 }
 
-fn part_target_ms(config: &PackagerConfig) -> u32 {
-    config.part_target / 90
+/// The PART-TARGET a rendition advertises, ms.
+///
+/// RFC 8216bis §4.4.4.9: a part that is neither INDEPENDENT nor the last of its segment
+/// must last at least 85% of PART-TARGET, and every part at most PART-TARGET. Parts hold
+/// whole frames, so at 29.97 fps a 200 ms target admits no valid cut (5 frames = 83%,
+/// 6 frames = 200.2 ms). Video therefore rounds the configured target to a whole number
+/// of frames at the SPS frame rate, up to the next millisecond (timestamps in ms or
+/// 90 kHz spans of n frames never exceed that): 200 ms stays 200 at 25/30/50/60 fps
+/// and becomes 201 at 29.97/59.94, 209 at 23.976/24. Audio frames (~21 ms) fit any
+/// target ≥ 100 ms within the 85% floor, so audio keeps the configured value. Without a
+/// frame rate in the SPS the configured value is used as is.
+fn part_target_ms(params: &TrackParams, config: &PackagerConfig) -> u32 {
+    let configured = config.part_target / 90;
+    let CodecParams::H264(avc) = &params.codec else {
+        return configured;
+    };
+    let Some(fps) = avc
+        .frame_rate
+        .filter(|f| f.is_finite() && (1.0..=240.0).contains(f))
+    else {
+        return configured;
+    };
+    let frame_ms = 1000.0 / fps;
+    let frames = (f64::from(configured) / frame_ms).round().max(1.0);
+    // The epsilon keeps 6 × 33.333… = 200 from rounding up to 201.
+    (frames * frame_ms - 1e-6).ceil() as u32
 }
 
 /// What depends on a track's timescale; rebuilt when its parameters change.
@@ -238,7 +264,7 @@ struct Timing {
 }
 
 impl Timing {
-    fn of(params: &TrackParams, config: &PackagerConfig) -> Timing {
+    fn of(params: &TrackParams, config: &PackagerConfig, part_target_ms: u32) -> Timing {
         let timescale = cmaf::track_timescale(params);
         let (fallback_duration, audio_frame) = match &params.codec {
             CodecParams::H264(c) => {
@@ -259,7 +285,7 @@ impl Timing {
                 (frame, Some(frame))
             }
         };
-        let part_target = rescale_floor(i64::from(part_target_ms(config)), 1000, timescale);
+        let part_target = rescale_floor(i64::from(part_target_ms), 1000, timescale);
         let segment_target = SegmentTarget {
             target: rescale(i64::from(config.segment_target), TIMESCALE, timescale),
             early_tolerance: part_target / 2,
@@ -423,7 +449,8 @@ impl StreamPackager {
     }
 
     fn new_rendition(&self, params: TrackParams, after_first_session: bool) -> Rendition {
-        let timing = Timing::of(&params, &self.config);
+        let part_target_ms = part_target_ms(&params, &self.config);
+        let timing = Timing::of(&params, &self.config, part_target_ms);
         let next_msn = self
             .renditions
             .iter()
@@ -437,6 +464,7 @@ impl StreamPackager {
         Rendition {
             name: name.to_owned(),
             params,
+            part_target_ms,
             timescale: timing.timescale,
             init_version: 0,
             in_session: false,

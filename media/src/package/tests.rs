@@ -45,6 +45,18 @@ struct VideoShape {
     bframes: bool,
 }
 
+impl VideoShape {
+    /// Video parameters whose SPS frame rate matches the shape, as an encoder's VUI
+    /// timing info would say.
+    fn params(self) -> TrackParams {
+        let mean_step = self.steps.iter().sum::<i64>() as f64 / self.steps.len() as f64;
+        TrackParams::video(AvcConfig {
+            frame_rate: Some(90_000.0 / mean_step),
+            ..avc_config()
+        })
+    }
+}
+
 /// 29.97, 25, 50, 59.94 fps, and FLV's millisecond-rounded 29.97 (33/33/34 ms); 2 s GOPs.
 const SHAPES: [VideoShape; 5] = [
     VideoShape {
@@ -215,6 +227,19 @@ fn parse_part(data: &[u8]) -> ParsedPart {
     }
 }
 
+/// The PART-TARGET a rendition's descriptor advertises, seconds.
+fn part_target(outputs: &[PackagerOutput], rendition: &str) -> f64 {
+    outputs
+        .iter()
+        .find_map(|o| match o {
+            PackagerOutput::Rendition(d) if d.name == rendition => {
+                Some(f64::from(d.part_target_ms) / 1000.0)
+            }
+            _ => None,
+        })
+        .expect("descriptor before parts")
+}
+
 /// The rules every rendition's part sequence keeps; returns the parsed parts.
 fn check_rendition(
     parts: &[(PartMeta, Bytes)],
@@ -226,6 +251,14 @@ fn check_rendition(
     for (i, ((meta, _), part)) in parts.iter().zip(&parsed).enumerate() {
         // RFC 8216bis §4.4.4.9: "MUST be less than or equal to the Part Target Duration".
         assert!(meta.duration <= part_target, "part {i}: {meta:?}");
+        // §4.4.4.9: at least 85% of the target, except INDEPENDENT parts and the last part
+        // of a segment (a segment cut by the next keyframe, or a session's end).
+        if !meta.independent && !meta.ends_segment {
+            assert!(
+                meta.duration >= 0.85 * part_target,
+                "part {i} under 85%: {meta:?}"
+            );
+        }
         // PartMeta.duration is the exact sum of the sample durations.
         assert_eq!(meta.duration, part.duration() as f64 / f64::from(timescale));
         // §4.4.4.6: EXT-X-PROGRAM-DATE-TIME on every segment, i.e. its first part.
@@ -293,10 +326,7 @@ fn synthetic_streams_keep_every_packaging_rule() {
             let mut packager = StreamPackager::new(PackagerConfig::default());
             start(
                 &mut packager,
-                vec![
-                    TrackParams::video(avc_config()),
-                    TrackParams::audio(aac_48k()),
-                ],
+                vec![shape.params(), TrackParams::audio(aac_48k())],
             );
             let frames = interleave(
                 video_frames(shape, 10 * 90_000, 0),
@@ -314,9 +344,14 @@ fn synthetic_streams_keep_every_packaging_rule() {
                 (source.name.as_str(), source.kind),
                 ("source", RenditionKind::Video)
             );
+            // §4.4.4.9's 85% floor: 200 ms rounds to whole frames (201 at 29.97/59.94).
+            let expected_part_target = match shape.steps {
+                [3003] | [1501, 1502] => 201,
+                _ => 200,
+            };
             assert_eq!(
                 (source.part_target_ms, source.segment_target_ms),
-                (200, 2000)
+                (expected_part_target, 2000)
             );
             assert!(
                 matches!(&outputs[1], PackagerOutput::Init { rendition, version: 0, .. } if rendition == "source")
@@ -331,8 +366,8 @@ fn synthetic_streams_keep_every_packaging_rule() {
 
             let video = parts(&outputs, "source");
             let audio = parts(&outputs, "audio");
-            let parsed_video = check_rendition(&video, 90_000, 0.2);
-            let parsed_audio = check_rendition(&audio, 48_000, 0.2);
+            let parsed_video = check_rendition(&video, 90_000, part_target(&outputs, "source"));
+            let parsed_audio = check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
             // 2 s GOPs: the keyframes are exactly the segment starts, so only part 0 of
             // each segment is independent.
             for (meta, _) in &video {
@@ -373,10 +408,7 @@ fn audio_durations_are_exact_sample_counts() {
     let mut packager = StreamPackager::new(PackagerConfig::default());
     start(
         &mut packager,
-        vec![
-            TrackParams::video(avc_config()),
-            TrackParams::audio(aac_44k()),
-        ],
+        vec![SHAPES[0].params(), TrackParams::audio(aac_44k())],
     );
     let frames = interleave(
         video_frames(SHAPES[0], 6 * 90_000, 0),
@@ -399,10 +431,7 @@ fn audio_durations_are_exact_sample_counts() {
 #[test]
 fn reconnect_continues_numbering_and_timeline_with_discontinuity() {
     let mut packager = StreamPackager::new(PackagerConfig::default());
-    let tracks = vec![
-        TrackParams::video(avc_config()),
-        TrackParams::audio(aac_48k()),
-    ];
+    let tracks = vec![SHAPES[0].params(), TrackParams::audio(aac_48k())];
     let shape = VideoShape {
         bframes: true,
         ..SHAPES[0]
@@ -451,7 +480,7 @@ fn reconnect_continues_numbering_and_timeline_with_discontinuity() {
     assert_eq!(inits, 2);
     for (name, timescale) in [("source", 90_000), ("audio", 48_000)] {
         let parts = parts(&outputs, name);
-        check_rendition(&parts, timescale, 0.2);
+        check_rendition(&parts, timescale, part_target(&outputs, name));
         let reconnect = parts.iter().position(|(m, _)| m.discontinuity).unwrap();
         let (before, after) = (&parts[reconnect - 1].0, &parts[reconnect].0);
         assert!(before.ends_segment);
@@ -697,8 +726,8 @@ fn ffmpeg_captures_package_into_valid_parts() {
         let outputs = drain(&mut packager);
         let video = parts(&outputs, "source");
         let audio = parts(&outputs, "audio");
-        let parsed_video = check_rendition(&video, 90_000, 0.2);
-        let parsed_audio = check_rendition(&audio, audio_rate, 0.2);
+        let parsed_video = check_rendition(&video, 90_000, part_target(&outputs, "source"));
+        let parsed_audio = check_rendition(&audio, audio_rate, part_target(&outputs, "audio"));
         assert_eq!(msns(&video).len(), segments);
         assert_eq!(msns(&audio), msns(&video));
         // Every frame is in exactly one part; B-frames keep their composition offsets.
