@@ -85,6 +85,15 @@ impl Config {
         self.transcoder.validate()?;
         self.origin.validate()?;
         self.control.validate()?;
+        // The origin must not end a stream on its own while its transcoder is still
+        // waiting for the publisher to come back.
+        if self.origin.idle_end_secs <= self.transcoder.reconnect_grace_secs {
+            bail!(
+                "origin.idle_end_secs: {} must exceed transcoder.reconnect_grace_secs ({})",
+                self.origin.idle_end_secs,
+                self.transcoder.reconnect_grace_secs
+            );
+        }
         Ok(())
     }
 }

@@ -115,10 +115,8 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-fn signalled(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn signalled(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 /// The URL a local client uses to reach a listener bound to `addr`.
@@ -146,6 +144,19 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     if config.transcoder.origins.is_empty() {
         config.transcoder.origins = vec![local_url(origin_addr)];
     }
+    // The push API is not for the public: in one process the origin and its transcoder
+    // share a token, the configured one or a fresh random one.
+    let token = config
+        .origin
+        .push_token
+        .clone()
+        .or_else(|| config.transcoder.push_token.clone())
+        .unwrap_or_else(|| {
+            let bytes: [u8; 32] = rand::random();
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        });
+    config.origin.push_token = Some(token.clone());
+    config.transcoder.push_token = Some(token);
     let origin = Origin::new(config.origin.clone(), render.clone());
     let transcoder = Transcoder::new(config.transcoder.clone())?;
     let live = Arc::new(LiveView {
@@ -195,6 +206,13 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
 }
 
 pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
+    if config.origin.push_token.is_none() {
+        anyhow::bail!(
+            "origin.push_token: required when the origin runs alone, since transcoders push to \
+             it over the network; set it (FLOODLIGHT_ORIGIN__PUSH_TOKEN) and give the same \
+             value to the transcoders (transcoder.push_token)"
+        );
+    }
     let listener = bind("origin.listen", config.origin.listen).await?;
     info!(addr = %listener.local_addr()?, "origin listening");
     let origin = Origin::new(config.origin, move || metrics.render());

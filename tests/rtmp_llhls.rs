@@ -13,13 +13,13 @@ use floodlight_player::{PlayerConfig, follow};
 fn last_part(playlist: &str) -> (u64, u32) {
     playlist
         .lines()
+        .rev()
         .filter_map(|l| l.strip_prefix("#EXT-X-PART:"))
         .filter_map(|attrs| attrs.split("URI=\"").nth(1)?.split('"').next())
-        .filter_map(|uri| {
+        .find_map(|uri| {
             let mut it = uri.trim_end_matches(".m4s").split('.');
             Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
         })
-        .last()
         .expect("playlist lists parts")
 }
 

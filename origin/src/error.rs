@@ -13,12 +13,18 @@ use crate::window::PushError;
 pub(crate) enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// The push API's bearer token is missing or wrong (RFC 6750 §3.1).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed, but its values cannot be accepted (a part's duration).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
     /// An extractor refused the request (bad path, query or body, body too large).
@@ -39,9 +45,9 @@ impl ApiError {
     pub(crate) fn push(event_id: &str, rendition: &str, error: PushError) -> Self {
         let detail = format!("{event_id}/{rendition}: {error}");
         match error {
-            PushError::InvalidDescriptor(_) | PushError::InvalidDuration { .. } => {
-                ApiError::BadRequest(detail)
-            }
+            PushError::InvalidDescriptor(_) => ApiError::BadRequest(detail),
+            PushError::InvalidDuration { .. } => ApiError::Unprocessable(detail),
+            PushError::UnknownRendition(_) => ApiError::NotFound(detail),
             _ => ApiError::Conflict(detail),
         }
     }
@@ -49,9 +55,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Rejected { status, .. } => *status,
         }
@@ -70,6 +78,7 @@ struct Problem<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let unauthorized = matches!(self, ApiError::Unauthorized(_));
         let problem = Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
@@ -83,6 +92,13 @@ impl IntoResponse for ApiError {
         );
         // Errors describe a moment of the live edge; a cache must not replay them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // RFC 6750 §3: a 401 names the scheme the client must use.
+        if unauthorized {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"floodlight-push\""),
+            );
+        }
         response
     }
 }

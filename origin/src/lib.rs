@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod auth;
 mod config;
 mod error;
 mod metrics;

@@ -6,6 +6,9 @@ pub(crate) const PART_READY_LATENCY: &str = "floodlight_origin_part_ready_latenc
 pub(crate) const BLOCKING_WAIT: &str = "floodlight_origin_blocking_wait_seconds";
 pub(crate) const HTTP_RESPONSES: &str = "floodlight_origin_http_responses_total";
 pub(crate) const ACTIVE_STREAMS: &str = "floodlight_origin_active_streams";
+pub(crate) const SEGMENTS_OVER_TARGET: &str =
+    "floodlight_origin_segments_over_target_duration_total";
+pub(crate) const STREAMS_ENDED_IDLE: &str = "floodlight_origin_streams_ended_idle_total";
 
 /// Registers help texts with whatever recorder the binary installed.
 pub(crate) fn describe() {
@@ -26,6 +29,14 @@ pub(crate) fn describe() {
         "Time a blocking playlist reload or preload-hinted part request was held (RFC 8216bis §6.2.5.2, §6.2.6)"
     );
     metrics::describe_counter!(HTTP_RESPONSES, "HTTP responses by status class");
+    metrics::describe_counter!(
+        SEGMENTS_OVER_TARGET,
+        "Complete segments whose EXTINF, rounded, exceeded the fixed EXT-X-TARGETDURATION (RFC 8216bis §4.4.3.1): the publisher's keyframe interval is too long"
+    );
+    metrics::describe_counter!(
+        STREAMS_ENDED_IDLE,
+        "Streams ended by the origin after no push for idle_end_secs (no POST end came)"
+    );
     metrics::describe_gauge!(
         ACTIVE_STREAMS,
         "Streams that are live (pushed and not ended)"

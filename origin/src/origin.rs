@@ -1,5 +1,5 @@
 //! The tokio layer around the sans-IO windows: shared state, change notification for
-//! blocking requests, the router and the server loop.
+//! blocking requests, the idle-stream sweeper, the router and the server loop.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,22 +8,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use floodlight_media::push::PUSH_PREFIX;
+use floodlight_media::push::{PUSH_PREFIX, RenditionDescriptor};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 use tower_http::cors::{Any, CorsLayer};
-use tracing::info;
+use tracing::{info, warn};
 
+use crate::auth::PushCredential;
 use crate::config::OriginConfig;
 use crate::error::ApiError;
 use crate::metrics;
-use crate::stream::{StreamCore, StreamStatus};
-use crate::window::WindowLimits;
+use crate::stream::{Declared, StreamCore, StreamLimits, StreamStatus};
+use crate::window::{PushError, WindowLimits};
 use crate::{playback, push};
+
+/// How often the sweeper looks for idle streams and expired ended ones.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The origin service. Cheap to clone: every clone shares one set of live windows.
 #[derive(Clone)]
@@ -33,6 +37,8 @@ pub struct Origin {
 
 struct Inner {
     config: OriginConfig,
+    /// `None`: the push API is open (no `push_token` configured).
+    push_credential: Option<PushCredential>,
     render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
     /// Flips to `true` when the server begins shutting down: blocked requests answer 503
@@ -54,7 +60,19 @@ pub(crate) struct StreamState {
     /// Per rendition, bumped when a part lands or the stream ends: blocking requests for
     /// one rendition wake only for it.
     rendition_changed: HashMap<String, watch::Sender<()>>,
+    /// When a push was last accepted: the idle end's clock.
+    last_push_at: Instant,
+    /// When the stream ended (`None` while live): the retention's clock.
     ended_at: Option<Instant>,
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum EndReason {
+    /// `POST .../end`.
+    Pushed,
+    /// No push for `idle_end_secs`.
+    Idle(Duration),
 }
 
 impl StreamState {
@@ -74,8 +92,47 @@ impl StreamState {
         }
     }
 
-    pub(crate) fn mark_ended(&mut self) {
-        self.ended_at = Some(Instant::now());
+    /// A push was accepted: the stream is not idle.
+    pub(crate) fn touch(&mut self) {
+        self.last_push_at = Instant::now();
+    }
+
+    /// Declares a rendition (see [`StreamCore::declare`]); a new session is live again.
+    pub(crate) fn declare(
+        &mut self,
+        descriptor: RenditionDescriptor,
+    ) -> Result<Declared, PushError> {
+        let declared = self.core.declare(descriptor)?;
+        if declared == Declared::NewSession {
+            self.ended_at = None;
+        }
+        self.touch();
+        Ok(declared)
+    }
+
+    /// Counts the segments that completed longer than the target duration allows since
+    /// the count was `before`. Rolled up: the stream's first one is logged, with what to
+    /// do about it; the rest only counted.
+    pub(crate) fn report_over_target(&self, event_id: &str, before: u64) {
+        let now = self.core.segments_over_target();
+        if now <= before {
+            return;
+        }
+        ::metrics::counter!(metrics::SEGMENTS_OVER_TARGET).increment(now - before);
+        if before == 0
+            && let Some((rendition, over)) = self.core.first_over_target()
+        {
+            warn!(
+                event_id,
+                rendition,
+                msn = over.msn,
+                duration_secs = over.duration,
+                target_duration = self.core.target_duration(),
+                "segment longer than EXT-X-TARGETDURATION allows (RFC 8216bis §4.4.3.1): players \
+                 may stall; set the publisher's keyframe interval to 2 s. Further ones in this \
+                 stream are only counted (floodlight_origin_segments_over_target_duration_total)"
+            );
+        }
     }
 }
 
@@ -87,12 +144,68 @@ impl LiveStream {
     pub(crate) fn notify_stream(&self) {
         self.changed.send_replace(());
     }
+
+    /// Ends the stream for good, as `POST .../end` does: EXT-X-ENDLIST, every blocked
+    /// request answered, removal after the retention. `false` if it had ended already.
+    pub(crate) fn end(&self, state: &mut StreamState, reason: EndReason) -> bool {
+        if state.core.is_ended() {
+            return false;
+        }
+        let _span = self.span.enter();
+        let before = state.core.segments_over_target();
+        state.core.end();
+        // Closing the segment in progress may close an over-long one.
+        state.report_over_target(&self.event_id, before);
+        state.ended_at = Some(Instant::now());
+        state.notify(None);
+        self.notify_stream();
+        ::metrics::gauge!(metrics::ACTIVE_STREAMS).decrement(1.0);
+        let segments_over_target = state.core.segments_over_target();
+        match reason {
+            EndReason::Pushed => info!(segments_over_target, "stream ended"),
+            EndReason::Idle(idle) => {
+                ::metrics::counter!(metrics::STREAMS_ENDED_IDLE).increment(1);
+                warn!(
+                    idle_secs = idle.as_secs(),
+                    segments_over_target,
+                    "no push for origin.idle_end_secs: stream ended as if by POST end (the transcoder stopped without ending it)"
+                );
+            }
+        }
+        true
+    }
 }
 
 /// A poisoned lock only means another request panicked mid-update; the window is still
 /// the best state there is, so serve on.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the sweeper does with a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    Keep,
+    /// Live, but no push for the idle limit: end it.
+    End,
+    /// Ended, and its retention has passed: drop it from memory.
+    Remove,
+}
+
+/// The sweeper's decision for one stream, from its clocks alone.
+pub(crate) fn sweep_verdict(
+    last_push_at: Instant,
+    ended_at: Option<Instant>,
+    now: Instant,
+    idle_end: Duration,
+    retention: Duration,
+) -> Sweep {
+    match ended_at {
+        Some(ended_at) if now.saturating_duration_since(ended_at) >= retention => Sweep::Remove,
+        Some(_) => Sweep::Keep,
+        None if now.saturating_duration_since(last_push_at) >= idle_end => Sweep::End,
+        None => Sweep::Keep,
+    }
 }
 
 /// What a blocked request is waiting on.
@@ -106,7 +219,8 @@ pub(crate) enum WaitFor<'a> {
 
 impl Origin {
     /// `render_metrics` renders the process's Prometheus exposition for `/metrics` (the
-    /// binary passes its `PrometheusHandle::render`).
+    /// binary passes its `PrometheusHandle::render`). Idle streams are ended, and ended
+    /// ones dropped, by [`run`].
     pub fn new(
         config: OriginConfig,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
@@ -114,6 +228,7 @@ impl Origin {
         metrics::describe();
         Origin {
             inner: Arc::new(Inner {
+                push_credential: config.push_token.as_deref().map(PushCredential::new),
                 config,
                 render_metrics: Box::new(render_metrics),
                 streams: Mutex::new(HashMap::new()),
@@ -132,8 +247,8 @@ impl Origin {
         Some(stream.lock().core.status())
     }
 
-    /// Every route: playback under `/live`, the push API under [`PUSH_PREFIX`],
-    /// `/metrics`, `/healthz`, `/readyz`.
+    /// Every route: playback under `/live`, the push API under [`PUSH_PREFIX`] (behind
+    /// the push token when one is configured), `/metrics`, `/healthz`, `/readyz`.
     pub fn router(&self) -> Router {
         // Players in browsers fetch from another origin than the page's (hls.js). The
         // answer is `*` whatever the request's Origin, so no `Vary`: a CDN keeps one copy
@@ -167,6 +282,10 @@ impl Origin {
                 &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}/last"),
                 get(push::last),
             )
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                push::authorize,
+            ))
             .layer(DefaultBodyLimit::max(self.inner.config.max_push_body_bytes));
         Router::new()
             .merge(playback)
@@ -181,6 +300,14 @@ impl Origin {
             .with_state(self.clone())
     }
 
+    /// Accepts a push request: it carries the push token, or none is configured.
+    pub(crate) fn check_push_credential(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.inner
+            .push_credential
+            .as_ref()
+            .map_or(Ok(()), |credential| credential.check(headers))
+    }
+
     /// Blocked requests answer 503 from now on; called when the server shuts down.
     fn begin_shutdown(&self) {
         self.inner.shutdown.send_replace(true);
@@ -193,51 +320,81 @@ impl Origin {
             .ok_or_else(|| ApiError::unknown_event(event_id))
     }
 
-    /// The event's stream, created on its first rendition descriptor.
-    pub(crate) fn stream_or_create(&self, event_id: &str) -> Arc<LiveStream> {
+    /// The event's stream, created on its first rendition descriptor unless the origin
+    /// already holds `max_streams`.
+    pub(crate) fn stream_or_create(&self, event_id: &str) -> Result<Arc<LiveStream>, ApiError> {
+        let config = &self.inner.config;
         let mut streams = lock(&self.inner.streams);
-        let stream = streams.entry(event_id.to_string()).or_insert_with(|| {
-            let limits = WindowLimits {
-                dvr_window_secs: self.inner.config.dvr_window_secs,
-                max_segments: self.inner.config.max_window_segments,
-            };
-            let span = tracing::info_span!("stream", event_id);
-            span.in_scope(|| info!("stream created"));
-            ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
-            Arc::new(LiveStream {
-                event_id: event_id.to_string(),
-                span,
-                state: Mutex::new(StreamState {
-                    core: StreamCore::new(limits),
-                    rendition_changed: HashMap::new(),
-                    ended_at: None,
-                }),
-                changed: watch::channel(()).0,
-            })
+        if let Some(stream) = streams.get(event_id) {
+            return Ok(Arc::clone(stream));
+        }
+        if streams.len() >= config.max_streams {
+            return Err(ApiError::Unavailable(format!(
+                "this origin already holds its maximum of {} streams (origin.max_streams); \
+                 retry later or push to another origin",
+                config.max_streams
+            )));
+        }
+        let limits = StreamLimits {
+            window: WindowLimits {
+                dvr_window_secs: config.dvr_window_secs,
+                max_segments: config.max_window_segments,
+                max_init_versions: config.max_init_versions_per_rendition,
+            },
+            max_renditions: config.max_renditions_per_stream,
+            target_duration_factor: config.target_duration_factor,
+        };
+        let span = tracing::info_span!("stream", event_id);
+        span.in_scope(|| info!("stream created"));
+        ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
+        let stream = Arc::new(LiveStream {
+            event_id: event_id.to_string(),
+            span,
+            state: Mutex::new(StreamState {
+                core: StreamCore::new(limits),
+                rendition_changed: HashMap::new(),
+                last_push_at: Instant::now(),
+                ended_at: None,
+            }),
+            changed: watch::channel(()).0,
         });
-        Arc::clone(stream)
+        streams.insert(event_id.to_string(), Arc::clone(&stream));
+        Ok(stream)
     }
 
-    /// Drops an ended stream from memory once its retention has passed, unless it went
-    /// live again meanwhile.
-    pub(crate) fn schedule_removal(&self, event_id: &str) {
+    /// Ends the streams that had no push for `idle_end_secs`, and drops the ended ones
+    /// whose `ended_stream_retention_secs` has passed.
+    pub(crate) fn sweep(&self, now: Instant) {
+        let idle_end = Duration::from_secs(self.inner.config.idle_end_secs);
         let retention = Duration::from_secs(self.inner.config.ended_stream_retention_secs);
-        let inner: Weak<Inner> = Arc::downgrade(&self.inner);
-        let event_id = event_id.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(retention).await;
-            let Some(inner) = inner.upgrade() else { return };
-            let mut streams = lock(&inner.streams);
-            let expired = streams.get(&event_id).is_some_and(|stream| {
-                let state = stream.lock();
-                state.core.is_ended() && state.ended_at.is_some_and(|at| at.elapsed() >= retention)
-            });
-            if expired && let Some(stream) = streams.remove(&event_id) {
-                stream
-                    .span
-                    .in_scope(|| info!("ended stream dropped from memory"));
+        let verdict = |state: &StreamState| {
+            sweep_verdict(state.last_push_at, state.ended_at, now, idle_end, retention)
+        };
+        let streams: Vec<Arc<LiveStream>> = lock(&self.inner.streams).values().cloned().collect();
+        for stream in streams {
+            let mut state = stream.lock();
+            match verdict(&state) {
+                Sweep::Keep => {}
+                Sweep::End => {
+                    stream.end(&mut state, EndReason::Idle(idle_end));
+                }
+                Sweep::Remove => {
+                    // The map's lock before the stream's, as everywhere; a descriptor may
+                    // start a new session in between, so decide again under both.
+                    drop(state);
+                    let mut streams = lock(&self.inner.streams);
+                    let expired = streams.get(&stream.event_id).is_some_and(|current| {
+                        Arc::ptr_eq(current, &stream) && verdict(&current.lock()) == Sweep::Remove
+                    });
+                    if expired {
+                        streams.remove(&stream.event_id);
+                        stream
+                            .span
+                            .in_scope(|| info!("ended stream dropped from memory"));
+                    }
+                }
             }
-        });
+        }
     }
 
     /// Answers once `check` has an answer (it runs under the stream's lock each time the
@@ -249,17 +406,18 @@ impl Origin {
         wait_for: WaitFor<'_>,
         timeout: Duration,
         kind: &'static str,
-        mut check: impl FnMut(&StreamCore) -> Result<Option<T>, ApiError>,
+        mut check: impl FnMut(&mut StreamCore) -> Result<Option<T>, ApiError>,
     ) -> Result<T, ApiError> {
         let started = Instant::now();
-        let deadline = started + timeout;
+        // No deadline only if the timeout is beyond the clock's range.
+        let deadline = started.checked_add(timeout);
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut waited = false;
         let outcome = loop {
             // Subscribe before checking, under the same lock the pusher takes: a part that
             // lands after the check bumps the version this receiver has not seen yet.
             let mut changed = {
-                let state = stream.lock();
+                let mut state = stream.lock();
                 let changed = match wait_for {
                     WaitFor::Rendition(name) => match state.rendition_changed.get(name) {
                         Some(changed) => changed.subscribe(),
@@ -267,7 +425,7 @@ impl Origin {
                     },
                     WaitFor::Stream => stream.changed.subscribe(),
                 };
-                match check(&state.core) {
+                match check(&mut state.core) {
                     Ok(Some(answer)) => break Ok(answer),
                     Ok(None) => changed,
                     Err(error) => break Err(error),
@@ -279,10 +437,16 @@ impl Origin {
                 ));
             }
             waited = true;
+            let timed_out = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = shutdown.changed() => {}
-                () = tokio::time::sleep_until(deadline) => {
+                () = timed_out => {
                     break Err(ApiError::Unavailable(format!(
                         "not available after blocking {:.1} s (RFC 8216bis §6.2.5.2); the stream may have stalled",
                         timeout.as_secs_f64()
@@ -304,20 +468,37 @@ impl Origin {
 }
 
 /// Serves `origin` on `listener` until `shutdown` resolves, then stops accepting, answers
-/// blocked requests 503 and lets in-flight responses finish.
+/// blocked requests 503 and lets in-flight responses finish. Meanwhile one sweeper task
+/// ends idle streams and drops ended ones past their retention.
 pub async fn run(
     listener: TcpListener,
     origin: Origin,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = origin.router();
+    let sweeper = tokio::spawn(sweep_streams(Arc::downgrade(&origin.inner)));
     let closing = origin.clone();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             closing.begin_shutdown();
         })
-        .await
+        .await;
+    sweeper.abort();
+    served
+}
+
+/// Sweeps every [`SWEEP_INTERVAL`] while the origin exists.
+async fn sweep_streams(inner: Weak<Inner>) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Origin { inner }.sweep(Instant::now());
+    }
 }
 
 /// Milliseconds since the Unix epoch, the clock `PartMeta` times are on.
@@ -358,4 +539,41 @@ async fn count_response(response: Response) -> Response {
     };
     ::metrics::counter!(metrics::HTTP_RESPONSES, "class" => class).increment(1);
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sweeper_ends_idle_streams_and_drops_expired_ones() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(60);
+        let retention = Duration::from_secs(300);
+        let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(
+            sweep_verdict(t0, None, at(59), idle, retention),
+            Sweep::Keep
+        );
+        assert_eq!(sweep_verdict(t0, None, at(60), idle, retention), Sweep::End);
+        // A later push resets the idle clock.
+        assert_eq!(
+            sweep_verdict(at(30), None, at(60), idle, retention),
+            Sweep::Keep
+        );
+        // Once ended, only the retention counts, whatever the last push.
+        assert_eq!(
+            sweep_verdict(t0, Some(at(60)), at(359), idle, retention),
+            Sweep::Keep
+        );
+        assert_eq!(
+            sweep_verdict(t0, Some(at(60)), at(360), idle, retention),
+            Sweep::Remove
+        );
+        // A clock read before the event (another thread's) is not negative time.
+        assert_eq!(
+            sweep_verdict(at(10), None, t0, idle, retention),
+            Sweep::Keep
+        );
+    }
 }

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist, MediaPlaylist};
+use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist};
 use floodlight_media::push::RenditionKind;
 use serde::Deserialize;
 
@@ -29,8 +29,8 @@ const REVALIDATE: &str = "no-cache";
 /// A blocking reload's answer is correct for its URL for good: it contains the awaited
 /// part, and every viewer asking for that part gets the same bytes, which is how a CDN
 /// collapses a crowd's reloads into one origin request. It may be cached while every part
-/// it lists is still fetchable: parts listed up to three target durations behind the edge
-/// stay fetchable for three more (RFC 8216bis §6.2.2, ARCHITECTURE.md).
+/// it lists is still fetchable: a part stays fetchable three target durations after its
+/// EXT-X-PART tag leaves the playlist (RFC 8216bis §6.2.2).
 const BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS: u32 = 3;
 
 /// The delivery directives of a media playlist request (RFC 8216bis §6.2.5).
@@ -98,8 +98,9 @@ impl HlsDirectives {
 
 /// `GET /live/{event_id}/master.m3u8`. Before every rendition has a part (a player that
 /// opens the stream as it starts), the request waits for them, up to the blocking timeout,
-/// so BANDWIDTH is measured rather than guessed; then it lists the renditions that have
-/// parts, or answers 503 if none has.
+/// so BANDWIDTH is measured rather than guessed. Then it answers what is right to cache
+/// for a session (see `StreamCore::master_playlist`): video variants that have parts, with
+/// every declared audio rendition; 503 while no video (or, without video, no audio) has.
 pub(crate) async fn master(
     State(origin): State<Origin>,
     path: Result<Path<String>, PathRejection>,
@@ -119,11 +120,11 @@ pub(crate) async fn master(
     };
     let master = master.ok_or_else(|| {
         ApiError::Unavailable(format!(
-            "event {event_id:?} has no media yet; retry in a moment"
+            "event {event_id:?} has no video parts yet; retry in a moment"
         ))
     })?;
     Ok(playlist_response(
-        master.render(),
+        Bytes::from(master.render()),
         HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
     ))
 }
@@ -155,21 +156,22 @@ pub(crate) async fn rendition_file(
         RenditionFile::Playlist => {
             let Query(directives) = query?;
             let request = directives.parse()?;
-            let (playlist, cache): (MediaPlaylist, HeaderValue) = match request.awaited {
+            let delta = request.delta;
+            let (text, cache): (Bytes, HeaderValue) = match request.awaited {
                 None => {
-                    let playlist = stream
+                    let text = stream
                         .lock()
                         .core
-                        .media_playlist(&rendition)
+                        .media_playlist_text(&rendition, delta)
                         .ok_or_else(unknown_rendition)?;
-                    (playlist, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
+                    (text, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
                 }
                 Some((msn, part)) => {
-                    let playlist = origin
+                    let text = origin
                         .wait_until(&stream, WaitFor::Rendition(&rendition), timeout, "playlist", |core| {
                             let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
                             match window.awaited(msn, part) {
-                                Awaited::Ready => core.media_playlist(&rendition).map(Some).ok_or_else(unknown_rendition),
+                                Awaited::Ready => core.media_playlist_text(&rendition, delta).map(Some).ok_or_else(unknown_rendition),
                                 Awaited::Wait => Ok(None),
                                 Awaited::TooFar => Err(ApiError::BadRequest(format!(
                                     "_HLS_msn={msn}{} is too far ahead of the playlist (RFC 8216bis §6.2.5.2)",
@@ -179,13 +181,13 @@ pub(crate) async fn rendition_file(
                         })
                         .await?;
                     let max_age =
-                        BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS * playlist.target_duration;
+                        BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS.saturating_mul(target_duration);
                     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
                         .unwrap_or(HeaderValue::from_static(LIVE_EDGE_PLAYLIST));
-                    (playlist, cache)
+                    (text, cache)
                 }
             };
-            Ok(playlist_response(playlist.render(request.delta), cache))
+            Ok(playlist_response(text, cache))
         }
         RenditionFile::Init(version) => {
             let lookup = stream
@@ -250,10 +252,13 @@ pub(crate) async fn rendition_file(
     }
 }
 
+/// RFC 8216bis §6.2.5.2: `block_timeout_target_durations` target durations (in seconds
+/// of f64, so no product overflows; beyond `Duration`'s range it is unbounded).
 fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
-    Duration::from_secs_f64(
+    Duration::try_from_secs_f64(
         origin.config().block_timeout_target_durations * f64::from(target_duration),
     )
+    .unwrap_or(Duration::MAX)
 }
 
 fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {
@@ -268,7 +273,7 @@ fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {
     }
 }
 
-fn playlist_response(text: String, cache: HeaderValue) -> Response {
+fn playlist_response(text: Bytes, cache: HeaderValue) -> Response {
     let headers = [
         (
             header::CONTENT_TYPE,

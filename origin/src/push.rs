@@ -1,20 +1,37 @@
 //! The push API handlers (`floodlight_media::push` is the contract): the transcoder
-//! declares renditions, then pushes init segments and parts in order, then the end.
+//! declares renditions, then pushes init segments and parts in order, then the end. With
+//! `push_token` configured, every route requires it as a bearer token.
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
 use tracing::{debug, info};
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::origin::{Origin, now_ms};
+use crate::origin::{EndReason, Origin, now_ms};
 use crate::resource::is_valid_event_id;
 use crate::stream::{Declared, validate_descriptor};
 use crate::window::Pushed;
+
+/// Guards every push route: 401 without the configured bearer token. Refusals are logged
+/// at debug level only (a scanner must not flood the log) and never with the credential.
+pub(crate) async fn authorize(
+    State(origin): State<Origin>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Err(error) = origin.check_push_credential(request.headers()) {
+        debug!(path = request.uri().path(), "push request refused: {error}");
+        return error.into_response();
+    }
+    next.run(request).await
+}
 
 /// `PUT {PUSH_PREFIX}/{event_id}/{rendition}`: JSON `RenditionDescriptor`. 201 when it
 /// adds the rendition (or starts a new session of an ended stream), 204 for an update.
@@ -37,26 +54,32 @@ pub(crate) async fn rendition(
         )));
     }
     validate_descriptor(&descriptor).map_err(|e| ApiError::push(&event_id, &rendition, e))?;
-    let stream = origin.stream_or_create(&event_id);
+    let stream = origin.stream_or_create(&event_id)?;
     let _span = stream.span.enter();
     let mut state = stream.lock();
     let part_target_ms = descriptor.part_target_ms;
     let codecs = descriptor.codecs.clone();
     let declared = state
-        .core
         .declare(descriptor)
         .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
     state.track_rendition(&rendition);
     state.notify(Some(&rendition));
     stream.notify_stream();
+    let target_duration = state.core.target_duration();
     match declared {
-        Declared::Added => info!(rendition, codecs, part_target_ms, "rendition declared"),
+        Declared::Added => info!(
+            rendition,
+            codecs, part_target_ms, target_duration, "rendition declared"
+        ),
         Declared::Updated => info!(rendition, codecs, "rendition descriptor updated"),
         Declared::NewSession => {
             ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
             info!(
                 rendition,
-                codecs, part_target_ms, "ended stream went live again: new session"
+                codecs,
+                part_target_ms,
+                target_duration,
+                "ended stream went live again: new session"
             );
         }
     }
@@ -78,15 +101,13 @@ pub(crate) async fn init(
     let stream = origin.stream(&event_id)?;
     let _span = stream.span.enter();
     let mut state = stream.lock();
-    let window = state
-        .core
-        .rendition_mut(&rendition)
-        .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
     let len = bytes.len();
-    match window
-        .push_init(version, bytes)
-        .map_err(|e| ApiError::push(&event_id, &rendition, e))?
-    {
+    let pushed = state
+        .core
+        .push_init(&rendition, version, bytes)
+        .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
+    state.touch();
+    match pushed {
         Pushed::Stored => {
             info!(rendition, version, len, "init segment stored");
             Ok(StatusCode::CREATED)
@@ -118,17 +139,19 @@ pub(crate) async fn part(
     let now = now_ms();
     {
         let mut state = stream.lock();
-        let window = state
+        let over_target_before = state.core.segments_over_target();
+        let pushed = state
             .core
-            .rendition_mut(&rendition)
-            .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
-        let pushed = window.push_part(&meta, bytes, now).map_err(|e| {
-            debug!(rendition, msn, part, error = %e, "part refused");
-            ApiError::push(&event_id, &rendition, e)
-        })?;
+            .push_part(&rendition, &meta, bytes, now)
+            .map_err(|e| {
+                debug!(rendition, msn, part, error = %e, "part refused");
+                ApiError::push(&event_id, &rendition, e)
+            })?;
+        state.touch();
         if pushed == Pushed::Duplicate {
             return Ok(StatusCode::NO_CONTENT);
         }
+        state.report_over_target(&event_id, over_target_before);
         state.notify(Some(&rendition));
     }
     stream.notify_stream();
@@ -148,20 +171,8 @@ pub(crate) async fn end(
 ) -> Result<StatusCode, ApiError> {
     let Path(event_id) = path?;
     let stream = origin.stream(&event_id)?;
-    let _span = stream.span.enter();
-    {
-        let mut state = stream.lock();
-        if state.core.is_ended() {
-            return Ok(StatusCode::NO_CONTENT);
-        }
-        state.core.end();
-        state.mark_ended();
-        state.notify(None);
-    }
-    stream.notify_stream();
-    ::metrics::gauge!(metrics::ACTIVE_STREAMS).decrement(1.0);
-    info!("stream ended");
-    origin.schedule_removal(&event_id);
+    let mut state = stream.lock();
+    stream.end(&mut state, EndReason::Pushed);
     Ok(StatusCode::NO_CONTENT)
 }
 

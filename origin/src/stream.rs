@@ -1,15 +1,26 @@
 //! One live stream (an event's current broadcast): its renditions' windows side by side,
 //! the master playlist across them, and the status the control plane shows. No I/O.
 
-use floodlight_media::playlist::{AudioRendition, MasterPlaylist, MediaPlaylist, Variant};
-use floodlight_media::push::{LastPart, RenditionDescriptor, RenditionKind};
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use floodlight_media::playlist::{
+    AudioRendition, DeltaUpdate, MasterPlaylist, MediaPlaylist, Variant,
+};
+use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor, RenditionKind};
 use serde::Serialize;
 
 use crate::resource;
-use crate::window::{Bandwidth, PushError, RenditionWindow, WindowLimits};
+use crate::window::{
+    Bandwidth, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits, target_duration_for,
+};
 
 /// GROUP-ID of the audio renditions in the master playlist (RFC 8216bis §4.4.6.1).
 const AUDIO_GROUP: &str = "audio";
+/// Longest segment target a descriptor may declare. LL-HLS segments last a few seconds
+/// (ARCHITECTURE.md: 2 s); the cap keeps a pusher from declaring a target duration that
+/// would stretch blocking timeouts and retention, all counted in target durations.
+const MAX_SEGMENT_TARGET_MS: u32 = 30_000;
 
 /// What a stream looks like right now, for the control plane.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,7 +30,8 @@ pub struct StreamStatus {
     pub bitrate_bps: u64,
     /// Wall clock (ms since the Unix epoch) when the origin stored the latest part.
     pub last_part_at_ms: Option<i64>,
-    /// `POST .../end` came: the playlists carry EXT-X-ENDLIST.
+    /// `POST .../end` came (or no push for `idle_end_secs`): the playlists carry
+    /// EXT-X-ENDLIST.
     pub ended: bool,
 }
 
@@ -46,57 +58,144 @@ pub(crate) enum Declared {
     NewSession,
 }
 
+/// What bounds a stream, from the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamLimits {
+    pub(crate) window: WindowLimits,
+    pub(crate) max_renditions: usize,
+    pub(crate) target_duration_factor: f64,
+}
+
+/// Rendered media playlist texts of one rendition, one per delta form, each with the
+/// stream version it was rendered at.
+type RenderedPlaylists = [Option<(u64, Bytes)>; 3];
+
 #[derive(Debug)]
 pub(crate) struct StreamCore {
-    limits: WindowLimits,
+    limits: StreamLimits,
     /// In declaration order, which is the master playlist's variant order.
     renditions: Vec<RenditionWindow>,
+    /// EXT-X-TARGETDURATION of every rendition, fixed by the session's first descriptor:
+    /// RFC 8216bis §6.2.1, the value MUST NOT change.
+    target_duration: Option<u32>,
     ended: bool,
+    /// Bumped by every change to any rendition (a playlist also reports its siblings).
+    version: u64,
+    /// So the blocked requests one part wakes render the playlist once, not each.
+    rendered: HashMap<String, RenderedPlaylists>,
 }
 
 impl StreamCore {
-    pub(crate) fn new(limits: WindowLimits) -> Self {
+    pub(crate) fn new(limits: StreamLimits) -> Self {
         StreamCore {
             limits,
             renditions: Vec::new(),
+            target_duration: None,
             ended: false,
+            version: 0,
+            rendered: HashMap::new(),
         }
     }
 
     /// Declares a rendition, or updates its descriptor. After the stream ended, a
-    /// descriptor starts a new session: the event went live again.
+    /// descriptor starts a new session: the event went live again. Nothing changes when
+    /// the descriptor is refused.
     pub(crate) fn declare(
         &mut self,
         descriptor: RenditionDescriptor,
     ) -> Result<Declared, PushError> {
         validate_descriptor(&descriptor)?;
-        let mut added = Declared::Added;
-        if self.ended {
+        let new_session = self.ended;
+        let wanted = target_duration_for(
+            descriptor.segment_target_ms,
+            self.limits.target_duration_factor,
+        );
+        if !new_session
+            && let Some(target_duration) = self.target_duration
+            && wanted > target_duration
+        {
+            return Err(PushError::TargetDurationChanged {
+                target_duration,
+                wanted,
+                segment_target_ms: descriptor.segment_target_ms,
+            });
+        }
+        if !new_session
+            && let Some(window) = self
+                .renditions
+                .iter_mut()
+                .find(|w| w.descriptor().name == descriptor.name)
+        {
+            window.update_descriptor(descriptor)?;
+            self.version += 1;
+            return Ok(Declared::Updated);
+        }
+        if !new_session && self.renditions.len() >= self.limits.max_renditions {
+            return Err(PushError::TooManyRenditions {
+                max: self.limits.max_renditions,
+            });
+        }
+        if new_session {
             self.renditions.clear();
+            self.rendered.clear();
+            self.target_duration = None;
             self.ended = false;
-            added = Declared::NewSession;
         }
-        match self.rendition_mut(&descriptor.name) {
-            Some(window) => {
-                window.update_descriptor(descriptor)?;
-                Ok(Declared::Updated)
-            }
-            None => {
-                self.renditions
-                    .push(RenditionWindow::new(descriptor, self.limits));
-                Ok(added)
-            }
-        }
+        let target_duration = *self.target_duration.get_or_insert(wanted);
+        self.renditions.push(RenditionWindow::new(
+            descriptor,
+            self.limits.window,
+            target_duration,
+        ));
+        self.version += 1;
+        Ok(if new_session {
+            Declared::NewSession
+        } else {
+            Declared::Added
+        })
     }
 
     pub(crate) fn rendition(&self, name: &str) -> Option<&RenditionWindow> {
         self.renditions.iter().find(|w| w.descriptor().name == name)
     }
 
-    pub(crate) fn rendition_mut(&mut self, name: &str) -> Option<&mut RenditionWindow> {
+    fn rendition_mut(&mut self, name: &str) -> Result<&mut RenditionWindow, PushError> {
         self.renditions
             .iter_mut()
             .find(|w| w.descriptor().name == name)
+            .ok_or_else(|| PushError::UnknownRendition(name.to_string()))
+    }
+
+    /// Stores an init segment version of a rendition.
+    pub(crate) fn push_init(
+        &mut self,
+        rendition: &str,
+        version: u32,
+        bytes: Bytes,
+    ) -> Result<Pushed, PushError> {
+        let pushed = self.rendition_mut(rendition)?.push_init(version, bytes)?;
+        if pushed == Pushed::Stored {
+            // Making room for it may have shortened the window.
+            self.version += 1;
+        }
+        Ok(pushed)
+    }
+
+    /// Stores one part of a rendition (`now_ms`: the wall clock, for the status only).
+    pub(crate) fn push_part(
+        &mut self,
+        rendition: &str,
+        meta: &PartMeta,
+        bytes: Bytes,
+        now_ms: i64,
+    ) -> Result<Pushed, PushError> {
+        let pushed = self
+            .rendition_mut(rendition)?
+            .push_part(meta, bytes, now_ms)?;
+        if pushed == Pushed::Stored {
+            self.version += 1;
+        }
+        Ok(pushed)
     }
 
     pub(crate) fn end(&mut self) {
@@ -104,19 +203,33 @@ impl StreamCore {
             window.end();
         }
         self.ended = true;
+        self.version += 1;
     }
 
     pub(crate) fn is_ended(&self) -> bool {
         self.ended
     }
 
-    /// The longest target duration of the stream's renditions.
+    /// The stream's EXT-X-TARGETDURATION (1 before any descriptor).
     pub(crate) fn target_duration(&self) -> u32 {
+        self.target_duration.unwrap_or(1)
+    }
+
+    /// Complete segments longer than the target duration allows, over all renditions of
+    /// this session (RFC 8216bis §4.4.3.1).
+    pub(crate) fn segments_over_target(&self) -> u64 {
         self.renditions
             .iter()
-            .map(RenditionWindow::target_duration)
-            .max()
-            .unwrap_or(1)
+            .map(RenditionWindow::segments_over_target)
+            .sum()
+    }
+
+    /// The first such segment, with its rendition.
+    pub(crate) fn first_over_target(&self) -> Option<(&str, OverTarget)> {
+        self.renditions.iter().find_map(|w| {
+            w.first_over_target()
+                .map(|over| (w.descriptor().name.as_str(), over))
+        })
     }
 
     /// A rendition's media playlist, reporting every other rendition (RFC 8216bis §4.4.5.4).
@@ -130,43 +243,79 @@ impl StreamCore {
         Some(window.media_playlist(reports.collect()))
     }
 
+    /// The rendered text of a rendition's media playlist in the asked form, rendered once
+    /// per change of the stream.
+    pub(crate) fn media_playlist_text(&mut self, name: &str, delta: DeltaUpdate) -> Option<Bytes> {
+        let form = match delta {
+            DeltaUpdate::Full => 0,
+            DeltaUpdate::Skip => 1,
+            DeltaUpdate::SkipV2 => 2,
+        };
+        if let Some(Some((version, text))) = self.rendered.get(name).map(|r| &r[form])
+            && *version == self.version
+        {
+            return Some(text.clone());
+        }
+        let text = Bytes::from(self.media_playlist(name)?.render(delta));
+        self.rendered.entry(name.to_string()).or_default()[form] =
+            Some((self.version, text.clone()));
+        Some(text)
+    }
+
     /// Every declared rendition has at least one part, so the master playlist can list
     /// them all with a measured bandwidth.
     pub(crate) fn every_rendition_started(&self) -> bool {
         !self.renditions.is_empty() && self.renditions.iter().all(|w| w.bandwidth().is_some())
     }
 
-    /// The master playlist over the renditions that have parts; `None` while none has.
-    /// Video renditions are the variants, each playing with the audio group; a stream
-    /// without video lists its audio renditions as the variants (RFC 8216bis §4.4.6.2).
+    /// The master playlist; `None` while it cannot be right yet.
+    ///
+    /// Players load a master playlist once and keep it for the session, so what it says a
+    /// variant plays must be right from the first answer, while BANDWIDTH may be an
+    /// estimate. Hence:
+    /// - Video renditions are the variants, each playing with the audio group. Only video
+    ///   renditions with parts are listed (an unlisted rung costs a quality choice, not the
+    ///   picture); with video declared but none started: `None`, since an audio-only
+    ///   master would leave those players without picture.
+    /// - Every declared audio rendition is in the group, started or not (its playlist fills
+    ///   when its parts land), so a variant never loses its sound. CODECS comes from the
+    ///   descriptors (RFC 8216bis §4.4.6.2: every format the variant may play); BANDWIDTH
+    ///   adds the highest measured audio peak, none while no audio has parts yet.
+    /// - A stream without video lists its audio renditions that have parts as variants.
     pub(crate) fn master_playlist(&self) -> Option<MasterPlaylist> {
-        let started = |kind| {
+        let declared = |kind| {
             self.renditions
                 .iter()
                 .filter(move |w| w.descriptor().kind == kind)
-                .filter_map(|w| w.bandwidth().map(|b| (w.descriptor(), b)))
         };
-        let audio: Vec<(&RenditionDescriptor, Bandwidth)> = started(RenditionKind::Audio).collect();
-        let video: Vec<(&RenditionDescriptor, Bandwidth)> = started(RenditionKind::Video).collect();
-        if video.is_empty() {
-            if audio.is_empty() {
-                return None;
-            }
-            let variants = audio
-                .iter()
-                .map(|&(d, b)| variant(d, b, d.codecs.clone(), None))
+        let started =
+            |kind| declared(kind).filter_map(|w| w.bandwidth().map(|b| (w.descriptor(), b)));
+        if declared(RenditionKind::Video).next().is_none() {
+            let variants: Vec<Variant> = started(RenditionKind::Audio)
+                .map(|(d, b)| variant(d, b, d.codecs.clone(), None))
                 .collect();
-            return Some(MasterPlaylist {
+            return (!variants.is_empty()).then_some(MasterPlaylist {
                 variants,
                 audio: Vec::new(),
             });
         }
-        // RFC 8216bis §4.4.6.2: BANDWIDTH covers the variant with any rendition of its
-        // audio group, and CODECS lists every format the variant may play.
-        let audio_peak = audio.iter().map(|(_, b)| b.peak).max().unwrap_or(0);
-        let audio_average = audio.iter().map(|(_, b)| b.average).max().unwrap_or(0);
+        let video: Vec<(&RenditionDescriptor, Bandwidth)> = started(RenditionKind::Video).collect();
+        if video.is_empty() {
+            return None;
+        }
+        let audio_peak = started(RenditionKind::Audio)
+            .map(|(_, b)| b.peak)
+            .max()
+            .unwrap_or(0);
+        let audio_average = started(RenditionKind::Audio)
+            .map(|(_, b)| b.average)
+            .max()
+            .unwrap_or(0);
+        let audio: Vec<&RenditionDescriptor> = declared(RenditionKind::Audio)
+            .map(RenditionWindow::descriptor)
+            .collect();
         let mut audio_codecs: Vec<&str> = Vec::new();
-        for (descriptor, _) in &audio {
+        for descriptor in &audio {
             if !audio_codecs.contains(&descriptor.codecs.as_str()) {
                 audio_codecs.push(&descriptor.codecs);
             }
@@ -178,8 +327,8 @@ impl StreamCore {
                 let codecs =
                     std::iter::once(descriptor.codecs.as_str()).chain(audio_codecs.iter().copied());
                 let total = Bandwidth {
-                    peak: bandwidth.peak + audio_peak,
-                    average: bandwidth.average + audio_average,
+                    peak: bandwidth.peak.saturating_add(audio_peak),
+                    average: bandwidth.average.saturating_add(audio_average),
                     current: bandwidth.current,
                 };
                 variant(
@@ -193,7 +342,7 @@ impl StreamCore {
         let audio = audio
             .iter()
             .enumerate()
-            .map(|(i, (descriptor, _))| AudioRendition {
+            .map(|(i, descriptor)| AudioRendition {
                 group_id: AUDIO_GROUP.to_string(),
                 name: descriptor.name.clone(),
                 uri: resource::variant_uri(&descriptor.name),
@@ -226,7 +375,10 @@ impl StreamCore {
             })
             .collect();
         StreamStatus {
-            bitrate_bps: renditions.iter().filter_map(|r| r.bitrate_bps).sum(),
+            bitrate_bps: renditions
+                .iter()
+                .filter_map(|r| r.bitrate_bps)
+                .fold(0, u64::saturating_add),
             last_part_at_ms: self
                 .renditions
                 .iter()
@@ -271,9 +423,10 @@ pub(crate) fn validate_descriptor(descriptor: &RenditionDescriptor) -> Result<()
             descriptor.part_target_ms
         ));
     }
-    if descriptor.segment_target_ms < descriptor.part_target_ms {
+    if !(descriptor.part_target_ms..=MAX_SEGMENT_TARGET_MS).contains(&descriptor.segment_target_ms)
+    {
         return invalid(format!(
-            "segment_target_ms {} is shorter than part_target_ms {}",
+            "segment_target_ms {} must be between part_target_ms ({}) and {MAX_SEGMENT_TARGET_MS}",
             descriptor.segment_target_ms, descriptor.part_target_ms
         ));
     }
@@ -290,25 +443,38 @@ mod tests {
     use super::*;
     use crate::window::tests::{LIMITS, descriptor, meta, part_bytes};
 
+    /// The tests' 1 s segment targets get TARGETDURATION 1.
+    const STREAM_LIMITS: StreamLimits = StreamLimits {
+        window: LIMITS,
+        max_renditions: 3,
+        target_duration_factor: 1.0,
+    };
+
     fn push_segments(stream: &mut StreamCore, name: &str, segments: u64, extra_parts: u32) {
-        let window = stream.rendition_mut(name).unwrap();
-        window.push_init(0, Bytes::from_static(b"init")).unwrap();
+        stream
+            .push_init(name, 0, Bytes::from_static(b"init"))
+            .unwrap();
         for msn in 0..segments {
             for part in 0..4 {
-                window
-                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
+                stream
+                    .push_part(name, &meta(msn, part, 4), part_bytes(msn, part), 0)
                     .unwrap();
             }
         }
         for part in 0..extra_parts {
-            window
-                .push_part(&meta(segments, part, 4), part_bytes(segments, part), 0)
+            stream
+                .push_part(
+                    name,
+                    &meta(segments, part, 4),
+                    part_bytes(segments, part),
+                    0,
+                )
                 .unwrap();
         }
     }
 
     fn stream_with_video_and_audio() -> StreamCore {
-        let mut stream = StreamCore::new(LIMITS);
+        let mut stream = StreamCore::new(STREAM_LIMITS);
         stream
             .declare(descriptor("video", RenditionKind::Video))
             .unwrap();
@@ -356,7 +522,7 @@ mod tests {
 
     #[test]
     fn an_audio_only_stream_lists_its_audio_as_the_variant() {
-        let mut stream = StreamCore::new(LIMITS);
+        let mut stream = StreamCore::new(STREAM_LIMITS);
         stream
             .declare(descriptor("audio", RenditionKind::Audio))
             .unwrap();
@@ -451,5 +617,140 @@ mod tests {
         assert_eq!(status.renditions[1].bitrate_bps, None);
         assert_eq!(status.last_part_at_ms, Some(0));
         assert!(!status.ended);
+    }
+
+    #[test]
+    fn the_master_playlist_keeps_the_audio_group_before_audio_has_parts() {
+        let mut stream = stream_with_video_and_audio();
+        push_segments(&mut stream, "video", 2, 0);
+        // After the master's wait timed out: the variant still plays with the audio group
+        // (players keep the first master they load), CODECS names the audio from its
+        // descriptor (RFC 8216bis §4.4.6.2), and BANDWIDTH is the video's alone.
+        let master = stream.master_playlist().unwrap();
+        assert_eq!(master.variants.len(), 1);
+        assert_eq!(master.variants[0].audio_group.as_deref(), Some("audio"));
+        assert_eq!(master.variants[0].codecs, "avc1.64001f,mp4a.40.2");
+        assert_eq!(master.variants[0].bandwidth, 160);
+        assert_eq!(master.audio.len(), 1);
+        assert_eq!(master.audio[0].uri, "audio/index.m3u8");
+    }
+
+    #[test]
+    fn no_audio_only_master_while_video_is_declared() {
+        let mut stream = stream_with_video_and_audio();
+        push_segments(&mut stream, "audio", 2, 0);
+        assert_eq!(stream.master_playlist(), None);
+        push_segments(&mut stream, "video", 1, 0);
+        assert_eq!(stream.master_playlist().unwrap().variants.len(), 1);
+    }
+
+    #[test]
+    fn the_target_duration_is_the_streams_and_fixed() {
+        let limits = StreamLimits {
+            target_duration_factor: 1.5,
+            ..STREAM_LIMITS
+        };
+        let mut stream = StreamCore::new(limits);
+        let mut video = descriptor("video", RenditionKind::Video);
+        video.segment_target_ms = 2000;
+        stream.declare(video.clone()).unwrap();
+        // ceil(2 s × 1.5) = 3.
+        assert_eq!(stream.target_duration(), 3);
+        // A rendition with a shorter segment target plays with the stream's target duration
+        // too: all renditions of a stream share it.
+        let mut audio = descriptor("audio", RenditionKind::Audio);
+        audio.segment_target_ms = 1000;
+        stream.declare(audio).unwrap();
+        assert_eq!(stream.rendition("audio").unwrap().target_duration(), 3);
+        // RFC 8216bis §6.2.1: EXT-X-TARGETDURATION MUST NOT change, so a descriptor that
+        // needs a longer one is refused, and changes nothing.
+        let mut longer = video.clone();
+        longer.segment_target_ms = 4000;
+        longer.width = Some(1920);
+        assert_eq!(
+            stream.declare(longer),
+            Err(PushError::TargetDurationChanged {
+                target_duration: 3,
+                wanted: 6,
+                segment_target_ms: 4000
+            })
+        );
+        assert_eq!(stream.rendition("video").unwrap().descriptor(), &video);
+        // A new session may choose again.
+        stream.end();
+        let mut longer = video.clone();
+        longer.segment_target_ms = 4000;
+        assert_eq!(stream.declare(longer), Ok(Declared::NewSession));
+        assert_eq!(stream.target_duration(), 6);
+    }
+
+    #[test]
+    fn renditions_per_stream_are_capped() {
+        let mut stream = stream_with_video_and_audio();
+        stream
+            .declare(descriptor("low", RenditionKind::Video))
+            .unwrap();
+        assert_eq!(
+            stream.declare(descriptor("lower", RenditionKind::Video)),
+            Err(PushError::TooManyRenditions { max: 3 })
+        );
+        // Updating a declared one is not a new rendition.
+        assert_eq!(
+            stream.declare(descriptor("low", RenditionKind::Video)),
+            Ok(Declared::Updated)
+        );
+        assert_eq!(
+            stream.push_part("lower", &meta(0, 0, 4), part_bytes(0, 0), 0),
+            Err(PushError::UnknownRendition("lower".to_string()))
+        );
+    }
+
+    #[test]
+    fn descriptors_with_absurd_segment_targets_are_refused() {
+        let mut stream = StreamCore::new(STREAM_LIMITS);
+        let mut huge = descriptor("video", RenditionKind::Video);
+        huge.segment_target_ms = u32::MAX;
+        assert!(matches!(
+            stream.declare(huge),
+            Err(PushError::InvalidDescriptor(_))
+        ));
+    }
+
+    #[test]
+    fn a_playlist_is_rendered_once_per_change() {
+        let mut stream = stream_with_video_and_audio();
+        push_segments(&mut stream, "video", 2, 1);
+        let first = stream
+            .media_playlist_text("video", DeltaUpdate::Full)
+            .unwrap();
+        assert_eq!(
+            first,
+            stream
+                .media_playlist("video")
+                .unwrap()
+                .render(DeltaUpdate::Full)
+        );
+        // Unchanged: the same bytes, not a new rendering.
+        let again = stream
+            .media_playlist_text("video", DeltaUpdate::Full)
+            .unwrap();
+        assert_eq!(again.as_ptr(), first.as_ptr());
+        // Another form is another text.
+        let skip = stream
+            .media_playlist_text("video", DeltaUpdate::Skip)
+            .unwrap();
+        assert_ne!(skip.as_ptr(), first.as_ptr());
+        // A part of another rendition changes the rendition report (RFC 8216bis §4.4.5.4).
+        push_segments(&mut stream, "audio", 0, 1);
+        let after = stream
+            .media_playlist_text("video", DeltaUpdate::Full)
+            .unwrap();
+        assert_ne!(after, first);
+        assert!(
+            std::str::from_utf8(&after)
+                .unwrap()
+                .contains("URI=\"../audio/index.m3u8\",LAST-MSN=0,LAST-PART=0")
+        );
+        assert_eq!(stream.media_playlist_text("nope", DeltaUpdate::Full), None);
     }
 }

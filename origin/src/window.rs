@@ -2,7 +2,7 @@
 //! and blocking decisions out. Time is media time (the sum of part durations), never the
 //! wall clock, so every replica fed the same parts makes the same decisions.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use floodlight_media::playlist::{
@@ -12,13 +12,13 @@ use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
 
 use crate::resource;
 
-/// RFC 8216bis §6.2.2: EXT-X-PART tags are removed once they are more than three target
-/// durations from the end of the playlist. Measured from the start of their segment, so a
-/// segment's parts leave together.
+/// RFC 8216bis §6.2.2: EXT-X-PART tags SHOULD be removed once they are more than three
+/// target durations from the end of the playlist. Measured from each part's own start, and
+/// never for the segment in progress: its parts are the live edge however long it runs.
 const PART_LISTED_TARGET_DURATIONS: f64 = 3.0;
-/// ARCHITECTURE.md: parts removed from the playlist stay fetchable "as long again", for
-/// clients still working from an older playlist.
-const PART_FETCHABLE_TARGET_DURATIONS: f64 = 2.0 * PART_LISTED_TARGET_DURATIONS;
+/// RFC 8216bis §6.2.2: clients MUST be able to download a part for at least three target
+/// durations after its EXT-X-PART tag left the playlist.
+const PART_FETCHABLE_AFTER_DELISTING_TARGET_DURATIONS: f64 = 3.0;
 /// RFC 8216bis §6.2.2: a segment may not be removed if the playlist would then be shorter
 /// than three target durations.
 const MIN_PLAYLIST_TARGET_DURATIONS: f64 = 3.0;
@@ -26,6 +26,9 @@ const MIN_PLAYLIST_TARGET_DURATIONS: f64 = 3.0;
 const PART_HOLD_BACK_PART_TARGETS: f64 = 3.0;
 /// RFC 8216bis §4.4.3.8: CAN-SKIP-UNTIL is at least six target durations.
 const SKIP_UNTIL_TARGET_DURATIONS: f64 = 6.0;
+/// A part longer than this many segment targets is a pusher's error (a part is a fraction
+/// of a segment); refused so it cannot stretch segments, playlists and blocking timeouts.
+const MAX_PART_SEGMENT_TARGETS: f64 = 2.0;
 
 /// Where a part sits in the stream: its segment's media sequence number and its index in
 /// that segment. Ordered as the stream plays.
@@ -39,7 +42,9 @@ pub(crate) struct PartPosition {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WindowLimits {
     pub(crate) dvr_window_secs: f64,
+    /// Segments in the playlist, and separately in the unlisted tail.
     pub(crate) max_segments: usize,
+    pub(crate) max_init_versions: usize,
 }
 
 /// Why a push was refused. The transcoder gets the message verbatim.
@@ -48,9 +53,34 @@ pub(crate) struct WindowLimits {
 pub(crate) enum PushError {
     #[error("invalid rendition descriptor: {0}")]
     InvalidDescriptor(String),
-    #[error("part {msn}.{part}: duration {duration} is not a positive number of seconds")]
-    InvalidDuration { msn: u64, part: u32, duration: f64 },
-    #[error("part {msn}.{part} uses init version {version}, which was not pushed")]
+    #[error("part {msn}.{part}: duration {duration} s {reason}")]
+    InvalidDuration {
+        msn: u64,
+        part: u32,
+        duration: f64,
+        reason: String,
+    },
+    #[error("no rendition {0:?} was declared in this stream; push its descriptor first")]
+    UnknownRendition(String),
+    #[error(
+        "the stream already has the maximum of {max} renditions (origin.max_renditions_per_stream)"
+    )]
+    TooManyRenditions { max: usize },
+    #[error(
+        "segment_target_ms {segment_target_ms} needs EXT-X-TARGETDURATION {wanted}, but the stream declared {target_duration}, which MUST NOT change (RFC 8216bis §6.2.1)"
+    )]
+    TargetDurationChanged {
+        target_duration: u32,
+        wanted: u32,
+        segment_target_ms: u32,
+    },
+    #[error(
+        "init version {version} would exceed the {max} init versions a rendition keeps (origin.max_init_versions_per_rendition), and the segments using the older ones are still within three target durations of the edge"
+    )]
+    TooManyInitVersions { version: u32, max: usize },
+    #[error(
+        "part {msn}.{part} uses init version {version}, which was not pushed (or is no longer kept)"
+    )]
     UnknownInitVersion { msn: u64, part: u32, version: u32 },
     #[error("part {msn}.{part}: the first part of a rendition must start a segment (part 0)")]
     NotSegmentStart { msn: u64, part: u32 },
@@ -110,6 +140,14 @@ pub(crate) enum Pushed {
     Duplicate,
 }
 
+/// A complete segment whose EXTINF, rounded, exceeds the fixed target duration
+/// (RFC 8216bis §4.4.3.1): the publisher's keyframe interval is longer than the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OverTarget {
+    pub(crate) msn: u64,
+    pub(crate) duration: f64,
+}
+
 /// Bit rates measured over complete segments (RFC 8216bis §4.4.6.2 BANDWIDTH is the peak
 /// segment bit rate, AVERAGE-BANDWIDTH the average).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -148,11 +186,32 @@ struct Segment {
     parts: Vec<StoredPart>,
     /// Set once complete: exactly its parts concatenated; the parts are then slices of it.
     bytes: Option<Bytes>,
+    /// Set when it leaves the playlist: the edge (media seconds) up to which it stays
+    /// fetchable (RFC 8216bis §6.2.2).
+    available_until: Option<f64>,
 }
 
 impl Segment {
     fn byte_len(&self) -> usize {
         self.parts.iter().map(|p| p.bytes.len()).sum()
+    }
+
+    fn end(&self) -> f64 {
+        self.start + self.duration
+    }
+
+    fn in_progress(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    /// Each part with its start, media seconds.
+    fn parts_with_start(&self) -> impl Iterator<Item = (u32, &StoredPart, f64)> {
+        let mut start = self.start;
+        (0u32..).zip(&self.parts).map(move |(index, part)| {
+            let part_start = start;
+            start += part.duration;
+            (index, part, part_start)
+        })
     }
 
     /// Joins the parts into the segment body and re-points every part at its slice of it,
@@ -182,34 +241,51 @@ pub(crate) struct RenditionWindow {
     descriptor: RenditionDescriptor,
     limits: WindowLimits,
     inits: BTreeMap<u32, Bytes>,
+    /// Oldest first. The first `unlisted` left the playlist but stay fetchable for their
+    /// Availability Duration (RFC 8216bis §6.2.2); the rest are the playlist's segments,
+    /// the last possibly in progress.
     segments: VecDeque<Segment>,
+    unlisted: usize,
     /// Media seconds from the first part to the end of the last one: the live edge.
     edge: f64,
-    /// EXT-X-TARGETDURATION; never decreases for a stream.
+    /// EXT-X-TARGETDURATION, fixed by the stream (RFC 8216bis §6.2.1).
     target_duration: u32,
+    /// The longest the playlist has been, media seconds: the upper bound of "the longest
+    /// playlist a segment appeared in" (RFC 8216bis §6.2.2 Availability Duration).
+    longest_playlist: f64,
     discontinuity_sequence: u64,
     last: Option<LastPart>,
     /// Wall clock (ms since the epoch, passed in) of the last stored part.
     last_push_ms: Option<i64>,
     bitrate: BitrateStats,
     ended: bool,
+    segments_over_target: u64,
+    first_over_target: Option<OverTarget>,
 }
 
 impl RenditionWindow {
-    pub(crate) fn new(descriptor: RenditionDescriptor, limits: WindowLimits) -> Self {
-        let target_duration = ceil_secs(descriptor.segment_target_ms);
+    /// `target_duration` is the stream's, fixed when its first rendition was declared.
+    pub(crate) fn new(
+        descriptor: RenditionDescriptor,
+        limits: WindowLimits,
+        target_duration: u32,
+    ) -> Self {
         RenditionWindow {
             descriptor,
             limits,
             inits: BTreeMap::new(),
             segments: VecDeque::new(),
+            unlisted: 0,
             edge: 0.0,
-            target_duration,
+            target_duration: target_duration.max(1),
+            longest_playlist: 0.0,
             discontinuity_sequence: 0,
             last: None,
             last_push_ms: None,
             bitrate: BitrateStats::default(),
             ended: false,
+            segments_over_target: 0,
+            first_over_target: None,
         }
     }
 
@@ -229,8 +305,17 @@ impl RenditionWindow {
         self.last_push_ms
     }
 
+    /// Complete segments whose rounded EXTINF exceeded the target duration, and the first.
+    pub(crate) fn segments_over_target(&self) -> u64 {
+        self.segments_over_target
+    }
+
+    pub(crate) fn first_over_target(&self) -> Option<OverTarget> {
+        self.first_over_target
+    }
+
     /// A descriptor pushed again (a transcoder restart or takeover): PART-TARGET and kind
-    /// are fixed, the rest may change.
+    /// are fixed, the rest may change (the stream checks the target duration).
     pub(crate) fn update_descriptor(
         &mut self,
         descriptor: RenditionDescriptor,
@@ -244,14 +329,12 @@ impl RenditionWindow {
         if descriptor.kind != self.descriptor.kind {
             return Err(PushError::KindChanged);
         }
-        self.target_duration = self
-            .target_duration
-            .max(ceil_secs(descriptor.segment_target_ms));
         self.descriptor = descriptor;
         Ok(())
     }
 
-    /// Stores an init segment version. Versions are immutable and only move forward.
+    /// Stores an init segment version. Versions are immutable and only move forward; at
+    /// most `max_init_versions` are kept (those the stored segments use, and the latest).
     pub(crate) fn push_init(&mut self, version: u32, bytes: Bytes) -> Result<Pushed, PushError> {
         if self.ended {
             return Err(PushError::Ended);
@@ -269,6 +352,13 @@ impl RenditionWindow {
             return Err(PushError::InitVersionBackwards { version, latest });
         }
         self.inits.insert(version, bytes);
+        if !self.make_room_for_inits() {
+            self.inits.remove(&version);
+            return Err(PushError::TooManyInitVersions {
+                version,
+                max: self.limits.max_init_versions,
+            });
+        }
         Ok(Pushed::Stored)
     }
 
@@ -285,13 +375,7 @@ impl RenditionWindow {
         if self.ended {
             return Err(PushError::Ended);
         }
-        if !(meta.duration.is_finite() && meta.duration > 0.0) {
-            return Err(PushError::InvalidDuration {
-                msn,
-                part,
-                duration: meta.duration,
-            });
-        }
+        self.check_duration(meta)?;
         let position = PartPosition { msn, part };
         let starts_segment = match self.last.clone() {
             None if part == 0 => true,
@@ -357,6 +441,7 @@ impl RenditionWindow {
                 discontinuity: meta.discontinuity,
                 parts: Vec::new(),
                 bytes: None,
+                available_until: None,
             });
         }
         let Some(segment) = self.segments.back_mut() else {
@@ -383,6 +468,26 @@ impl RenditionWindow {
         Ok(Pushed::Stored)
     }
 
+    /// A part's duration is a positive number of seconds, and no longer than twice the
+    /// segment target: a pusher cannot stretch segments (and with them the blocking
+    /// timeouts and retention, all in target durations) by claiming long parts.
+    fn check_duration(&self, meta: &PartMeta) -> Result<(), PushError> {
+        let max = MAX_PART_SEGMENT_TARGETS * f64::from(self.descriptor.segment_target_ms) / 1000.0;
+        let reason = if !(meta.duration.is_finite() && meta.duration > 0.0) {
+            "is not a positive number of seconds".to_string()
+        } else if meta.duration > max {
+            format!("exceeds {MAX_PART_SEGMENT_TARGETS} × the rendition's segment target ({max} s)")
+        } else {
+            return Ok(());
+        };
+        Err(PushError::InvalidDuration {
+            msn: meta.msn,
+            part: meta.part,
+            duration: meta.duration,
+            reason,
+        })
+    }
+
     /// The stream ended for good: close the segment in progress so the playlist ends on
     /// complete segments, and stop waiting for anything.
     pub(crate) fn end(&mut self) {
@@ -402,11 +507,16 @@ impl RenditionWindow {
         }
         segment.complete();
         // RFC 8216bis §4.4.3.1: every EXTINF rounded to the nearest integer is ≤ the target
-        // duration. The packager aims for the segment target, but a publisher's GOP can
-        // overshoot it; the target duration then grows (and never shrinks).
-        let rounded = segment.duration.round();
-        if rounded > f64::from(self.target_duration) {
-            self.target_duration = rounded.min(f64::from(u32::MAX)) as u32;
+        // duration, and §6.2.1: the target duration MUST NOT change. A publisher's long GOP
+        // can still overshoot the headroom the target duration has; it is counted, and the
+        // target duration kept (players tolerate a long segment better than a changed
+        // target duration).
+        if segment.duration.round() > f64::from(self.target_duration) {
+            self.segments_over_target += 1;
+            self.first_over_target.get_or_insert(OverTarget {
+                msn: segment.msn,
+                duration: segment.duration,
+            });
         }
         let bits = segment.byte_len() as f64 * 8.0;
         let bps = bits / segment.duration;
@@ -416,33 +526,122 @@ impl RenditionWindow {
         self.bitrate.total_secs += segment.duration;
     }
 
-    /// Drops segments behind the DVR window (or over the segment cap), never leaving a
-    /// playlist shorter than three target durations (RFC 8216bis §6.2.2).
-    fn evict(&mut self) {
-        let min_playlist = MIN_PLAYLIST_TARGET_DURATIONS * f64::from(self.target_duration);
-        while let Some(front) = self.segments.front() {
-            if front.bytes.is_none() {
-                break;
-            }
-            let behind_edge = self.edge - (front.start + front.duration);
-            let too_many = self.segments.len() > self.limits.max_segments;
-            if !(too_many || behind_edge >= self.limits.dvr_window_secs)
-                || behind_edge < min_playlist
-            {
-                break;
-            }
-            // RFC 8216bis §6.2.2: removing a segment that carries EXT-X-DISCONTINUITY
-            // increments EXT-X-DISCONTINUITY-SEQUENCE.
-            if front.discontinuity {
-                self.discontinuity_sequence += 1;
-            }
-            self.segments.pop_front();
+    fn min_playlist(&self) -> f64 {
+        MIN_PLAYLIST_TARGET_DURATIONS * f64::from(self.target_duration)
+    }
+
+    /// Media seconds the playlist spans, from its first segment to the edge.
+    fn playlist_duration(&self) -> f64 {
+        self.segments
+            .get(self.unlisted)
+            .map_or(0.0, |first| self.edge - first.start)
+    }
+
+    /// The playlist's oldest segment may leave it: it is complete, and the playlist stays
+    /// at least three target durations long without it (RFC 8216bis §6.2.2).
+    fn can_unlist_front(&self) -> bool {
+        self.segments.get(self.unlisted).is_some_and(|front| {
+            !front.in_progress() && self.edge - front.end() >= self.min_playlist()
+        })
+    }
+
+    /// Removes the playlist's oldest segment from the playlist. RFC 8216bis §6.2.2: it stays
+    /// fetchable from when it first appeared (its URI was added when it completed) for its
+    /// Availability Duration: its duration plus the longest playlist it appeared in.
+    fn unlist_front(&mut self) {
+        let longest = self.longest_playlist;
+        let Some(front) = self.segments.get_mut(self.unlisted) else {
+            return;
+        };
+        // RFC 8216bis §6.2.2: removing a segment that carries EXT-X-DISCONTINUITY
+        // increments EXT-X-DISCONTINUITY-SEQUENCE.
+        if front.discontinuity {
+            self.discontinuity_sequence += 1;
         }
-        // Keep the init versions the window still uses, and always the latest.
-        let oldest_used = self.segments.front().map(|s| s.init_version);
-        if let (Some(oldest_used), Some((&latest, _))) = (oldest_used, self.inits.last_key_value())
+        front.available_until = Some(front.end() + front.duration + longest);
+        self.unlisted += 1;
+    }
+
+    /// Unlists segments behind the DVR window (or over the segment cap), never leaving a
+    /// playlist shorter than three target durations (RFC 8216bis §6.2.2), then drops the
+    /// unlisted ones whose availability ended (or over the cap).
+    fn evict(&mut self) {
+        while self.can_unlist_front() {
+            let Some(front) = self.segments.get(self.unlisted) else {
+                break;
+            };
+            let too_many = self.segments.len() - self.unlisted > self.limits.max_segments;
+            if !(too_many || self.edge - front.end() >= self.limits.dvr_window_secs) {
+                break;
+            }
+            self.unlist_front();
+        }
+        // Measured as served: after this push's unlisting.
+        self.longest_playlist = self.longest_playlist.max(self.playlist_duration());
+        let mut dropped = false;
+        while let Some(front) = self.segments.front()
+            && self.unlisted > 0
         {
-            self.inits = self.inits.split_off(&oldest_used.min(latest));
+            let expired = front.available_until.is_some_and(|until| self.edge > until);
+            if !(expired || self.unlisted > self.limits.max_segments) {
+                break;
+            }
+            self.drop_front();
+            dropped = true;
+        }
+        if dropped {
+            self.prune_inits();
+        }
+    }
+
+    fn drop_front(&mut self) {
+        if self.unlisted > 0 && self.segments.pop_front().is_some() {
+            self.unlisted -= 1;
+        }
+    }
+
+    /// Keeps the init versions a stored segment uses, the latest, and versions newer than
+    /// any in use (pushed ahead of their first part). Versions only move forward, so an
+    /// unused one older than a used one will never be used. Over the cap, unused versions
+    /// go first, oldest first.
+    fn prune_inits(&mut self) {
+        let used: BTreeSet<u32> = self.segments.iter().map(|s| s.init_version).collect();
+        let newest_used = used.last().copied();
+        let latest = self.inits.last_key_value().map(|(&v, _)| v);
+        self.inits.retain(|version, _| {
+            used.contains(version)
+                || Some(*version) == latest
+                || newest_used.is_none_or(|newest| *version > newest)
+        });
+        while self.inits.len() > self.limits.max_init_versions {
+            let Some(unused) = self
+                .inits
+                .keys()
+                .copied()
+                .find(|v| !used.contains(v) && Some(*v) != latest)
+            else {
+                break;
+            };
+            self.inits.remove(&unused);
+        }
+    }
+
+    /// Brings the kept init versions within the cap: unused versions go, then the oldest
+    /// segments (the unlisted tail, then the playlist's, down to three target durations).
+    /// `false` if the segments that use the versions cannot go.
+    fn make_room_for_inits(&mut self) -> bool {
+        loop {
+            self.prune_inits();
+            if self.inits.len() <= self.limits.max_init_versions {
+                return true;
+            }
+            if self.unlisted > 0 {
+                self.drop_front();
+            } else if self.can_unlist_front() {
+                self.unlist_front();
+            } else {
+                return false;
+            }
         }
     }
 
@@ -452,6 +651,7 @@ impl RenditionWindow {
             .get(usize::try_from(position.part).ok()?)
     }
 
+    /// A stored segment, listed or not.
     fn segment(&self, msn: u64) -> Option<&Segment> {
         let first = self.segments.front()?.msn;
         self.segments
@@ -507,9 +707,9 @@ impl RenditionWindow {
                 }
                 // The fewest parts between the last one and the requested one.
                 let ahead = if msn == last.msn {
-                    u64::from(part - last.part)
+                    u64::from(part.saturating_sub(last.part))
                 } else {
-                    u64::from(part) + 1
+                    u64::from(part).saturating_add(1)
                 };
                 if ahead > advance_part_limit(self.descriptor.part_target_ms) {
                     Awaited::TooFar
@@ -526,17 +726,17 @@ impl RenditionWindow {
     /// found.
     pub(crate) fn part(&self, position: PartPosition) -> Lookup {
         if let Some(segment) = self.segment(position.msn) {
-            if let Some(stored) = usize::try_from(position.part)
-                .ok()
-                .and_then(|i| segment.parts.get(i))
+            if let Some((_, stored, start)) = segment
+                .parts_with_start()
+                .find(|&(index, _, _)| index == position.part)
             {
-                return if self.parts_fetchable(segment) {
+                return if self.part_fetchable(segment, start) {
                     Lookup::Found(stored.bytes.clone())
                 } else {
                     Lookup::Gone
                 };
             }
-            if segment.bytes.is_some() {
+            if !segment.in_progress() {
                 return Lookup::NotFound;
             }
         } else if self
@@ -557,7 +757,8 @@ impl RenditionWindow {
         }
     }
 
-    /// A complete segment: exactly its parts concatenated.
+    /// A complete segment: exactly its parts concatenated. Segments that left the playlist
+    /// are served until their availability ends (RFC 8216bis §6.2.2).
     pub(crate) fn segment_bytes(&self, msn: u64) -> Lookup {
         match self.segment(msn) {
             Some(Segment {
@@ -571,24 +772,38 @@ impl RenditionWindow {
 
     /// An init segment version; `None` asks for the latest.
     pub(crate) fn init(&self, version: Option<u32>) -> Lookup {
+        let latest = self.inits.last_key_value();
         let found = match version {
             Some(version) => self.inits.get(&version),
-            None => self.inits.values().next_back(),
+            None => latest.map(|(_, bytes)| bytes),
         };
-        match (found, version, self.inits.first_key_value()) {
+        match (found, version, latest) {
             (Some(bytes), _, _) => Lookup::Found(bytes.clone()),
-            (None, Some(version), Some((&oldest, _))) if version < oldest => Lookup::Gone,
+            (None, Some(version), Some((&latest, _))) if version < latest => Lookup::Gone,
             (None, _, _) => Lookup::NotFound,
         }
     }
 
-    fn parts_listed(&self, segment: &Segment) -> bool {
-        self.edge - segment.start <= PART_LISTED_TARGET_DURATIONS * f64::from(self.target_duration)
+    /// RFC 8216bis §6.2.2: an EXT-X-PART tag stays while its part started at most three
+    /// target durations before the end of the playlist; the segment in progress keeps all
+    /// of its parts (it is the live edge however long the publisher's GOP makes it).
+    fn part_listed(&self, segment: &Segment, part_start: f64) -> bool {
+        segment.in_progress()
+            || self.edge - part_start
+                <= PART_LISTED_TARGET_DURATIONS * f64::from(self.target_duration)
     }
 
-    fn parts_fetchable(&self, segment: &Segment) -> bool {
-        self.edge - segment.start
-            <= PART_FETCHABLE_TARGET_DURATIONS * f64::from(self.target_duration)
+    /// RFC 8216bis §6.2.2: a part stays fetchable three target durations after its tag
+    /// left the playlist, which is when it aged past three target durations, or when its
+    /// segment completed if that came later.
+    fn part_fetchable(&self, segment: &Segment, part_start: f64) -> bool {
+        if segment.in_progress() {
+            return true;
+        }
+        let target_duration = f64::from(self.target_duration);
+        let delisted_at =
+            (part_start + PART_LISTED_TARGET_DURATIONS * target_duration).max(segment.end());
+        self.edge - delisted_at <= PART_FETCHABLE_AFTER_DELISTING_TARGET_DURATIONS * target_duration
     }
 
     /// The media playlist model of the window; URIs are relative to the playlist.
@@ -598,6 +813,7 @@ impl RenditionWindow {
         let segments = self
             .segments
             .iter()
+            .skip(self.unlisted)
             .map(|segment| SegmentEntry {
                 msn: segment.msn,
                 duration: segment.duration,
@@ -608,21 +824,18 @@ impl RenditionWindow {
                 program_date_time_ms: segment.program_date_time_ms,
                 discontinuity: segment.discontinuity,
                 map_uri: resource::init_uri(segment.init_version),
-                parts: if self.parts_listed(segment) {
-                    (0u32..)
-                        .zip(&segment.parts)
-                        .map(|(index, part)| PartEntry {
-                            duration: part.duration,
-                            uri: resource::part_uri(PartPosition {
-                                msn: segment.msn,
-                                part: index,
-                            }),
-                            independent: part.independent,
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
+                parts: segment
+                    .parts_with_start()
+                    .filter(|&(_, _, start)| self.part_listed(segment, start))
+                    .map(|(index, part, _)| PartEntry {
+                        duration: part.duration,
+                        uri: resource::part_uri(PartPosition {
+                            msn: segment.msn,
+                            part: index,
+                        }),
+                        independent: part.independent,
+                    })
+                    .collect(),
             })
             .collect();
         MediaPlaylist {
@@ -633,7 +846,12 @@ impl RenditionWindow {
                 part_hold_back: PART_HOLD_BACK_PART_TARGETS * part_target,
                 can_skip_until: Some(SKIP_UNTIL_TARGET_DURATIONS * target_duration),
             },
-            media_sequence: self.segments.front().map_or(0, |s| s.msn),
+            media_sequence: self.segments.get(self.unlisted).map_or_else(
+                // Nothing listed: the next segment's number, so the sequence never goes
+                // back (RFC 8216bis §6.2.2).
+                || self.segments.back().map_or(0, |s| s.msn.saturating_add(1)),
+                |s| s.msn,
+            ),
             discontinuity_sequence: self.discontinuity_sequence,
             segments,
             preload_hint: if self.ended {
@@ -677,9 +895,17 @@ impl RenditionWindow {
     }
 }
 
-/// Whole seconds, rounded up, of a millisecond duration.
-fn ceil_secs(ms: u32) -> u32 {
-    ms.div_ceil(1000).max(1)
+/// EXT-X-TARGETDURATION for a segment target: `ceil(segment target × factor)` whole
+/// seconds, at least 1. The product is formed on milliseconds, and a rounding error below a
+/// microsecond does not push it to the next second.
+pub(crate) fn target_duration_for(segment_target_ms: u32, factor: f64) -> u32 {
+    let secs = f64::from(segment_target_ms) * factor / 1000.0;
+    let rounded = (secs - 1e-9).ceil();
+    if rounded.is_finite() {
+        rounded.clamp(1.0, f64::from(u32::MAX)) as u32
+    } else {
+        u32::MAX
+    }
 }
 
 /// RFC 8216bis §6.2.5.2: the Advance Part Limit is three divided by the part target
@@ -721,7 +947,32 @@ pub(crate) mod tests {
     pub(crate) const LIMITS: WindowLimits = WindowLimits {
         dvr_window_secs: 60.0,
         max_segments: 100,
+        max_init_versions: 4,
     };
+
+    /// The tests' 1 s segment target with a target duration factor of 1.
+    pub(crate) const TARGET_DURATION: u32 = 1;
+
+    pub(crate) fn empty_window(limits: WindowLimits) -> RenditionWindow {
+        let mut window = RenditionWindow::new(
+            descriptor("video", RenditionKind::Video),
+            limits,
+            TARGET_DURATION,
+        );
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        window
+    }
+
+    /// Pushes segments `msns` of 4 × 0.25 s parts.
+    fn push_segments(window: &mut RenditionWindow, msns: std::ops::Range<u64>) {
+        for msn in msns {
+            for part in 0..4 {
+                window
+                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
+                    .unwrap();
+            }
+        }
+    }
 
     pub(crate) fn meta(msn: u64, part: u32, parts_per_segment: u32) -> PartMeta {
         PartMeta {
@@ -744,15 +995,8 @@ pub(crate) mod tests {
     /// A window with init version 0 and `segments` segments of 4 × 0.25 s parts pushed,
     /// then `extra_parts` parts of the next segment.
     pub(crate) fn window_with(segments: u64, extra_parts: u32) -> RenditionWindow {
-        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), LIMITS);
-        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
-        for msn in 0..segments {
-            for part in 0..4 {
-                window
-                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
-                    .unwrap();
-            }
-        }
+        let mut window = empty_window(LIMITS);
+        push_segments(&mut window, 0..segments);
         for part in 0..extra_parts {
             window
                 .push_part(&meta(segments, part, 4), part_bytes(segments, part), 0)
@@ -814,8 +1058,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_first_part_must_start_a_segment() {
-        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), LIMITS);
-        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        let mut window = empty_window(LIMITS);
         assert_eq!(
             window.push_part(&meta(5, 2, 4), part_bytes(5, 2), 0),
             Err(PushError::NotSegmentStart { msn: 5, part: 2 })
@@ -968,29 +1211,37 @@ pub(crate) mod tests {
         );
     }
 
+    fn listed_parts(playlist: &MediaPlaylist) -> Vec<String> {
+        playlist
+            .segments
+            .iter()
+            .flat_map(|s| s.parts.iter().map(|p| p.uri.clone()))
+            .collect()
+    }
+
     #[test]
-    fn parts_leave_the_playlist_after_three_target_durations_and_the_server_after_six() {
+    fn each_part_leaves_the_playlist_three_target_durations_after_it_started() {
         // Target duration 1 s; 9 complete segments and one part of the tenth: the edge is
         // at 9.25 s.
         let window = window_with(9, 1);
         let playlist = window.media_playlist(Vec::new());
-        let with_parts: Vec<u64> = playlist
-            .segments
-            .iter()
-            .filter(|s| !s.parts.is_empty())
-            .map(|s| s.msn)
-            .collect();
-        // RFC 8216bis §6.2.2: segments starting within 3 s of the edge keep their parts.
-        assert_eq!(with_parts, vec![7, 8, 9]);
+        // RFC 8216bis §6.2.2: EXT-X-PART tags go once more than 3 target durations from the
+        // end, oldest first: parts starting at or after 6.25 s stay.
+        assert_eq!(
+            listed_parts(&playlist).first().map(String::as_str),
+            Some("6.1.m4s")
+        );
+        assert_eq!(listed_parts(&playlist).len(), 3 + 8 + 1);
         assert_eq!(
             playlist.segments.len(),
             10,
             "segments stay for the DVR window"
         );
-        // ARCHITECTURE.md: removed parts stay fetchable as long again (6 s behind the edge).
+        // RFC 8216bis §6.2.2: a removed part stays fetchable 3 target durations more. 3.1
+        // (3.25 s) left the playlist at edge 6.25 s, so until 9.25 s; 3.0 left at 6 s.
         assert_eq!(
-            window.part(PartPosition { msn: 4, part: 0 }),
-            Lookup::Found(part_bytes(4, 0))
+            window.part(PartPosition { msn: 3, part: 1 }),
+            Lookup::Found(part_bytes(3, 1))
         );
         assert_eq!(window.part(PartPosition { msn: 3, part: 0 }), Lookup::Gone);
         assert_eq!(
@@ -1000,38 +1251,69 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_segment_in_progress_keeps_its_parts_however_long_it_runs() {
+        // A publisher's 8 s GOP against a 1 s target duration: segment 2 is still in
+        // progress after 32 parts.
+        let mut window = window_with(2, 0);
+        for part in 0..32 {
+            let mut meta = meta(2, part, 100);
+            meta.ends_segment = false;
+            window.push_part(&meta, part_bytes(2, part), 0).unwrap();
+        }
+        // RFC 8216bis §6.2.2: the parts of the live edge stay listed, even those that
+        // started 8 s (more than 3 target durations) ago, and fetchable.
+        let playlist = window.media_playlist(Vec::new());
+        let in_progress = playlist.segments.last().unwrap();
+        assert_eq!(in_progress.uri, None);
+        assert_eq!(in_progress.parts.len(), 32);
+        assert_eq!(
+            window.part(PartPosition { msn: 2, part: 0 }),
+            Lookup::Found(part_bytes(2, 0))
+        );
+        // Once it completes, its old parts leave the playlist, and stay fetchable for 3
+        // target durations from then (RFC 8216bis §6.2.2).
+        let mut last = meta(2, 32, 100);
+        last.ends_segment = true;
+        window.push_part(&last, part_bytes(2, 32), 0).unwrap();
+        let playlist = window.media_playlist(Vec::new());
+        assert_eq!(
+            listed_parts(&playlist).first().map(String::as_str),
+            Some("2.21.m4s"),
+            "parts that started within 3 s of the edge (10.25 s)"
+        );
+        assert_eq!(
+            window.part(PartPosition { msn: 2, part: 0 }),
+            Lookup::Found(part_bytes(2, 0))
+        );
+        push_segments(&mut window, 3..6);
+        assert!(matches!(
+            window.part(PartPosition { msn: 2, part: 0 }),
+            Lookup::Found(_)
+        ));
+        push_segments(&mut window, 6..7);
+        assert_eq!(window.part(PartPosition { msn: 2, part: 0 }), Lookup::Gone);
+    }
+
+    #[test]
     fn the_window_keeps_the_dvr_duration_but_never_less_than_three_target_durations() {
         let limits = WindowLimits {
             dvr_window_secs: 5.0,
-            max_segments: 100,
+            ..LIMITS
         };
-        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
-        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
-        for msn in 0..20 {
-            for part in 0..4 {
-                window
-                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
-                    .unwrap();
-            }
-        }
+        let mut window = empty_window(limits);
+        push_segments(&mut window, 0..20);
         let playlist = window.media_playlist(Vec::new());
-        // Segment 14 ends 5 s behind the edge: evicted; 15..=19 remain.
+        // Segment 14 ends 5 s behind the edge (20 s): it left the playlist; 15..=19 remain.
         assert_eq!(playlist.media_sequence, 15);
-        assert_eq!(window.segment_bytes(14), Lookup::Gone);
+        assert_eq!(playlist.segments.len(), 5);
 
         let limits = WindowLimits {
             dvr_window_secs: 1.0,
             max_segments: 3,
+            ..LIMITS
         };
-        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
-        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
-        for msn in 0..20 {
-            for part in 0..4 {
-                window
-                    .push_part(&meta(msn, part, 4), part_bytes(msn, part), 0)
-                    .unwrap();
-            }
-        }
+        let mut window = empty_window(limits);
+        push_segments(&mut window, 0..20);
         // RFC 8216bis §6.2.2: the playlist stays at least 3 target durations (3 s) long.
         let playlist = window.media_playlist(Vec::new());
         assert_eq!(
@@ -1041,13 +1323,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_segment_that_left_the_playlist_stays_fetchable_for_its_availability_duration() {
+        let limits = WindowLimits {
+            dvr_window_secs: 5.0,
+            ..LIMITS
+        };
+        let mut window = empty_window(limits);
+        push_segments(&mut window, 0..20);
+        // RFC 8216bis §6.2.2: a segment removed from a live playlist stays available until
+        // it first appeared (when it completed) plus its duration plus the longest playlist
+        // it appeared in (5.75 s, just before segment 19 completed). Edge 20 s:
+        // segment 14 (complete at 15 s) until 21.75 s, 12 (at 13 s) until 19.75 s.
+        assert!(matches!(window.segment_bytes(14), Lookup::Found(_)));
+        assert!(matches!(window.segment_bytes(13), Lookup::Found(_)));
+        assert_eq!(window.segment_bytes(12), Lookup::Gone);
+        // Its parts follow their own rule: gone 3 target durations after delisting.
+        assert_eq!(window.part(PartPosition { msn: 13, part: 0 }), Lookup::Gone);
+        // The init version an unlisted segment uses is kept while the segment is.
+        assert!(matches!(window.init(Some(0)), Lookup::Found(_)));
+        // The playlist does not list them.
+        let playlist = window.media_playlist(Vec::new());
+        assert!(playlist.segments.iter().all(|s| s.msn >= 15));
+
+        // The unlisted tail is bounded by count too. With one kept, segment 15 (available
+        // until 20.75 s) goes early.
+        let limits = WindowLimits {
+            dvr_window_secs: 1.0,
+            max_segments: 1,
+            ..LIMITS
+        };
+        let mut window = empty_window(limits);
+        push_segments(&mut window, 0..20);
+        assert_eq!(window.media_playlist(Vec::new()).media_sequence, 17);
+        assert!(matches!(window.segment_bytes(16), Lookup::Found(_)));
+        assert_eq!(window.segment_bytes(15), Lookup::Gone);
+    }
+
+    #[test]
     fn removing_a_discontinuity_advances_the_discontinuity_sequence() {
         let limits = WindowLimits {
             dvr_window_secs: 3.0,
-            max_segments: 100,
+            ..LIMITS
         };
-        let mut window = RenditionWindow::new(descriptor("video", RenditionKind::Video), limits);
-        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        let mut window = empty_window(limits);
         for msn in 0..10 {
             for part in 0..4 {
                 let mut meta = meta(msn, part, 4);
@@ -1057,6 +1375,88 @@ pub(crate) mod tests {
         }
         // RFC 8216bis §6.2.2: EXT-X-DISCONTINUITY-SEQUENCE counts the removed ones.
         assert_eq!(window.media_playlist(Vec::new()).discontinuity_sequence, 1);
+    }
+
+    #[test]
+    fn part_durations_are_checked() {
+        let mut window = window_with(0, 0);
+        // The segment target is 1 s: a part may last at most 2 s.
+        for duration in [0.0, -0.25, f64::NAN, f64::INFINITY, 2.01] {
+            let mut meta = meta(0, 0, 4);
+            meta.duration = duration;
+            assert!(
+                matches!(
+                    window.push_part(&meta, part_bytes(0, 0), 0),
+                    Err(PushError::InvalidDuration { .. })
+                ),
+                "{duration}"
+            );
+        }
+        let mut meta = meta(0, 0, 4);
+        meta.duration = 2.0;
+        assert_eq!(
+            window.push_part(&meta, part_bytes(0, 0), 0),
+            Ok(Pushed::Stored)
+        );
+    }
+
+    #[test]
+    fn init_versions_are_capped_and_unused_ones_pruned() {
+        // LIMITS keeps 4 init versions.
+        let mut window = window_with(0, 0);
+        for version in 1..=3 {
+            window
+                .push_init(version, Bytes::from(format!("init{version}")))
+                .unwrap();
+        }
+        // Pushed ahead of any part: all kept. A fifth makes the oldest unused one go.
+        window.push_init(4, Bytes::from_static(b"init4")).unwrap();
+        assert_eq!(window.init(Some(0)), Lookup::Gone);
+        assert!(matches!(window.init(Some(1)), Lookup::Found(_)));
+        // Parts use version 2: the unused older version 1 will never be used again.
+        let mut first = meta(0, 0, 4);
+        first.init_version = 2;
+        window.push_part(&first, part_bytes(0, 0), 0).unwrap();
+        window.push_init(5, Bytes::from_static(b"init5")).unwrap();
+        assert_eq!(window.init(Some(1)), Lookup::Gone);
+        assert!(matches!(window.init(Some(2)), Lookup::Found(_)));
+        assert!(matches!(window.init(Some(5)), Lookup::Found(_)));
+    }
+
+    #[test]
+    fn init_versions_in_use_within_three_target_durations_refuse_a_new_one() {
+        let limits = WindowLimits {
+            max_init_versions: 2,
+            ..LIMITS
+        };
+        let mut window = empty_window(limits);
+        window.push_init(1, Bytes::from_static(b"init1")).unwrap();
+        // Segment 0 uses version 0, segment 1 version 1: both in the 3 s playlist floor.
+        window
+            .push_part(&meta(0, 0, 1), part_bytes(0, 0), 0)
+            .unwrap();
+        let mut second = meta(1, 0, 1);
+        second.init_version = 1;
+        window.push_part(&second, part_bytes(1, 0), 0).unwrap();
+        assert_eq!(
+            window.push_init(2, Bytes::from_static(b"init2")),
+            Err(PushError::TooManyInitVersions { version: 2, max: 2 })
+        );
+        assert_eq!(window.init(Some(2)), Lookup::NotFound);
+        // With 4 s more of version 1, segment 0 can go: the new version makes room.
+        for msn in 2..6 {
+            let mut meta = meta(msn, 0, 1);
+            meta.init_version = 1;
+            meta.duration = 1.0;
+            window.push_part(&meta, part_bytes(msn, 0), 0).unwrap();
+        }
+        assert_eq!(
+            window.push_init(2, Bytes::from_static(b"init2")),
+            Ok(Pushed::Stored)
+        );
+        assert_eq!(window.init(Some(0)), Lookup::Gone);
+        assert_eq!(window.segment_bytes(0), Lookup::Gone);
+        assert_eq!(window.media_playlist(Vec::new()).media_sequence, 1);
     }
 
     #[test]
@@ -1107,21 +1507,34 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_target_duration_covers_the_longest_segment_and_never_shrinks() {
+    fn the_target_duration_is_fixed_and_longer_segments_are_counted() {
+        // A 2 s segment target with the default factor 1.5 declares TARGETDURATION 3.
+        assert_eq!(target_duration_for(2000, 1.5), 3);
+        assert_eq!(target_duration_for(1000, 1.0), 1);
+        assert_eq!(target_duration_for(1200, 2.5), 3);
+        assert_eq!(target_duration_for(2001, 1.0), 3);
+        assert_eq!(target_duration_for(1, 1.0), 1);
+        assert_eq!(target_duration_for(u32::MAX, 3.0), 12_884_902);
+
         let mut window = window_with(1, 0);
-        // A 1.6 s segment (a long GOP): RFC 8216bis §4.4.3.1, rounded EXTINF ≤ TD.
+        // A 1.6 s segment (a long GOP): its EXTINF rounds to 2 > 1 (RFC 8216bis §4.4.3.1).
         for part in 0..6 {
             let mut meta = meta(1, part, 6);
             meta.duration = 0.26666;
             window.push_part(&meta, part_bytes(1, part), 0).unwrap();
         }
-        assert_eq!(window.target_duration(), 2);
+        // RFC 8216bis §6.2.1: the target duration MUST NOT change; the segment is counted.
+        assert_eq!(window.target_duration(), 1);
+        assert_eq!(window.media_playlist(Vec::new()).target_duration, 1);
+        assert_eq!(window.segments_over_target(), 1);
+        assert_eq!(window.first_over_target().map(|o| o.msn), Some(1));
+        // 1.4 s rounds to 1: within the target.
         for part in 0..4 {
-            window
-                .push_part(&meta(2, part, 4), part_bytes(2, part), 0)
-                .unwrap();
+            let mut meta = meta(2, part, 4);
+            meta.duration = 0.35;
+            window.push_part(&meta, part_bytes(2, part), 0).unwrap();
         }
-        assert_eq!(window.target_duration(), 2);
+        assert_eq!(window.segments_over_target(), 1);
     }
 
     #[test]

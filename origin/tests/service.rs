@@ -71,8 +71,17 @@ fn origin_with(config: OriginConfig) -> (Origin, Router) {
     (origin, router)
 }
 
+/// The tests' 1 s segment targets with a target duration factor of 1: TARGETDURATION 1,
+/// so blocking gives up after 3 s.
+fn config() -> OriginConfig {
+    OriginConfig {
+        target_duration_factor: 1.0,
+        ..OriginConfig::default()
+    }
+}
+
 fn app() -> Router {
-    origin_with(OriginConfig::default()).1
+    origin_with(config()).1
 }
 
 async fn send(app: &Router, request: Request<Body>) -> Reply {
@@ -566,18 +575,19 @@ async fn the_preload_hinted_part_blocks_until_it_is_pushed() {
 }
 
 #[tokio::test]
-async fn parts_age_out_after_their_segment_leaves_the_part_window() {
+async fn parts_age_out_three_target_durations_after_they_leave_the_playlist() {
     let app = app();
     live_stream(&app).await;
     push_parts(&app, "video", 10, 1).await;
     let playlist = get(&app, "/live/ev1/video/index.m3u8").await;
-    // RFC 8216bis §6.2.2: only segments starting within 3 target durations of the edge
+    // RFC 8216bis §6.2.2: only parts starting within 3 target durations of the edge
     // (10.25 s) keep their EXT-X-PART tags.
     assert_eq!(
         part_uris(playlist.text()).first().map(String::as_str),
-        Some("8.0.m4s")
+        Some("7.1.m4s")
     );
-    // Removed parts stay fetchable as long again, then are gone; segments stay.
+    // RFC 8216bis §6.2.2: removed parts stay fetchable 3 target durations more, then are
+    // gone; segments stay.
     assert_eq!(
         get(&app, "/live/ev1/video/5.0.m4s").await.status,
         StatusCode::OK
@@ -633,7 +643,7 @@ async fn the_end_answers_blocked_requests_and_closes_the_playlist() {
 async fn pushes_are_validated() {
     let config = OriginConfig {
         max_push_body_bytes: 512,
-        ..OriginConfig::default()
+        ..config()
     };
     let (_, app) = origin_with(config);
     // A part for an event with no stream.
@@ -724,7 +734,7 @@ async fn pushes_are_validated() {
 
 #[tokio::test]
 async fn last_part_and_stream_status_follow_the_pushes() {
-    let (origin, app) = origin_with(OriginConfig::default());
+    let (origin, app) = origin_with(config());
     live_stream(&app).await;
     get(&app, &format!("{PUSH_PREFIX}/{EVENT}/video/last"))
         .await
@@ -793,7 +803,7 @@ async fn health_and_metrics_endpoints() {
 #[tokio::test]
 async fn the_server_answers_blocked_requests_at_shutdown() {
     let handle = metrics_handle();
-    let origin = Origin::new(OriginConfig::default(), move || handle.render());
+    let origin = Origin::new(config(), move || handle.render());
     let app = origin.router();
     live_stream(&app).await;
     push_parts(&app, "video", 1, 1).await;
@@ -832,6 +842,273 @@ async fn the_server_answers_blocked_requests_at_shutdown() {
         started.elapsed() < Duration::from_secs(2),
         "shutdown waited for the block timeout"
     );
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .unwrap();
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+fn with_token(mut request: Request<Body>, token: &str) -> Request<Body> {
+    request.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    request
+}
+
+fn descriptor_request(descriptor: &RenditionDescriptor) -> Request<Body> {
+    Request::put(format!("{PUSH_PREFIX}/{EVENT}/{}", descriptor.name))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(serde_json::to_vec(descriptor).unwrap()))
+        .unwrap()
+}
+
+/// A part of `duration` seconds; `ends_segment` as given.
+fn part_request(msn: u64, part: u32, duration: &str, ends_segment: bool) -> Request<Body> {
+    Request::put(format!(
+        "{PUSH_PREFIX}/{EVENT}/video/part/{msn}/{part}?msn={msn}&part={part}&duration={duration}&independent={}&init_version=0&discontinuity=false&ends_segment={ends_segment}&last_frame_arrival_ms=0",
+        part == 0
+    ))
+    .body(Body::from(part_payload("video", msn, part)))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_push_api_requires_the_token_when_one_is_set() {
+    let (_, app) = origin_with(OriginConfig {
+        push_token: Some(TOKEN.to_string()),
+        ..config()
+    });
+    let video = descriptor("video", RenditionKind::Video);
+    // RFC 6750 §3.1: no token, or a wrong one: 401 with WWW-Authenticate, and the detail
+    // never echoes a credential.
+    for request in [
+        descriptor_request(&video),
+        with_token(
+            descriptor_request(&video),
+            "0123456789abcdef0123456789abcdeX",
+        ),
+        with_token(descriptor_request(&video), ""),
+    ] {
+        let reply = send(&app, request).await;
+        reply.assert_problem(StatusCode::UNAUTHORIZED);
+        assert!(
+            reply.header(header::WWW_AUTHENTICATE).starts_with("Bearer"),
+            "{:?}",
+            reply.headers
+        );
+        assert!(
+            !reply.text().contains("0123456789abcdef"),
+            "{}",
+            reply.text()
+        );
+    }
+    // Every push route is guarded, known stream or not.
+    for request in [
+        Request::put(format!("{PUSH_PREFIX}/{EVENT}/video/init/0"))
+            .body(Body::from("init"))
+            .unwrap(),
+        Request::put(format!(
+            "{PUSH_PREFIX}/{EVENT}/video/part/0/0?{}",
+            part_query(0, 0, 0)
+        ))
+        .body(Body::from("part"))
+        .unwrap(),
+        Request::post(format!("{PUSH_PREFIX}/{EVENT}/end"))
+            .body(Body::empty())
+            .unwrap(),
+        Request::get(format!("{PUSH_PREFIX}/{EVENT}/video/last"))
+            .body(Body::empty())
+            .unwrap(),
+    ] {
+        send(&app, request)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED);
+    }
+    // With the token, the push API works; playback needs none.
+    assert_eq!(
+        send(&app, with_token(descriptor_request(&video), TOKEN))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let init = Request::put(format!("{PUSH_PREFIX}/{EVENT}/video/init/0"))
+        .body(Body::from("init:video:0"))
+        .unwrap();
+    assert_eq!(
+        send(&app, with_token(init, TOKEN)).await.status,
+        StatusCode::CREATED
+    );
+    let part = part_request(0, 0, "0.25", false);
+    assert_eq!(
+        send(&app, with_token(part, TOKEN)).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        get(&app, "/live/ev1/video/index.m3u8").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn streams_and_renditions_per_stream_are_capped() {
+    let (_, app) = origin_with(OriginConfig {
+        max_streams: 1,
+        max_renditions_per_stream: 2,
+        ..config()
+    });
+    live_stream(&app).await;
+    // A third rendition: 409.
+    declare(&app, &descriptor("low", RenditionKind::Video))
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    // A second stream: 503, and no stream was created for it.
+    let request = Request::put(format!("{PUSH_PREFIX}/ev2/video"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            serde_json::to_vec(&descriptor("video", RenditionKind::Video)).unwrap(),
+        ))
+        .unwrap();
+    send(&app, request)
+        .await
+        .assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+    get(&app, "/live/ev2/master.m3u8")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn part_durations_must_be_positive_and_within_twice_the_segment_target() {
+    let app = app();
+    live_stream(&app).await;
+    // The segment target is 1 s: a part may last at most 2 s, so a pusher cannot stretch
+    // the segments past the declared target duration with one long part.
+    for duration in ["2.5", "0", "-1", "NaN", "inf"] {
+        let reply = send(&app, part_request(0, 0, duration, false)).await;
+        reply.assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(reply.text().contains("duration"), "{}", reply.text());
+    }
+    assert_eq!(
+        send(&app, part_request(0, 0, "2", false)).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn the_target_duration_is_fixed_when_declared_and_longer_segments_are_counted() {
+    // The default factor 1.5 and a 2 s segment target.
+    let (_, app) = origin_with(OriginConfig::default());
+    let mut video = descriptor("video", RenditionKind::Video);
+    video.segment_target_ms = 2000;
+    assert_eq!(declare(&app, &video).await.status, StatusCode::CREATED);
+    assert_eq!(
+        push_init(&app, "video", 0).await.status,
+        StatusCode::CREATED
+    );
+    // A 3.2 s segment (a scene cut's keyframe) rounds to 3: within TARGETDURATION 3.
+    for part in 0..4 {
+        let reply = send(&app, part_request(0, part, "0.8", part == 3)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+    // A 3.6 s one rounds to 4 (RFC 8216bis §4.4.3.1) but the target duration stays
+    // (RFC 8216bis §6.2.1: it MUST NOT change); the segment is counted.
+    for part in 0..4 {
+        let reply = send(&app, part_request(1, part, "0.9", part == 3)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    }
+    let playlist = get(&app, "/live/ev1/video/index.m3u8").await;
+    let text = playlist.text();
+    assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
+    assert!(text.contains("#EXTINF:3.6"), "{text}");
+    let metrics = get(&app, "/metrics").await;
+    assert!(
+        metrics
+            .text()
+            .contains("floodlight_origin_segments_over_target_duration_total"),
+        "{}",
+        metrics.text()
+    );
+    // A descriptor needing a longer target duration is refused (RFC 8216bis §6.2.1).
+    video.segment_target_ms = 4000;
+    declare(&app, &video)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn the_master_playlist_keeps_the_audio_group_when_audio_is_late() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 0).await;
+    // The master waits for the audio (3 target durations), then answers without its
+    // bandwidth but with its group: a player keeps this master for the session.
+    let started = Instant::now();
+    let reply = get(&app, "/live/ev1/master.m3u8").await;
+    assert!(started.elapsed() >= Duration::from_millis(2900));
+    assert_eq!(reply.status, StatusCode::OK);
+    let master = reply.text();
+    assert!(master.contains("#EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+    // RFC 8216bis §4.4.6.2: CODECS lists every format the variant may play.
+    assert!(
+        master.contains("CODECS=\"avc1.64001f,mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(master.contains("AUDIO=\"audio\""), "{master}");
+}
+
+#[tokio::test]
+async fn an_idle_stream_is_ended_then_dropped() {
+    let (origin, app) = origin_with(OriginConfig {
+        idle_end_secs: 1,
+        ended_stream_retention_secs: 2,
+        ..config()
+    });
+    live_stream(&app).await;
+    push_parts(&app, "video", 1, 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(floodlight_origin::run(
+        listener,
+        origin.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // A blocked reload for a part that never comes is answered by the idle end (after
+    // 1 s without a push), before its 3 s blocking timeout.
+    let reply = tokio::time::timeout(
+        Duration::from_millis(2900),
+        get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=3"),
+    )
+    .await
+    .expect("answered at the idle end");
+    assert_eq!(reply.status, StatusCode::OK);
+    // RFC 8216bis §6.2.1: the final segment is there, so the playlist has EXT-X-ENDLIST.
+    assert!(reply.text().contains("#EXT-X-ENDLIST"), "{}", reply.text());
+    assert!(origin.stream_status(EVENT).expect("still held").ended);
+    push_part(&app, "video", 2, 0)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    // Then it leaves memory after ended_stream_retention_secs.
+    let dropped = tokio::time::timeout(Duration::from_secs(5), async {
+        while origin.stream_status(EVENT).is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(dropped.is_ok(), "the ended stream stayed in memory");
+    let metrics = get(&app, "/metrics").await;
+    assert!(
+        metrics
+            .text()
+            .contains("floodlight_origin_streams_ended_idle_total"),
+        "{}",
+        metrics.text()
+    );
+    stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("server stops")

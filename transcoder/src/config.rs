@@ -14,6 +14,9 @@ pub struct TranscoderConfig {
     /// Base URLs of the origins every part is pushed to (the stream's replica set).
     /// Empty: in `floodlight up`, the origin of the same process.
     pub origins: Vec<String>,
+    /// Bearer token for the origins' push API (`[origin] push_token`). In `floodlight up`
+    /// both are generated together when neither is set.
+    pub push_token: Option<String>,
     /// Time one push request to an origin may take.
     pub push_timeout_ms: u64,
     /// Retries of a failed push before the part is given up on that origin.
@@ -29,6 +32,7 @@ impl Default for TranscoderConfig {
             segment_target_ms: 2000,
             reconnect_grace_secs: 30,
             origins: vec![],
+            push_token: None,
             push_timeout_ms: 2000,
             push_retries: 3,
             push_queue: 1024,

@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floodlight_media::package::{PackagerConfig, StreamPackager};
+use floodlight_media::package::{AUDIO_RENDITION, PackagerConfig, SOURCE_RENDITION, StreamPackager};
 use floodlight_media::{StampedEvent, StreamEvent, TIMESCALE};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
 use crate::config::{ConfigError, TranscoderConfig};
-use crate::push::{OriginPusher, PushItem, PushSettings};
+use crate::push::{OriginPusher, PushItem, PushSettings, next_msn};
 
 /// Events queued from ingest to a stream's pipeline.
 const SESSION_QUEUE: usize = 1024;
@@ -47,6 +47,7 @@ impl Transcoder {
         }
         let push = PushSettings {
             client: reqwest::Client::new(),
+            token: config.push_token.clone(),
             timeout: Duration::from_millis(config.push_timeout_ms),
             retries: config.push_retries,
             queue: config.push_queue,
@@ -64,11 +65,11 @@ impl Transcoder {
     /// if it is still within its reconnect grace period, a new pipeline otherwise.
     pub fn begin_session(&self, event_id: &str) -> mpsc::Sender<StampedEvent> {
         let mut streams = lock(&self.inner.streams);
-        if let Some(entry) = streams.get(event_id) {
-            if !entry.tx.is_closed() {
-                entry.sessions.fetch_add(1, Ordering::SeqCst);
-                return entry.tx.clone();
-            }
+        if let Some(entry) = streams.get(event_id)
+            && !entry.tx.is_closed()
+        {
+            entry.sessions.fetch_add(1, Ordering::SeqCst);
+            return entry.tx.clone();
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let sessions = Arc::new(AtomicU64::new(1));
@@ -100,10 +101,12 @@ async fn run_stream(
 ) {
     let config = &inner.config;
     let ticks = |ms: u32| ms * (TIMESCALE / 1000);
+    let renditions = [SOURCE_RENDITION, AUDIO_RENDITION];
+    let first_msn = next_msn(&inner.push, &config.origins, &event_id, &renditions).await;
     let mut packager = StreamPackager::new(PackagerConfig {
         part_target: ticks(config.part_target_ms),
         segment_target: ticks(config.segment_target_ms),
-        first_msn: 0,
+        first_msn,
     });
     let mut pushers: Vec<OriginPusher> = config
         .origins
@@ -112,17 +115,17 @@ async fn run_stream(
         .collect();
     let grace = Duration::from_secs(config.reconnect_grace_secs);
     metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
-    info!("stream pipeline started");
+    info!(first_msn, "stream pipeline started");
 
     // Set after a session's `Ended`: (deadline, sessions begun at that time).
     let mut ending: Option<(Instant, u64)> = None;
     let mut errors = 0u64;
     loop {
         let received = match ending {
-            Some((deadline, _)) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(event) => event,
-                Err(_) => None,
-            },
+            // A timeout reads as "no event": the grace period is over.
+            Some((deadline, _)) => tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .unwrap_or_default(),
             None => rx.recv().await,
         };
         let Some(stamped) = received else {

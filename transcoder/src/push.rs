@@ -1,11 +1,20 @@
 //! Pushes packaged outputs to one origin over its HTTP push API (`floodlight_media::push`),
 //! in order, with bounded retries. One worker per (stream, origin): a slow origin delays
 //! only its own queue.
+//!
+//! Recovery: the worker remembers each rendition's descriptor and current init segment.
+//! An origin that answers 404 to a part has lost the stream (it restarted, or it evicted
+//! an idle stream), so the worker declares the rendition again and retries; the origin
+//! then takes parts again from the next segment start. Other 4xx answers are final for
+//! that output (retrying cannot change them); network errors and 5xx are retried.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use floodlight_media::package::PackagerOutput;
-use floodlight_media::push::PUSH_PREFIX;
+use floodlight_media::push::{PUSH_PREFIX, RenditionDescriptor};
+use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tracing::{Instrument, warn};
 
@@ -13,6 +22,17 @@ pub(crate) enum PushItem {
     Output(PackagerOutput),
     /// The stream ended for good: the origin closes its playlists with EXT-X-ENDLIST.
     End,
+}
+
+impl PushItem {
+    fn kind(&self) -> &'static str {
+        match self {
+            PushItem::Output(PackagerOutput::Rendition(_)) => "rendition",
+            PushItem::Output(PackagerOutput::Init { .. }) => "init",
+            PushItem::Output(PackagerOutput::Part { .. }) => "part",
+            PushItem::End => "end",
+        }
+    }
 }
 
 pub(crate) struct OriginPusher {
@@ -24,26 +44,44 @@ pub(crate) struct OriginPusher {
 #[derive(Clone)]
 pub(crate) struct PushSettings {
     pub(crate) client: reqwest::Client,
+    pub(crate) token: Option<String>,
     pub(crate) timeout: Duration,
     pub(crate) retries: u32,
     pub(crate) queue: usize,
 }
 
-impl OriginPusher {
-    pub(crate) fn spawn(settings: PushSettings, origin: &str, event_id: &str) -> Self {
-        let (tx, rx) = mpsc::channel(settings.queue);
-        let base = format!("{}{PUSH_PREFIX}/{event_id}", origin.trim_end_matches('/'));
-        let span = tracing::info_span!("push", origin, event = event_id);
-        tokio::spawn(worker(settings, base, rx).instrument(span));
-        OriginPusher {
-            tx,
-            origin: origin.to_string(),
-            dropped: 0,
+impl PushSettings {
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
+    /// `{origin}/push/v1/{event_id}`.
+    pub(crate) fn stream_url(origin: &str, event_id: &str) -> String {
+        format!("{}{PUSH_PREFIX}/{event_id}", origin.trim_end_matches('/'))
+    }
+}
+
+impl OriginPusher {
+    pub(crate) fn spawn(settings: PushSettings, origin: &str, event_id: &str) -> Self {
+        let (tx, rx) = mpsc::channel(settings.queue);
+        let worker = Worker {
+            base: PushSettings::stream_url(origin, event_id),
+            settings,
+            descriptors: HashMap::new(),
+            inits: HashMap::new(),
+            failures: 0,
+        };
+        let span = tracing::info_span!("push", origin, event = event_id);
+        tokio::spawn(worker.run(rx).instrument(span));
+        OriginPusher { tx, origin: origin.to_string(), dropped: 0 }
+    }
+
     /// Queues an item without waiting: packaging must never stall on an origin. A full
-    /// queue means the origin is far behind; the item is dropped and counted.
+    /// queue means the origin is far behind; the item is dropped and counted (the origin
+    /// takes parts again from the next segment start).
     pub(crate) fn push(&mut self, item: PushItem) {
         if self.tx.try_send(item).is_err() {
             self.dropped += 1;
@@ -56,72 +94,145 @@ impl OriginPusher {
     }
 }
 
-async fn worker(settings: PushSettings, base: String, mut rx: mpsc::Receiver<PushItem>) {
-    while let Some(item) = rx.recv().await {
-        let kind = match &item {
-            PushItem::Output(PackagerOutput::Rendition(_)) => "rendition",
-            PushItem::Output(PackagerOutput::Init { .. }) => "init",
-            PushItem::Output(PackagerOutput::Part { .. }) => "part",
-            PushItem::End => "end",
-        };
+struct Worker {
+    settings: PushSettings,
+    base: String,
+    descriptors: HashMap<String, RenditionDescriptor>,
+    inits: HashMap<String, (u32, Bytes)>,
+    failures: u64,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<PushItem>) {
+        while let Some(item) = rx.recv().await {
+            match &item {
+                PushItem::Output(PackagerOutput::Rendition(d)) => {
+                    self.descriptors.insert(d.name.clone(), d.clone());
+                }
+                PushItem::Output(PackagerOutput::Init { rendition, version, data }) => {
+                    self.inits.insert(rendition.clone(), (*version, data.clone()));
+                }
+                _ => {}
+            }
+            self.deliver(&item).await;
+        }
+    }
+
+    async fn deliver(&mut self, item: &PushItem) {
+        let kind = item.kind();
         let mut attempt = 0;
+        let mut redeclared = false;
         loop {
             let started = Instant::now();
-            let result = send(&settings, &base, &item).await;
+            let result = send(&self.settings, &self.base, item).await;
             metrics::histogram!("floodlight_transcoder_push_seconds", "kind" => kind)
                 .record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(()) => {
+            let error = match result {
+                Ok(status) if status.is_success() => {
                     metrics::counter!("floodlight_transcoder_pushes_total", "kind" => kind, "result" => "ok")
                         .increment(1);
-                    break;
+                    return;
                 }
-                Err(e) if attempt < settings.retries => {
+                Ok(StatusCode::NOT_FOUND) if !redeclared => {
+                    if let PushItem::Output(PackagerOutput::Part { rendition, .. }) = item {
+                        redeclared = true;
+                        self.redeclare(rendition).await;
+                        continue;
+                    }
+                    "404 Not Found".to_string()
+                }
+                Ok(status) if status.is_client_error() => status.to_string(),
+                Ok(status) if attempt < self.settings.retries => {
                     attempt += 1;
-                    warn!(kind, attempt, error = %e, "push failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+                    backoff(attempt, &status.to_string()).await;
+                    continue;
                 }
-                Err(e) => {
-                    metrics::counter!("floodlight_transcoder_pushes_total", "kind" => kind, "result" => "failed")
-                        .increment(1);
-                    warn!(kind, error = %e, "push given up");
-                    break;
+                Ok(status) => status.to_string(),
+                Err(e) if attempt < self.settings.retries => {
+                    attempt += 1;
+                    backoff(attempt, &e.to_string()).await;
+                    continue;
                 }
+                Err(e) => e.to_string(),
+            };
+            self.failures += 1;
+            metrics::counter!("floodlight_transcoder_pushes_total", "kind" => kind, "result" => "failed")
+                .increment(1);
+            // Rolled up: a broken origin fails every part.
+            if self.failures % 100 == 1 {
+                warn!(kind, error, failures = self.failures, "push given up");
+            }
+            return;
+        }
+    }
+
+    /// Declares a rendition again (descriptor, then its current init) on an origin that
+    /// lost it.
+    async fn redeclare(&self, rendition: &str) {
+        let mut items = vec![];
+        if let Some(d) = self.descriptors.get(rendition) {
+            items.push(PushItem::Output(PackagerOutput::Rendition(d.clone())));
+        }
+        if let Some((version, data)) = self.inits.get(rendition) {
+            items.push(PushItem::Output(PackagerOutput::Init {
+                rendition: rendition.to_string(),
+                version: *version,
+                data: data.clone(),
+            }));
+        }
+        warn!(rendition, "origin lost the rendition; declaring it again");
+        metrics::counter!("floodlight_transcoder_redeclared_total").increment(1);
+        for item in &items {
+            if let Err(e) = send(&self.settings, &self.base, item).await {
+                warn!(rendition, error = %e, "declaring the rendition again failed");
             }
         }
     }
 }
 
-async fn send(settings: &PushSettings, base: &str, item: &PushItem) -> Result<(), reqwest::Error> {
+async fn backoff(attempt: u32, error: &str) {
+    tracing::debug!(attempt, error, "push failed, retrying");
+    tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
+}
+
+async fn send(settings: &PushSettings, base: &str, item: &PushItem) -> Result<StatusCode, reqwest::Error> {
     let client = &settings.client;
     let request = match item {
-        PushItem::Output(PackagerOutput::Rendition(descriptor)) => client
-            .put(format!("{base}/{}", descriptor.name))
-            .json(descriptor),
-        PushItem::Output(PackagerOutput::Init {
-            rendition,
-            version,
-            data,
-        }) => client
-            .put(format!("{base}/{rendition}/init/{version}"))
-            .body(data.clone()),
-        PushItem::Output(PackagerOutput::Part {
-            rendition,
-            meta,
-            data,
-        }) => client
-            .put(format!(
-                "{base}/{rendition}/part/{}/{}",
-                meta.msn, meta.part
-            ))
+        PushItem::Output(PackagerOutput::Rendition(descriptor)) => {
+            client.put(format!("{base}/{}", descriptor.name)).json(descriptor)
+        }
+        PushItem::Output(PackagerOutput::Init { rendition, version, data }) => {
+            client.put(format!("{base}/{rendition}/init/{version}")).body(data.clone())
+        }
+        PushItem::Output(PackagerOutput::Part { rendition, meta, data }) => client
+            .put(format!("{base}/{rendition}/part/{}/{}", meta.msn, meta.part))
             .query(meta)
             .body(data.clone()),
         PushItem::End => client.post(format!("{base}/end")),
     };
-    request
-        .timeout(settings.timeout)
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
+    let response = settings.authorize(request).timeout(settings.timeout).send().await?;
+    Ok(response.status())
+}
+
+/// The MSN a new pipeline for the stream starts at: one past the last segment any origin
+/// knows for any of `renditions` (a transcoder taking over, or a publisher returning after
+/// the stream ended, continues the numbering instead of restarting it), else 0.
+pub(crate) async fn next_msn(settings: &PushSettings, origins: &[String], event_id: &str, renditions: &[&str]) -> u64 {
+    let mut next = 0;
+    for origin in origins {
+        let base = PushSettings::stream_url(origin, event_id);
+        for rendition in renditions {
+            let request = settings.client.get(format!("{base}/{rendition}/last"));
+            let Ok(response) = settings.authorize(request).timeout(settings.timeout).send().await else {
+                continue;
+            };
+            if !response.status().is_success() {
+                continue;
+            }
+            if let Ok(last) = response.json::<floodlight_media::push::LastPart>().await {
+                next = next.max(last.msn + 1);
+            }
+        }
+    }
+    next
 }
