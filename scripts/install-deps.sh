@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine lacks for building, running and testing Floodlight.
 # Idempotent: installs only what is missing.
+#   scripts/install-deps.sh            everything the test suite needs
+#   scripts/install-deps.sh --runtime  only what `floodlight up` and the quick start need
 set -euo pipefail
+cd "$(dirname "$0")/.."
+runtime_only=false
+[ "${1:-}" = "--runtime" ] && runtime_only=true
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo (Rust >= 1.88) is required; install it with rustup (https://rustup.rs)" >&2
@@ -12,10 +17,32 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)          # publisher + decoder in tests
 command -v curl >/dev/null 2>&1 || missing+=(curl)              # quick start's API call
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# The browser test (tests/browser_hlsjs.rs): hls.js in Debian's Chromium, which plays
+# H.264/AAC in MSE, driven from Node.js by playwright-core.
+if ! $runtime_only; then
+    [ -x /usr/bin/chromium ] || missing+=(chromium)
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+$runtime_only && exit 0
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 18 ]; then
+    echo "error: Node.js >= 18 is required for player-test/browser (found $(node --version))" >&2
+    exit 1
+fi
+# npm ci writes node_modules/.package-lock.json; reinstall when the lock file is newer.
+browser=player-test/browser
+if [ ! -f "$browser/node_modules/.package-lock.json" ] ||
+    [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+    echo "installing: npm packages of $browser"
+    npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -2,6 +2,6 @@
 # Quick start: install what is missing, build, and run everything in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --runtime
 cargo build --release --bin floodlight
 exec target/release/floodlight up "$@"

@@ -159,11 +159,28 @@ pub(crate) async fn rendition_file(
             let delta = request.delta;
             let (text, cache): (Bytes, HeaderValue) = match request.awaited {
                 None => {
-                    let text = stream
-                        .lock()
-                        .core
-                        .media_playlist_text(&rendition, delta)
-                        .ok_or_else(unknown_rendition)?;
+                    // A declared rendition without a part yet would answer a playlist
+                    // with no segment, which players treat as an error (hls.js
+                    // `levelEmptyError`) and retry only a second later: wait for the
+                    // first part instead, as a blocking reload would.
+                    let text = origin
+                        .wait_until(
+                            &stream,
+                            WaitFor::Rendition(&rendition),
+                            timeout,
+                            "playlist",
+                            |core| {
+                                let window =
+                                    core.rendition(&rendition).ok_or_else(unknown_rendition)?;
+                                if window.last().is_none() && !core.is_ended() {
+                                    return Ok(None);
+                                }
+                                core.media_playlist_text(&rendition, delta)
+                                    .map(Some)
+                                    .ok_or_else(unknown_rendition)
+                            },
+                        )
+                        .await?;
                     (text, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
                 }
                 Some((msn, part)) => {

@@ -1115,3 +1115,30 @@ async fn an_idle_stream_is_ended_then_dropped() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_playlist_without_parts_waits_for_the_first_part() {
+    // A playlist listing no segment is useless to a player (hls.js answers it with
+    // levelEmptyError and retries a second later): it waits for the first part instead.
+    let app = app();
+    live_stream(&app).await;
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/index.m3u8").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "answered a playlist with no part in it"
+    );
+    assert_eq!(
+        push_part(&app, "video", 0, 0).await.status,
+        StatusCode::CREATED
+    );
+    let reply = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered once the first part landed")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(part_uris(reply.text()), ["0.0.m4s"], "{}", reply.text());
+}

@@ -1,0 +1,160 @@
+//! End-to-end in a real browser: the real `floodlight up`, ffmpeg publishing over RTMP,
+//! and hls.js in `lowLatencyMode` playing the LL-HLS stream inside headless Chromium
+//! (`player-test/browser/play.mjs`). Checks what a viewer gets: moving picture at the
+//! published size, decoded audio, no fatal hls.js error, a position near the live edge.
+//!
+//! Needs Debian's `chromium`, Node.js and `npm ci` in `player-test/browser`, which
+//! `scripts/install-deps.sh` provides. When they are missing the test fails and says so;
+//! it never skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Server, ffmpeg_publish};
+use serde_json::Value;
+
+/// Where `play.mjs` and its `node_modules` live.
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("player-test/browser")
+}
+
+/// Fails with what to run when the browser check cannot run here.
+fn require_browser_tools(dir: &Path) {
+    for module in ["hls.js/dist/hls.min.js", "playwright-core/package.json"] {
+        assert!(
+            dir.join("node_modules").join(module).is_file(),
+            "{} is missing: run scripts/install-deps.sh (it runs `npm ci` in player-test/browser)",
+            dir.join("node_modules").join(module).display()
+        );
+    }
+    assert!(
+        Path::new("/usr/bin/chromium").is_file(),
+        "/usr/bin/chromium is missing: run scripts/install-deps.sh (Debian package `chromium`)"
+    );
+}
+
+/// Waits until the media playlist at `url` lists a part. The origin answers a playlist
+/// with no segment or part at all in the first moments of a stream, and hls.js meets
+/// that with `levelEmptyError` and a retry a second later — a start-up delay this test
+/// is not about.
+async fn wait_for_part(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().is_success()
+            && r.text().await.is_ok_and(|t| t.contains("#EXT-X-PART:"))
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn number(report: &Value, pointer: &str) -> f64 {
+    report
+        .pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("browser report lacks {pointer}:\n{report:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_in_chromium_plays_video_and_audio_near_the_live_edge() {
+    let dir = browser_dir();
+    require_browser_tools(&dir);
+
+    let server = Server::start(&[]).await;
+    let (event_id, key, _) = server.create_event("browser").await;
+    let mut ffmpeg = ffmpeg_publish(&server.rtmp(&format!("/live/{key}")), 30);
+    let master = server.http(&format!("/live/{event_id}/master.m3u8"));
+    for rendition in ["source", "audio"] {
+        let media = server.http(&format!("/live/{event_id}/{rendition}/index.m3u8"));
+        assert!(
+            wait_for_part(&media, Duration::from_secs(15)).await,
+            "no part in {media}:\n{}",
+            server.log()
+        );
+    }
+
+    // Startup (browser launch, first parts) plus 15 s of playback fit in the 30 s publish.
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("play.mjs"))
+        .arg(&master)
+        .args(["--seconds", "15", "--startup-timeout", "20"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(Duration::from_secs(120), run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => panic!("cannot run node ({e}): run scripts/install-deps.sh"),
+        Err(_) => panic!("play.mjs did not finish within 120 s"),
+    };
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let report: Value = match line.map(serde_json::from_str) {
+        Some(Ok(report)) => report,
+        _ => panic!(
+            "play.mjs gave no JSON report (exit {:?}):\nstdout: {stdout}\nstderr: {stderr}",
+            out.status.code()
+        ),
+    };
+    println!("{report}");
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "hls.js did not play: {}\n{report:#}\nstderr: {stderr}\nserver log:\n{}",
+        report["failure"],
+        server.log()
+    );
+
+    assert_eq!(report["playing"], true, "{report:#}");
+    assert!(report["fatal_error"].is_null(), "{report:#}");
+    let advanced = number(&report, "/current_time_advanced_s");
+    assert!(advanced >= 10.0, "media clock moved only {advanced} s");
+
+    // Video: the published 640x360, decoded frame by frame at ~29.97 fps.
+    assert_eq!(number(&report, "/video/width"), 640.0, "{report:#}");
+    assert_eq!(number(&report, "/video/height"), 360.0, "{report:#}");
+    let frames = number(&report, "/video/total_frames");
+    let dropped = number(&report, "/video/dropped_frames");
+    assert!(frames > 200.0, "decoded frames: {frames}");
+    assert!(
+        dropped <= frames * 0.05,
+        "dropped {dropped} of {frames} frames"
+    );
+
+    // Audio: the AAC rendition of the master playlist's AUDIO group, in its own
+    // SourceBuffer, and consumed by Chromium's audio decoder.
+    assert_eq!(number(&report, "/audio/tracks"), 1.0, "{report:#}");
+    assert_eq!(report["audio"]["codec"], "mp4a.40.2", "{report:#}");
+    assert_eq!(report["audio"]["source_buffer"], true, "{report:#}");
+    assert!(
+        number(&report, "/audio/decoded_bytes") > 10_000.0,
+        "audio not decoded: {report:#}"
+    );
+
+    // LL-HLS: hls.js fetched parts (EXT-X-PART), not only whole segments.
+    assert!(number(&report, "/parts_loaded") > 40.0, "{report:#}");
+
+    // Near the live edge. hls.js starts about PART-HOLD-BACK plus its start-up time
+    // behind the edge and, at its default playback rate, keeps that distance; the
+    // precise figure belongs to the benchmark, this only catches a player that fell
+    // back to segment-level latency or drifted away.
+    let latency = number(&report, "/latency_s/p50");
+    assert!(
+        latency > 0.0 && latency < 6.0,
+        "hls.latency p50 {latency} s"
+    );
+
+    // Some runs stall once, briefly, a second or two after start-up, while hls.js lines
+    // the audio rendition up with the video; a stream that keeps stalling fails.
+    let stalls = number(&report, "/stalls");
+    assert!(stalls <= 2.0, "{stalls} stalls in 15 s: {report:#}");
+}
