@@ -13,8 +13,9 @@ use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
 use crate::resource;
 
 /// RFC 8216bis §6.2.2: EXT-X-PART tags SHOULD be removed once they are more than three
-/// target durations from the end of the playlist. Measured from each part's own start, and
-/// never for the segment in progress: its parts are the live edge however long it runs.
+/// target durations from the end of the playlist. Measured from the end of their parent
+/// segment, all of its tags together, and never for the segment in progress: its parts
+/// are the live edge however long it runs.
 const PART_LISTED_TARGET_DURATIONS: f64 = 3.0;
 /// RFC 8216bis §6.2.2: clients MUST be able to download a part for at least three target
 /// durations after its EXT-X-PART tag left the playlist.
@@ -726,11 +727,11 @@ impl RenditionWindow {
     /// found.
     pub(crate) fn part(&self, position: PartPosition) -> Lookup {
         if let Some(segment) = self.segment(position.msn) {
-            if let Some((_, stored, start)) = segment
+            if let Some((_, stored, _)) = segment
                 .parts_with_start()
                 .find(|&(index, _, _)| index == position.part)
             {
-                return if self.part_fetchable(segment, start) {
+                return if self.part_fetchable(segment) {
                     Lookup::Found(stored.bytes.clone())
                 } else {
                     Lookup::Gone
@@ -784,26 +785,25 @@ impl RenditionWindow {
         }
     }
 
-    /// RFC 8216bis §6.2.2: an EXT-X-PART tag stays while its part started at most three
-    /// target durations before the end of the playlist; the segment in progress keeps all
-    /// of its parts (it is the live edge however long the publisher's GOP makes it).
-    fn part_listed(&self, segment: &Segment, part_start: f64) -> bool {
+    /// RFC 8216bis §6.2.2: the EXT-X-PART tags of a parent segment leave the playlist
+    /// together, once the segment ended more than three target durations before the end of
+    /// the playlist. Together, because a part is addressed by its index within its parent
+    /// (`_HLS_part`, `{msn}.{part}`): dropping a segment's first parts alone would make a
+    /// client count the rest from 0. The segment in progress keeps all of its parts (it is
+    /// the live edge however long the publisher's GOP makes it).
+    fn parts_listed(&self, segment: &Segment) -> bool {
         segment.in_progress()
-            || self.edge - part_start
+            || self.edge - segment.end()
                 <= PART_LISTED_TARGET_DURATIONS * f64::from(self.target_duration)
     }
 
     /// RFC 8216bis §6.2.2: a part stays fetchable three target durations after its tag
-    /// left the playlist, which is when it aged past three target durations, or when its
-    /// segment completed if that came later.
-    fn part_fetchable(&self, segment: &Segment, part_start: f64) -> bool {
-        if segment.in_progress() {
-            return true;
-        }
-        let target_duration = f64::from(self.target_duration);
-        let delisted_at =
-            (part_start + PART_LISTED_TARGET_DURATIONS * target_duration).max(segment.end());
-        self.edge - delisted_at <= PART_FETCHABLE_AFTER_DELISTING_TARGET_DURATIONS * target_duration
+    /// left the playlist.
+    fn part_fetchable(&self, segment: &Segment) -> bool {
+        segment.in_progress()
+            || self.edge - segment.end()
+                <= (PART_LISTED_TARGET_DURATIONS + PART_FETCHABLE_AFTER_DELISTING_TARGET_DURATIONS)
+                    * f64::from(self.target_duration)
     }
 
     /// The media playlist model of the window; URIs are relative to the playlist.
@@ -826,7 +826,7 @@ impl RenditionWindow {
                 map_uri: resource::init_uri(segment.init_version),
                 parts: segment
                     .parts_with_start()
-                    .filter(|&(_, _, start)| self.part_listed(segment, start))
+                    .filter(|_| self.parts_listed(segment))
                     .map(|(index, part, _)| PartEntry {
                         duration: part.duration,
                         uri: resource::part_uri(PartPosition {
@@ -1220,30 +1220,38 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn each_part_leaves_the_playlist_three_target_durations_after_it_started() {
+    fn a_segments_parts_leave_the_playlist_together_three_target_durations_after_it_ended() {
         // Target duration 1 s; 9 complete segments and one part of the tenth: the edge is
         // at 9.25 s.
         let window = window_with(9, 1);
         let playlist = window.media_playlist(Vec::new());
-        // RFC 8216bis §6.2.2: EXT-X-PART tags go once more than 3 target durations from the
-        // end, oldest first: parts starting at or after 6.25 s stay.
+        // RFC 8216bis §6.2.2: a parent segment's EXT-X-PART tags go once it ended more
+        // than 3 target durations before the end, all together (a part is addressed by its
+        // index in its parent): segments ending at or after 6.25 s keep theirs.
         assert_eq!(
             listed_parts(&playlist).first().map(String::as_str),
-            Some("6.1.m4s")
+            Some("6.0.m4s")
         );
-        assert_eq!(listed_parts(&playlist).len(), 3 + 8 + 1);
+        assert_eq!(listed_parts(&playlist).len(), 3 * 4 + 1);
+        for segment in &playlist.segments {
+            assert!(
+                segment.parts.is_empty()
+                    || segment.parts[0].uri == format!("{}.0.m4s", segment.msn)
+            );
+        }
         assert_eq!(
             playlist.segments.len(),
             10,
             "segments stay for the DVR window"
         );
-        // RFC 8216bis §6.2.2: a removed part stays fetchable 3 target durations more. 3.1
-        // (3.25 s) left the playlist at edge 6.25 s, so until 9.25 s; 3.0 left at 6 s.
+        // RFC 8216bis §6.2.2: a removed part stays fetchable 3 target durations more.
+        // Segment 3 (ended at 4 s) left the playlist at edge 7 s, so until 10 s; segment 2
+        // (ended at 3 s) until 9 s.
         assert_eq!(
-            window.part(PartPosition { msn: 3, part: 1 }),
-            Lookup::Found(part_bytes(3, 1))
+            window.part(PartPosition { msn: 3, part: 0 }),
+            Lookup::Found(part_bytes(3, 0))
         );
-        assert_eq!(window.part(PartPosition { msn: 3, part: 0 }), Lookup::Gone);
+        assert_eq!(window.part(PartPosition { msn: 2, part: 3 }), Lookup::Gone);
         assert_eq!(
             window.segment_bytes(0),
             Lookup::Found(Bytes::from_static(b"[0.0][0.1][0.2][0.3]"))
@@ -1278,19 +1286,28 @@ pub(crate) mod tests {
         let playlist = window.media_playlist(Vec::new());
         assert_eq!(
             listed_parts(&playlist).first().map(String::as_str),
-            Some("2.21.m4s"),
-            "parts that started within 3 s of the edge (10.25 s)"
+            Some("2.0.m4s"),
+            "a segment that just ended keeps all its parts"
         );
-        assert_eq!(
-            window.part(PartPosition { msn: 2, part: 0 }),
-            Lookup::Found(part_bytes(2, 0))
-        );
+        // Ended at 10.25 s: listed until the edge passes 13.25 s, fetchable until 16.25 s.
         push_segments(&mut window, 3..6);
+        let playlist = window.media_playlist(Vec::new());
+        assert_eq!(
+            listed_parts(&playlist).first().map(String::as_str),
+            Some("2.0.m4s")
+        );
+        push_segments(&mut window, 6..9);
+        let playlist = window.media_playlist(Vec::new());
+        // Edge 16.25 s: segment 5 ended exactly 3 target durations before it.
+        assert_eq!(
+            listed_parts(&playlist).first().map(String::as_str),
+            Some("5.0.m4s")
+        );
         assert!(matches!(
             window.part(PartPosition { msn: 2, part: 0 }),
             Lookup::Found(_)
         ));
-        push_segments(&mut window, 6..7);
+        push_segments(&mut window, 9..10);
         assert_eq!(window.part(PartPosition { msn: 2, part: 0 }), Lookup::Gone);
     }
 
@@ -1337,8 +1354,13 @@ pub(crate) mod tests {
         assert!(matches!(window.segment_bytes(14), Lookup::Found(_)));
         assert!(matches!(window.segment_bytes(13), Lookup::Found(_)));
         assert_eq!(window.segment_bytes(12), Lookup::Gone);
-        // Its parts follow their own rule: gone 3 target durations after delisting.
-        assert_eq!(window.part(PartPosition { msn: 13, part: 0 }), Lookup::Gone);
+        // Its parts follow their own rule: fetchable until 3 target durations after they
+        // left the playlist, 6 after the segment ended (13: ended at 14 s, so until 20 s).
+        assert!(matches!(
+            window.part(PartPosition { msn: 13, part: 0 }),
+            Lookup::Found(_)
+        ));
+        assert_eq!(window.part(PartPosition { msn: 12, part: 0 }), Lookup::Gone);
         // The init version an unlisted segment uses is kept while the segment is.
         assert!(matches!(window.init(Some(0)), Lookup::Found(_)));
         // The playlist does not list them.

@@ -580,23 +580,24 @@ async fn parts_age_out_three_target_durations_after_they_leave_the_playlist() {
     live_stream(&app).await;
     push_parts(&app, "video", 10, 1).await;
     let playlist = get(&app, "/live/ev1/video/index.m3u8").await;
-    // RFC 8216bis §6.2.2: only parts starting within 3 target durations of the edge
-    // (10.25 s) keep their EXT-X-PART tags.
+    // RFC 8216bis §6.2.2: only segments that ended within 3 target durations of the edge
+    // (10.25 s) keep their EXT-X-PART tags, all of them (a part is addressed by its index
+    // in its parent segment).
     assert_eq!(
         part_uris(playlist.text()).first().map(String::as_str),
-        Some("7.1.m4s")
+        Some("7.0.m4s")
     );
     // RFC 8216bis §6.2.2: removed parts stay fetchable 3 target durations more, then are
     // gone; segments stay.
     assert_eq!(
-        get(&app, "/live/ev1/video/5.0.m4s").await.status,
+        get(&app, "/live/ev1/video/4.0.m4s").await.status,
         StatusCode::OK
     );
-    get(&app, "/live/ev1/video/4.0.m4s")
+    get(&app, "/live/ev1/video/3.3.m4s")
         .await
         .assert_problem(StatusCode::GONE);
     assert_eq!(
-        get(&app, "/live/ev1/video/4.m4s").await.status,
+        get(&app, "/live/ev1/video/3.m4s").await.status,
         StatusCode::OK
     );
 }

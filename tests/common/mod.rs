@@ -50,10 +50,6 @@ impl Server {
                 "FLOODLIGHT_CONTROL__LISTEN",
                 format!("127.0.0.1:{api_port}"),
             )
-            .env(
-                "FLOODLIGHT_TRANSCODER__ORIGINS",
-                format!("[\"http://127.0.0.1:{http_port}\"]"),
-            )
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         for (k, v) in extra {
@@ -177,10 +173,10 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
 pub async fn wait_for_ok(url: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(url).await {
-            if r.status().is_success() {
-                return true;
-            }
+        if let Ok(r) = reqwest::get(url).await
+            && r.status().is_success()
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use floodlight_media::package::{AUDIO_RENDITION, PackagerConfig, SOURCE_RENDITION, StreamPackager};
+use floodlight_media::package::{
+    AUDIO_RENDITION, PackagerConfig, SOURCE_RENDITION, StreamPackager,
+};
 use floodlight_media::{StampedEvent, StreamEvent, TIMESCALE};
 use tokio::sync::mpsc;
 use tokio::time::Instant;

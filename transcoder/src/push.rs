@@ -76,7 +76,11 @@ impl OriginPusher {
         };
         let span = tracing::info_span!("push", origin, event = event_id);
         tokio::spawn(worker.run(rx).instrument(span));
-        OriginPusher { tx, origin: origin.to_string(), dropped: 0 }
+        OriginPusher {
+            tx,
+            origin: origin.to_string(),
+            dropped: 0,
+        }
     }
 
     /// Queues an item without waiting: packaging must never stall on an origin. A full
@@ -109,8 +113,13 @@ impl Worker {
                 PushItem::Output(PackagerOutput::Rendition(d)) => {
                     self.descriptors.insert(d.name.clone(), d.clone());
                 }
-                PushItem::Output(PackagerOutput::Init { rendition, version, data }) => {
-                    self.inits.insert(rendition.clone(), (*version, data.clone()));
+                PushItem::Output(PackagerOutput::Init {
+                    rendition,
+                    version,
+                    data,
+                }) => {
+                    self.inits
+                        .insert(rendition.clone(), (*version, data.clone()));
                 }
                 _ => {}
             }
@@ -195,35 +204,64 @@ async fn backoff(attempt: u32, error: &str) {
     tokio::time::sleep(Duration::from_millis(50 << attempt.min(5))).await;
 }
 
-async fn send(settings: &PushSettings, base: &str, item: &PushItem) -> Result<StatusCode, reqwest::Error> {
+async fn send(
+    settings: &PushSettings,
+    base: &str,
+    item: &PushItem,
+) -> Result<StatusCode, reqwest::Error> {
     let client = &settings.client;
     let request = match item {
-        PushItem::Output(PackagerOutput::Rendition(descriptor)) => {
-            client.put(format!("{base}/{}", descriptor.name)).json(descriptor)
-        }
-        PushItem::Output(PackagerOutput::Init { rendition, version, data }) => {
-            client.put(format!("{base}/{rendition}/init/{version}")).body(data.clone())
-        }
-        PushItem::Output(PackagerOutput::Part { rendition, meta, data }) => client
-            .put(format!("{base}/{rendition}/part/{}/{}", meta.msn, meta.part))
+        PushItem::Output(PackagerOutput::Rendition(descriptor)) => client
+            .put(format!("{base}/{}", descriptor.name))
+            .json(descriptor),
+        PushItem::Output(PackagerOutput::Init {
+            rendition,
+            version,
+            data,
+        }) => client
+            .put(format!("{base}/{rendition}/init/{version}"))
+            .body(data.clone()),
+        PushItem::Output(PackagerOutput::Part {
+            rendition,
+            meta,
+            data,
+        }) => client
+            .put(format!(
+                "{base}/{rendition}/part/{}/{}",
+                meta.msn, meta.part
+            ))
             .query(meta)
             .body(data.clone()),
         PushItem::End => client.post(format!("{base}/end")),
     };
-    let response = settings.authorize(request).timeout(settings.timeout).send().await?;
+    let response = settings
+        .authorize(request)
+        .timeout(settings.timeout)
+        .send()
+        .await?;
     Ok(response.status())
 }
 
 /// The MSN a new pipeline for the stream starts at: one past the last segment any origin
 /// knows for any of `renditions` (a transcoder taking over, or a publisher returning after
 /// the stream ended, continues the numbering instead of restarting it), else 0.
-pub(crate) async fn next_msn(settings: &PushSettings, origins: &[String], event_id: &str, renditions: &[&str]) -> u64 {
+pub(crate) async fn next_msn(
+    settings: &PushSettings,
+    origins: &[String],
+    event_id: &str,
+    renditions: &[&str],
+) -> u64 {
     let mut next = 0;
     for origin in origins {
         let base = PushSettings::stream_url(origin, event_id);
         for rendition in renditions {
             let request = settings.client.get(format!("{base}/{rendition}/last"));
-            let Ok(response) = settings.authorize(request).timeout(settings.timeout).send().await else {
+            let Ok(response) = settings
+                .authorize(request)
+                .timeout(settings.timeout)
+                .send()
+                .await
+            else {
                 continue;
             };
             if !response.status().is_success() {

@@ -14,6 +14,10 @@
 //! MUST be less than or equal to the Part Target Duration"), with one unavoidable exception:
 //! a single sample longer than the target (a frame rate under 1/PART-TARGET, or a timestamp
 //! gap) becomes a part of its own.
+//!
+//! The cutter also numbers segments (MSN) and parts. Video numbers its segments in order;
+//! audio beside video takes the MSN the video announced with each segment start
+//! ([`Boundary`]), so both renditions number the same span of the stream alike.
 
 use std::collections::VecDeque;
 
@@ -46,6 +50,10 @@ pub(crate) struct TimedSample {
 /// A closed part: never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CutPart {
+    /// Media sequence number of the part's segment.
+    pub(crate) msn: u64,
+    /// Index of the part in its segment.
+    pub(crate) index: u32,
     pub(crate) samples: Vec<TimedSample>,
     /// Decode time of the first sample (the part's `tfdt`).
     pub(crate) base_decode_time: i64,
@@ -83,6 +91,13 @@ pub(crate) enum SegmentPolicy {
     FollowBoundaries,
 }
 
+/// Video began segment `msn` with a keyframe presented at `presentation_90k`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Boundary {
+    pub(crate) presentation_90k: i64,
+    pub(crate) msn: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct PartCutter {
     part_target: i64,
@@ -91,15 +106,20 @@ pub(crate) struct PartCutter {
     part: Vec<TimedSample>,
     part_duration: i64,
     part_starts_segment: bool,
-    /// The last sample; its duration is known when the next one arrives. The flag says
-    /// whether it starts a segment.
-    pending: Option<(CutterSample, bool)>,
-    /// Decode time of the current segment's first sample; `None` until the first sample
-    /// of a session.
+    /// MSN of the open part's segment, and the open part's index in it.
+    part_msn: u64,
+    part_index: u32,
+    /// The last sample; its duration is known when the next one arrives. `Some(msn)`: it
+    /// starts segment `msn`.
+    pending: Option<(CutterSample, Option<u64>)>,
+    /// Decode time of the current segment's first sample; `None` while no segment is open
+    /// (before the first sample, after a flush or cut).
     segment_start: Option<i64>,
-    /// `FollowBoundaries`: presentation times (90 kHz) where video segments began and
-    /// this track has not begun the matching segment yet.
-    boundaries: VecDeque<i64>,
+    /// MSN of the next segment this track starts on its own; one past the last started.
+    next_msn: u64,
+    /// Video segment starts this track has not begun the matching segment of yet, oldest
+    /// first.
+    boundaries: VecDeque<Boundary>,
     last_duration: Option<u32>,
     /// Duration of a pending sample at a flush when no duration was ever measured.
     fallback_duration: u32,
@@ -107,16 +127,25 @@ pub(crate) struct PartCutter {
 }
 
 impl PartCutter {
-    /// `part_target` and `fallback_duration` are in the track timescale.
-    pub(crate) fn new(part_target: i64, policy: SegmentPolicy, fallback_duration: u32) -> Self {
+    /// `part_target` and `fallback_duration` are in the track timescale; `next_msn` is the
+    /// MSN of the first segment.
+    pub(crate) fn new(
+        part_target: i64,
+        policy: SegmentPolicy,
+        fallback_duration: u32,
+        next_msn: u64,
+    ) -> Self {
         PartCutter {
             part_target,
             policy,
             part: Vec::new(),
             part_duration: 0,
             part_starts_segment: false,
+            part_msn: next_msn,
+            part_index: 0,
             pending: None,
             segment_start: None,
+            next_msn,
             boundaries: VecDeque::new(),
             last_duration: None,
             fallback_duration,
@@ -124,45 +153,94 @@ impl PartCutter {
         }
     }
 
-    /// Takes effect at the next segment; callers change it between sessions.
+    /// Takes effect from the next sample.
     pub(crate) fn set_policy(&mut self, policy: SegmentPolicy) {
         self.policy = policy;
     }
 
+    /// New timing after a timescale or frame length change; only between a flush or cut
+    /// and the next sample, when no sample is held.
+    pub(crate) fn retime(&mut self, part_target: i64, fallback_duration: u32) {
+        debug_assert!(self.pending.is_none() && self.part.is_empty());
+        self.part_target = part_target;
+        self.fallback_duration = fallback_duration;
+    }
+
+    /// The MSN the next segment this track starts on its own gets.
+    pub(crate) fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
+    /// Renumbers from `msn` on: a session start aligns every rendition on the highest
+    /// next MSN; a track joining mid-session takes the MSN of the segment in progress.
+    pub(crate) fn set_next_msn(&mut self, msn: u64) {
+        self.next_msn = msn;
+    }
+
+    /// MSN of the segment in progress, `None` while no segment is open.
+    pub(crate) fn open_segment_msn(&self) -> Option<u64> {
+        self.segment_start.map(|_| self.next_msn.saturating_sub(1))
+    }
+
+    /// Where the samples pushed so far end, taking the pending sample's duration as a
+    /// flush would.
+    pub(crate) fn end(&self) -> Option<i64> {
+        let (pending, _) = self.pending.as_ref()?;
+        let duration = self.last_duration.unwrap_or(self.fallback_duration);
+        Some(pending.decode_time + i64::from(duration))
+    }
+
+    /// The latest video segment start this track has not matched yet (90 kHz).
+    pub(crate) fn last_boundary(&self) -> Option<i64> {
+        self.boundaries.back().map(|b| b.presentation_90k)
+    }
+
     /// Adds the next sample; its decode time must be greater than the previous one's (the
-    /// packager drops any that is not). Returns the sample's presentation time when it
-    /// starts a segment that follows another in this session: a boundary for audio to
-    /// follow.
-    pub(crate) fn push(&mut self, sample: CutterSample) -> Option<i64> {
-        let starts_segment = self.starts_segment(&sample);
-        let boundary =
-            (starts_segment && self.segment_start.is_some()).then_some(sample.presentation_90k);
+    /// packager drops any that is not). Returns the segment the sample starts, if it
+    /// starts one: a boundary for audio to follow.
+    pub(crate) fn push(&mut self, sample: CutterSample) -> Option<Boundary> {
+        let starts = self.segment_start_msn(&sample);
+        let boundary = starts.map(|msn| Boundary {
+            presentation_90k: sample.presentation_90k,
+            msn,
+        });
         if let Some((previous, previous_starts)) = self.pending.take() {
             let duration = sample.decode_time.saturating_sub(previous.decode_time);
             let duration = u32::try_from(duration).unwrap_or(u32::MAX);
             self.last_duration = Some(duration);
             self.add_to_part(previous, previous_starts, duration);
-            if starts_segment {
+            if starts.is_some() {
                 self.close_part(true);
             } else if self.part_duration + i64::from(duration) > self.part_target {
                 // Rule 2: the next sample (estimated as long as this one) would not fit.
                 self.close_part(false);
             }
         }
-        if starts_segment {
+        if let Some(msn) = starts {
             self.segment_start = Some(sample.decode_time);
+            self.next_msn = msn + 1;
         }
-        self.pending = Some((sample, starts_segment));
+        self.pending = Some((sample, starts));
         boundary
     }
 
-    /// `FollowBoundaries`: video began a segment at `presentation_90k`. This track begins
-    /// its matching segment at its first frame presented at or after it. Frames of the open
-    /// part move to the new segment; frames in closed parts cannot, so if the first frame
-    /// at or after the boundary is already closed, the segment begins one frame into the
-    /// open part instead (the closest point still possible; the MSNs stay aligned).
-    pub(crate) fn follow_boundary(&mut self, presentation_90k: i64) {
-        self.boundaries.push_back(presentation_90k);
+    /// `FollowBoundaries`: video began segment `boundary.msn` at
+    /// `boundary.presentation_90k`. This track begins its matching segment at its first
+    /// frame presented at or after it. Frames of the open part move to the new segment;
+    /// frames in closed parts cannot, so if the first frame at or after the boundary is
+    /// already closed, the segment begins one frame into the open part instead (the
+    /// closest point still possible; the MSNs stay aligned). A boundary of a segment this
+    /// track has already begun (after a cut for new parameters) is ignored.
+    pub(crate) fn follow_boundary(&mut self, boundary: Boundary) {
+        if boundary.msn < self.next_msn {
+            return;
+        }
+        if self.segment_start.is_none() {
+            // The next sample starts a segment numbered from the latest boundary alone
+            // (see `segment_start_msn`); older ones need not be kept.
+            self.boundaries.clear();
+        }
+        self.boundaries.push_back(boundary);
         self.apply_boundary();
     }
 
@@ -177,10 +255,13 @@ impl PartCutter {
             .chain(self.pending.iter().map(|(s, _)| s.presentation_90k))
             .collect();
         // At least one not-yet-closed sample must stay before the cut to end the segment.
-        let Some(cut) = (1..presentations.len()).find(|&i| presentations[i] >= boundary) else {
+        let Some(cut) =
+            (1..presentations.len()).find(|&i| presentations[i] >= boundary.presentation_90k)
+        else {
             return; // the next frame at or after the boundary will start the segment
         };
         self.boundaries.pop_front();
+        self.next_msn = boundary.msn + 1;
         if cut < self.part.len() {
             let rest = self.part.split_off(cut);
             self.part_duration = self.part.iter().map(|s| i64::from(s.duration)).sum();
@@ -188,53 +269,78 @@ impl PartCutter {
             self.segment_start = rest.first().map(|s| s.sample.decode_time);
             self.part_duration = rest.iter().map(|s| i64::from(s.duration)).sum();
             self.part = rest;
-            self.part_starts_segment = true;
+            self.open_segment(boundary.msn);
         } else {
             self.close_part(true);
             if let Some((pending, starts)) = self.pending.as_mut() {
-                *starts = true;
+                *starts = Some(boundary.msn);
                 self.segment_start = Some(pending.decode_time);
             }
         }
     }
 
-    fn starts_segment(&mut self, sample: &CutterSample) -> bool {
-        let Some(segment_start) = self.segment_start else {
-            // The first sample of a session; boundaries before it cannot be matched.
-            self.boundaries
-                .retain(|&boundary| boundary > sample.presentation_90k);
-            return true;
+    /// The MSN of the segment `sample` starts, if it starts one.
+    fn segment_start_msn(&mut self, sample: &CutterSample) -> Option<u64> {
+        let at = sample.presentation_90k;
+        // Video segments that began at or before this sample: it starts the latest one.
+        // Passing several at once (audio that stopped while video went on) skips MSNs,
+        // as there is nothing to put in the segments in between.
+        let passed = self
+            .boundaries
+            .iter()
+            .take_while(|b| b.presentation_90k <= at)
+            .last()
+            .map(|b| b.msn);
+        let msn = if self.segment_start.is_none() {
+            // The first sample after a session start, flush or cut: it starts a segment,
+            // numbered as the video segment it falls in when video is ahead, else as the
+            // next one of its own.
+            let within = self
+                .boundaries
+                .iter()
+                .find(|b| b.presentation_90k > at)
+                .map(|b| b.msn.saturating_sub(1));
+            [Some(self.next_msn), passed, within]
+                .into_iter()
+                .flatten()
+                .max()
+        } else if passed.is_some() {
+            passed.map(|msn| msn.max(self.next_msn))
+        } else {
+            match self.policy {
+                SegmentPolicy::SyncSamples(target) => self.segment_start.and_then(|start| {
+                    (sample.sync
+                        && sample.decode_time - start >= target.target - target.early_tolerance)
+                        .then_some(self.next_msn)
+                }),
+                SegmentPolicy::FollowBoundaries => None,
+            }
         };
-        match self.policy {
-            SegmentPolicy::SyncSamples(target) => {
-                sample.sync
-                    && sample.decode_time - segment_start >= target.target - target.early_tolerance
-            }
-            SegmentPolicy::FollowBoundaries => {
-                let due = self
-                    .boundaries
-                    .front()
-                    .is_some_and(|&boundary| sample.presentation_90k >= boundary);
-                // A frame past several boundaries (a long audio gap) begins one segment.
-                self.boundaries
-                    .retain(|&boundary| boundary > sample.presentation_90k);
-                due
-            }
+        if let Some(msn) = msn {
+            self.boundaries.retain(|b| b.msn > msn);
         }
+        msn
     }
 
     /// Rule 1: a sample that would overshoot the open part starts the next one.
-    fn add_to_part(&mut self, sample: CutterSample, starts_segment: bool, duration: u32) {
+    fn add_to_part(&mut self, sample: CutterSample, starts: Option<u64>, duration: u32) {
         if !self.part.is_empty()
-            && (starts_segment || self.part_duration + i64::from(duration) > self.part_target)
+            && (starts.is_some() || self.part_duration + i64::from(duration) > self.part_target)
         {
-            self.close_part(starts_segment);
+            self.close_part(starts.is_some());
         }
-        if self.part.is_empty() {
-            self.part_starts_segment = starts_segment;
+        if let Some(msn) = starts {
+            self.open_segment(msn);
         }
         self.part.push(TimedSample { sample, duration });
         self.part_duration += i64::from(duration);
+    }
+
+    /// The open part (empty or not) is the first of segment `msn`.
+    fn open_segment(&mut self, msn: u64) {
+        self.part_starts_segment = true;
+        self.part_msn = msn;
+        self.part_index = 0;
     }
 
     fn close_part(&mut self, ends_segment: bool) {
@@ -244,6 +350,8 @@ impl PartCutter {
             return;
         };
         self.closed.push_back(CutPart {
+            msn: self.part_msn,
+            index: self.part_index,
             base_decode_time: first.sample.decode_time,
             independent: first.sample.sync,
             duration,
@@ -252,19 +360,41 @@ impl PartCutter {
             samples,
         });
         self.part_starts_segment = false;
+        self.part_index += 1;
     }
 
     /// Ends the session: the pending sample gets the last measured duration (the frame
     /// interval so far; for audio the exact frame length), the open part and the segment
     /// close, and the next sample starts a new segment.
+    ///
+    /// If video began a segment this track has not reached (the session ends between a
+    /// keyframe and the first audio frame presented after it), the last sample starts
+    /// that segment, so both renditions end the session on the same MSN. The packager
+    /// fills such audio up to the boundary with silence first where it can; this is the
+    /// fallback, possible when at least two samples are still open.
     pub(crate) fn flush(&mut self) {
+        if let (Some(boundary), Some((_, starts @ None)), false) = (
+            self.boundaries.front().copied(),
+            self.pending.as_mut(),
+            self.part.is_empty(),
+        ) {
+            *starts = Some(boundary.msn);
+            self.next_msn = boundary.msn + 1;
+        }
+        self.boundaries.clear();
+        self.cut();
+    }
+
+    /// Closes the open part and the segment mid-session (new codec parameters): the next
+    /// sample starts a segment. Video segment starts not yet matched stay queued: that
+    /// segment takes their MSN.
+    pub(crate) fn cut(&mut self) {
         if let Some((sample, starts)) = self.pending.take() {
             let duration = self.last_duration.unwrap_or(self.fallback_duration);
             self.add_to_part(sample, starts, duration);
         }
         self.close_part(true);
         self.segment_start = None;
-        self.boundaries.clear();
         self.last_duration = None;
     }
 
@@ -293,6 +423,13 @@ mod tests {
             sync,
             data: Bytes::new(),
             arrival_ms: decode_time / 90,
+        }
+    }
+
+    fn boundary(presentation_90k: i64, msn: u64) -> Boundary {
+        Boundary {
+            presentation_90k,
+            msn,
         }
     }
 
@@ -342,6 +479,12 @@ mod tests {
                 // Contiguous: no gap, no overlap on the decode timeline.
                 assert_eq!(next.base_decode_time, part.base_decode_time + part.duration);
                 assert_eq!(part.ends_segment, next.starts_segment, "part {i}");
+                // Numbering: part 0 of a later MSN, or the next part of the same segment.
+                if next.starts_segment {
+                    assert!(next.msn > part.msn && next.index == 0, "part {i}");
+                } else {
+                    assert_eq!((next.msn, next.index), (part.msn, part.index + 1));
+                }
             }
         }
     }
@@ -351,7 +494,7 @@ mod tests {
     }
 
     fn cut_to(samples: &[CutterSample], part_target: i64, policy: SegmentPolicy) -> Vec<CutPart> {
-        let mut cutter = PartCutter::new(part_target, policy, 3000);
+        let mut cutter = PartCutter::new(part_target, policy, 3000, 0);
         let mut parts = Vec::new();
         for s in samples {
             cutter.push(s.clone());
@@ -412,7 +555,7 @@ mod tests {
 
     #[test]
     fn part_closes_as_soon_as_next_frame_would_overshoot() {
-        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000);
+        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000, 0);
         // 25 fps: 5 frames = 18000 fill the part exactly. At the 6th frame's arrival the
         // 5th frame's duration is known and a 6th would not fit: the part closes then.
         for (i, s) in video(6, &[3600], 50, false).into_iter().enumerate() {
@@ -475,7 +618,7 @@ mod tests {
     #[test]
     fn audio_follows_video_boundaries() {
         let target = 9600;
-        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024);
+        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024, 0);
         let frames = audio(300, 0);
         let mut parts = Vec::new();
         // Boundary at 2 s announced when audio has reached 2.06 s: the open part's frames
@@ -484,11 +627,11 @@ mod tests {
             let t = s.presentation_90k;
             cutter.push(s);
             if t == 96 * 1920 {
-                cutter.follow_boundary(180_000);
+                cutter.follow_boundary(boundary(180_000, 1));
             }
             // Boundary at 4 s announced before audio gets there.
             if t == 160 * 1920 {
-                cutter.follow_boundary(360_000);
+                cutter.follow_boundary(boundary(360_000, 2));
             }
             parts.extend(drain(&mut cutter));
         }
@@ -507,7 +650,7 @@ mod tests {
     #[test]
     fn audio_boundary_behind_closed_part_cuts_at_earliest_open_frame() {
         let target = 9600;
-        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024);
+        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024, 0);
         let mut parts = Vec::new();
         for s in audio(40, 0) {
             cutter.push(s);
@@ -515,7 +658,7 @@ mod tests {
         }
         // The first part (frames 0..9) closed at frame 10; frames 9.. are open/pending.
         let closed_frames: usize = parts.iter().map(|p| p.samples.len()).sum();
-        cutter.follow_boundary(1920); // frame 1 is ≥ it but already closed
+        cutter.follow_boundary(boundary(1920, 1)); // frame 1 is ≥ it but already closed
         parts.extend(drain(&mut cutter));
         cutter.flush();
         parts.extend(drain(&mut cutter));
@@ -544,9 +687,92 @@ mod tests {
         assert!(starts.windows(2).all(|w| w[1] - w[0] == 90 * 1024));
     }
 
+    fn segment_msns(parts: &[CutPart]) -> Vec<(u64, i64)> {
+        parts
+            .iter()
+            .filter(|p| p.starts_segment)
+            .map(|p| (p.msn, p.samples[0].sample.presentation_90k))
+            .collect()
+    }
+
+    #[test]
+    fn session_ending_before_a_boundary_starts_its_segment_with_the_last_sample() {
+        let target = 9600;
+        let mut cutter = PartCutter::new(target, SegmentPolicy::FollowBoundaries, 1024, 7);
+        let mut parts = Vec::new();
+        for s in audio(40, 0) {
+            cutter.push(s);
+            parts.extend(drain(&mut cutter));
+        }
+        // Video began segment 8 at a keyframe presented after audio's last frame (B-frames
+        // delay presentation), then the session ended.
+        cutter.follow_boundary(boundary(40 * 1920 + 900, 8));
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        check_parts(&parts, target);
+        // Both renditions end the session on MSN 8.
+        assert_eq!(segment_msns(&parts), [(7, 0), (8, 39 * 1920)]);
+        assert_eq!(cutter.next_msn(), 9);
+    }
+
+    #[test]
+    fn frame_past_several_boundaries_takes_the_latest_msn() {
+        // Without silence to fill an audio gap (the packager's fallback), the segments
+        // video began meanwhile have no audio: the MSNs in between are skipped, and the
+        // numbering stays that of the video segment each audio frame falls in.
+        let mut cutter = PartCutter::new(9600, SegmentPolicy::FollowBoundaries, 1024, 0);
+        let mut parts = Vec::new();
+        for s in audio(50, 0) {
+            cutter.push(s);
+        }
+        for (msn, at) in [(1, 180_000), (2, 360_000), (3, 540_000)] {
+            cutter.follow_boundary(boundary(at, msn));
+        }
+        for s in audio(50, 585_000) {
+            cutter.push(s);
+        }
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        assert_eq!(segment_msns(&parts), [(0, 0), (3, 585_000)]);
+    }
+
+    #[test]
+    fn cut_for_new_parameters_begins_the_next_msn_at_once() {
+        for announced_before_cut in [false, true] {
+            let mut cutter = PartCutter::new(9600, SegmentPolicy::FollowBoundaries, 1024, 0);
+            let mut parts = Vec::new();
+            for s in audio(50, 0) {
+                cutter.push(s);
+            }
+            // Video's next segment (1) begins at 2 s: announced before or after audio
+            // gets new parameters at 1.1 s.
+            if announced_before_cut {
+                cutter.follow_boundary(boundary(180_000, 1));
+            }
+            cutter.cut();
+            for s in audio(160, 99_000) {
+                if s.presentation_90k >= 180_000 && !announced_before_cut {
+                    cutter.follow_boundary(boundary(180_000, 1));
+                }
+                if s.presentation_90k >= 360_000 {
+                    cutter.follow_boundary(boundary(360_000, 2));
+                }
+                cutter.push(s);
+            }
+            cutter.flush();
+            parts.extend(drain(&mut cutter));
+            // Audio's segment 1 starts at the change, before video's; segment 2 follows
+            // video's again.
+            assert_eq!(
+                segment_msns(&parts),
+                [(0, 0), (1, 99_000), (2, 99_000 + 136 * 1920)]
+            );
+        }
+    }
+
     #[test]
     fn flush_closes_segment_and_next_sample_starts_one() {
-        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000);
+        let mut cutter = PartCutter::new(PART_TARGET, VIDEO_POLICY, 3000, 0);
         for s in video(12, &[3600], 50, false) {
             cutter.push(s);
         }

@@ -185,6 +185,8 @@ struct ParsedPart {
     sequence_number: u32,
     base_media_decode_time: u64,
     durations: Vec<u32>,
+    /// Sample sizes in bytes: silent stereo AAC frames are 7.
+    sizes: Vec<u32>,
     first_cts: i64,
     /// From the trun/tfhd sample flags; `None` if only `trex` has them.
     first_is_sync: Option<bool>,
@@ -205,11 +207,14 @@ fn parse_part(data: &[u8]) -> ParsedPart {
     assert_eq!(moof.traf.len(), 1, "CMAF: one track per fragment");
     let traf = &moof.traf[0];
     let entries: Vec<_> = traf.trun.iter().flat_map(|t| t.samples.iter()).collect();
-    let sizes: u64 = entries
+    let sizes: Vec<u32> = entries
         .iter()
-        .map(|e| u64::from(e.size.or(traf.tfhd.default_sample_size).unwrap()))
-        .sum();
-    assert_eq!(sizes, mdat.data.len() as u64);
+        .map(|e| e.size.or(traf.tfhd.default_sample_size).unwrap())
+        .collect();
+    assert_eq!(
+        sizes.iter().map(|&s| u64::from(s)).sum::<u64>(),
+        mdat.data.len() as u64
+    );
     let first = entries.first().expect("a part has samples");
     ParsedPart {
         sequence_number: moof.mfhd.sequence_number,
@@ -218,6 +223,7 @@ fn parse_part(data: &[u8]) -> ParsedPart {
             .iter()
             .map(|e| e.duration.or(traf.tfhd.default_sample_duration).unwrap())
             .collect(),
+        sizes,
         first_cts: first.cts.unwrap_or(0),
         // ISO/IEC 14496-12 §8.8.3.1: sample_is_non_sync_sample is bit 16.
         first_is_sync: first
@@ -737,7 +743,9 @@ fn ffmpeg_captures_package_into_valid_parts() {
             .map(|p| p.durations.len())
             .sum();
         assert_eq!(samples, frame_count);
-        assert!(parsed_video[0].first_cts > 0 || audio_rate == 44_100);
+        // The first keyframe is presented at its part's tfdt (no edit list needed); with
+        // B-frames the later samples carry negative composition offsets (trun v1).
+        assert_eq!(parsed_video[0].first_cts, 0);
         assert_eq!(packager.stats().frames_rejected, 0);
         // The init segments parse as ftyp + moov.
         for output in &outputs {
@@ -747,6 +755,801 @@ fn ffmpeg_captures_package_into_valid_parts() {
                 mp4_atom::Moov::decode(&mut buf).unwrap();
                 assert!(buf.is_empty());
             }
+        }
+    }
+}
+
+/// AAC-LC 48 kHz 7.1 (channelConfiguration 7): a layout the packager has no silent frame
+/// for, to exercise the fallbacks.
+fn aac_48k_7_1() -> AacConfig {
+    AacConfig::from_asc(Bytes::from_static(&[0x11, 0xb8])).unwrap()
+}
+
+/// Size of a silent stereo AAC frame (`silence.rs`); the synthetic audio frames are 9.
+const SILENT_STEREO_FRAME: u32 = 7;
+
+fn discontinuities(parts: &[(PartMeta, Bytes)]) -> Vec<u64> {
+    parts
+        .iter()
+        .filter(|(m, _)| m.discontinuity)
+        .map(|(m, _)| m.msn)
+        .collect()
+}
+
+/// Feeds frames stamped with the wall clock `now` gives each.
+fn feed_with(
+    packager: &mut StreamPackager,
+    frames: Vec<Frame>,
+    mut now: impl FnMut(&Frame) -> i64,
+) {
+    for frame in frames {
+        let now = now(&frame);
+        packager
+            .handle_event(StreamEvent::Frame(frame), now)
+            .unwrap();
+    }
+}
+
+/// 25 fps with B-frames: a keyframe is presented 80 ms after its decode time.
+const BFRAMES_25: VideoShape = VideoShape {
+    steps: &[3600],
+    gop: 50,
+    bframes: true,
+};
+
+/// Interleaved A/V from `start` for `duration` (90 kHz), 48 kHz audio.
+fn av(start: i64, duration: i64) -> Vec<Frame> {
+    interleave(
+        video_frames(BFRAMES_25, duration, start),
+        audio_frames(48_000, duration, start),
+    )
+}
+
+/// A/V with B-frames cut off right after a video keyframe: video has begun segment N+1
+/// (the keyframe's presentation is 80 ms after its decode time), audio has not reached it.
+fn cut_after_keyframe(until: i64) -> Vec<Frame> {
+    av(0, until + 3600)
+        .into_iter()
+        .filter(|f| f.dts <= until)
+        .collect()
+}
+
+#[test]
+fn session_ending_after_a_keyframe_keeps_audio_and_video_msns_equal() {
+    // I1: video begins a segment, the session ends before audio reaches it. Audio gets
+    // that segment too (silence up to the keyframe, or, for a layout without a silent
+    // frame, its last frame), so neither falls behind over reconnects.
+    for (audio_config, silent) in [(aac_48k(), true), (aac_48k_7_1(), false)] {
+        let mut packager = StreamPackager::new(PackagerConfig::default());
+        let tracks = vec![BFRAMES_25.params(), TrackParams::audio(audio_config)];
+        for session in 0..3 {
+            let clock_offset_ms = session * 10_000;
+            start(&mut packager, tracks.clone());
+            feed(
+                &mut packager,
+                cut_after_keyframe(2 * 90_000),
+                clock_offset_ms,
+            );
+            packager
+                .handle_event(StreamEvent::Ended, EPOCH_MS + clock_offset_ms + 2000)
+                .unwrap();
+        }
+        let outputs = drain(&mut packager);
+        let video = parts(&outputs, "source");
+        let audio = parts(&outputs, "audio");
+        check_rendition(&video, 90_000, part_target(&outputs, "source"));
+        let parsed = check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
+        assert_eq!(msns(&video), (0..6).collect::<Vec<_>>());
+        assert_eq!(msns(&audio), msns(&video));
+        assert_eq!(discontinuities(&audio), [2, 4]);
+        assert_eq!(discontinuities(&video), discontinuities(&audio));
+        let stats = packager.stats();
+        assert_eq!(stats.silent_audio_frames > 0, silent);
+        if silent {
+            // Audio's segment 1 is silence from its last frame to the keyframe's
+            // presentation (2.08 s): it begins at the first silent frame at or after it.
+            let first = audio.iter().position(|(m, _)| m.msn == 1).unwrap();
+            let start = parsed[first].base_media_decode_time as i64 * 90_000 / 48_000;
+            assert!((187_200..187_200 + 1920).contains(&start), "{start}");
+            assert!(
+                parsed[first]
+                    .sizes
+                    .iter()
+                    .all(|&s| s == SILENT_STEREO_FRAME)
+            );
+        }
+    }
+}
+
+#[test]
+fn audio_gap_beside_video_is_filled_with_silence() {
+    // I1: audio stops from 3 s to 8 s while video goes on. Silence keeps an audio segment
+    // for every video segment, exact 1024-sample frames, and the audio playlist going.
+    let frames = interleave(
+        video_frames(BFRAMES_25, 12 * 90_000, 0),
+        audio_frames(48_000, 3 * 90_000, 0)
+            .into_iter()
+            .chain(audio_frames(48_000, 4 * 90_000, 8 * 90_000))
+            .collect(),
+    );
+    let (before, after): (Vec<Frame>, Vec<Frame>) =
+        frames.into_iter().partition(|f| f.dts < 7 * 90_000);
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    start(
+        &mut packager,
+        vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())],
+    );
+    feed(&mut packager, before, 0);
+    // At 7 s, audio missing for 4 s: silence has kept it within the jump threshold (2 s)
+    // of video, without waiting for the audio to come back.
+    let so_far = drain(&mut packager);
+    let audio_end = check_rendition(&parts(&so_far, "audio"), 48_000, 0.2)
+        .last()
+        .map(|p| (p.base_media_decode_time + p.duration()) as f64 / 48_000.0)
+        .unwrap();
+    assert!(audio_end > 4.5, "{audio_end}");
+    feed(&mut packager, after, 0);
+    packager
+        .handle_event(StreamEvent::Ended, EPOCH_MS + 12_000)
+        .unwrap();
+    let outputs: Vec<PackagerOutput> = so_far.into_iter().chain(drain(&mut packager)).collect();
+    let video = parts(&outputs, "source");
+    let audio = parts(&outputs, "audio");
+    check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    let parsed = check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
+    assert_eq!(msns(&video), (0..6).collect::<Vec<_>>());
+    assert_eq!(msns(&audio), msns(&video));
+    assert!(discontinuities(&audio).is_empty() && discontinuities(&video).is_empty());
+    assert!(parsed.iter().flat_map(|p| &p.durations).all(|&d| d == 1024));
+    // 5 s at 48 kHz is 234.4 frames of 1024.
+    let silent = parsed
+        .iter()
+        .flat_map(|p| &p.sizes)
+        .filter(|&&s| s == SILENT_STEREO_FRAME)
+        .count() as u64;
+    assert_eq!(silent, packager.stats().silent_audio_frames);
+    assert!((233..=236).contains(&silent), "{silent}");
+    assert_eq!(packager.stats().frames_rejected, 0);
+}
+
+#[test]
+fn audio_gap_without_a_silent_frame_skips_the_msns_it_has_nothing_for() {
+    // The fallback: the audio rendition skips the MSNs of the video segments it has no
+    // audio for, and resumes at the MSN of the video segment its next frame falls in.
+    let frames = interleave(
+        video_frames(BFRAMES_25, 12 * 90_000, 0),
+        audio_frames(48_000, 3 * 90_000, 0)
+            .into_iter()
+            .chain(audio_frames(48_000, 4 * 90_000, 8 * 90_000))
+            .collect(),
+    );
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    start(
+        &mut packager,
+        vec![BFRAMES_25.params(), TrackParams::audio(aac_48k_7_1())],
+    );
+    feed(&mut packager, frames, 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    assert_eq!(msns(&parts(&outputs, "source")), (0..6).collect::<Vec<_>>());
+    // Video's segment 3 runs from 6.08 s (keyframe presentation) to 8.08 s: audio's 8.0 s
+    // frame is in it. Segment 2 (4.08 s to 6.08 s) has no audio.
+    assert_eq!(msns(&parts(&outputs, "audio")), [0, 1, 3, 4, 5]);
+    assert_eq!(packager.stats().silent_audio_frames, 0);
+}
+
+#[test]
+fn audio_stamped_apart_from_video_gets_no_hour_of_silence() {
+    // A publisher whose audio clock runs an hour ahead of its video clock from the first
+    // frame on: audio is placed as stamped, not after an hour of silence.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    start(
+        &mut packager,
+        vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())],
+    );
+    let video = video_frames(BFRAMES_25, 4 * 90_000, 0);
+    let audio = audio_frames(48_000, 4 * 90_000, 3_600 * 90_000);
+    let alternating = video
+        .into_iter()
+        .zip(audio)
+        .flat_map(|(v, a)| [v, a])
+        .collect();
+    feed(&mut packager, alternating, 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    check_rendition(&parts(&outputs, "audio"), 48_000, 0.2);
+    let stats = packager.stats();
+    assert_eq!((stats.silent_audio_frames, stats.frames_rejected), (0, 0));
+}
+
+#[test]
+fn session_without_audio_keeps_audio_going_in_silence() {
+    // I1: a reconnect without audio between two with audio. The audio rendition carries
+    // silence through it: its MSNs and discontinuities stay those of video.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let with_audio = vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())];
+    start(&mut packager, with_audio.clone());
+    feed(&mut packager, av(0, 4 * 90_000), 0);
+    packager
+        .handle_event(StreamEvent::Ended, EPOCH_MS + 4000)
+        .unwrap();
+    start(&mut packager, vec![BFRAMES_25.params()]);
+    feed(
+        &mut packager,
+        video_frames(BFRAMES_25, 4 * 90_000, 0),
+        10_000,
+    );
+    packager
+        .handle_event(StreamEvent::Ended, EPOCH_MS + 14_000)
+        .unwrap();
+    start(&mut packager, with_audio);
+    feed(&mut packager, av(0, 4 * 90_000), 20_000);
+    packager
+        .handle_event(StreamEvent::Ended, EPOCH_MS + 24_000)
+        .unwrap();
+    let outputs = drain(&mut packager);
+    let video = parts(&outputs, "source");
+    let audio = parts(&outputs, "audio");
+    check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    let parsed = check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
+    assert_eq!(msns(&video), (0..6).collect::<Vec<_>>());
+    assert_eq!(msns(&audio), msns(&video));
+    assert_eq!(discontinuities(&video), [2, 4]);
+    assert_eq!(discontinuities(&audio), discontinuities(&video));
+    // Segments 2 and 3 are all silence.
+    for ((meta, _), part) in audio.iter().zip(&parsed) {
+        let silent = part.sizes.iter().all(|&s| s == SILENT_STEREO_FRAME);
+        assert_eq!(silent, (2..4).contains(&meta.msn), "{meta:?}");
+    }
+    assert_eq!(packager.stats().frames_rejected, 0);
+}
+
+#[test]
+fn session_without_audio_and_no_silent_frame_realigns_audio_msns() {
+    // The fallback: the audio rendition has nothing for the session without audio; when
+    // audio returns it starts at video's MSN (a jump in the audio playlist's numbering).
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let with_audio = vec![BFRAMES_25.params(), TrackParams::audio(aac_48k_7_1())];
+    start(&mut packager, with_audio.clone());
+    feed(&mut packager, av(0, 4 * 90_000), 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    start(&mut packager, vec![BFRAMES_25.params()]);
+    feed(&mut packager, video_frames(BFRAMES_25, 4 * 90_000, 0), 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    start(&mut packager, with_audio);
+    feed(&mut packager, av(0, 4 * 90_000), 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let audio = parts(&outputs, "audio");
+    assert_eq!(msns(&parts(&outputs, "source")), (0..6).collect::<Vec<_>>());
+    assert_eq!(msns(&audio), [0, 1, 4, 5]);
+    let resumed = audio.iter().position(|(m, _)| m.msn == 4).unwrap();
+    assert!(audio[resumed].0.discontinuity && audio[resumed].0.part == 0);
+}
+
+#[test]
+fn publisher_clock_jump_becomes_a_discontinuity_not_a_giant_segment() {
+    // I2: the encoder's clock jumps forward an hour, or back to 0, on the same connection.
+    // Before: one sample of an hour (a giant part and segment), or every frame refused
+    // until the timestamps caught up.
+    for (new_start, stragglers) in [(3_600 * 90_000, false), (0, false), (0, true)] {
+        let mut frames = av(0, 6 * 90_000);
+        let mut resumed = av(new_start, 6 * 90_000);
+        if stragglers {
+            // The last audio frame of the old clock reaches ingest after the first video
+            // frame of the new one.
+            let last_audio = frames
+                .iter()
+                .rposition(|f| f.track == TrackKind::Audio)
+                .unwrap();
+            resumed.insert(1, frames.remove(last_audio));
+        }
+        frames.extend(resumed);
+        let mut packager = StreamPackager::new(PackagerConfig::default());
+        start(
+            &mut packager,
+            vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())],
+        );
+        let mut arrival = EPOCH_MS;
+        feed_with(&mut packager, frames, |_| {
+            arrival += 10;
+            arrival
+        });
+        packager
+            .handle_event(StreamEvent::Ended, arrival + 10)
+            .unwrap();
+        let outputs = drain(&mut packager);
+        for (name, timescale) in [("source", 90_000), ("audio", 48_000)] {
+            let parts = parts(&outputs, name);
+            let parsed = check_rendition(&parts, timescale, part_target(&outputs, name));
+            assert_eq!(discontinuities(&parts), [3], "{name} {new_start}");
+            // The timeline continues right after the last frame before the jump.
+            let after = parts.iter().position(|(m, _)| m.discontinuity).unwrap();
+            let end = parsed[after - 1].base_media_decode_time + parsed[after - 1].duration();
+            let resumed = parsed[after].base_media_decode_time;
+            assert!(
+                resumed + u64::from(timescale) / 20 > end
+                    && resumed < end + u64::from(timescale) / 20,
+                "{name}: {end} {resumed}"
+            );
+        }
+        let (video, audio) = (parts(&outputs, "source"), parts(&outputs, "audio"));
+        assert_eq!(msns(&video), (0..6).collect::<Vec<_>>());
+        assert_eq!(msns(&audio), msns(&video));
+        let stats = packager.stats();
+        assert_eq!(stats.timestamp_jumps, 1);
+        assert_eq!(stats.frames_rejected, 0);
+        assert_eq!(stats.frames_before_keyframe, 0);
+    }
+}
+
+#[test]
+fn reconnect_whose_first_frame_is_later_audio_keeps_the_keyframe() {
+    // M6: after a reconnect the first frame to arrive is audio stamped 100 ms, then video's
+    // keyframe stamped 0. Placing the session by the audio frame alone put the keyframe
+    // 100 ms before video's end: refused, and a GOP lost.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let tracks = vec![SHAPES[1].params(), TrackParams::audio(aac_48k())];
+    start(&mut packager, tracks.clone());
+    feed(
+        &mut packager,
+        interleave(
+            video_frames(SHAPES[1], 4 * 90_000, 0),
+            audio_frames(48_000, 4 * 90_000, 0),
+        ),
+        0,
+    );
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    start(&mut packager, tracks);
+    let mut audio = audio_frames(48_000, 4 * 90_000, 9000);
+    let early: Vec<Frame> = audio.drain(..3).collect();
+    let session = early
+        .into_iter()
+        .chain(interleave(video_frames(SHAPES[1], 4 * 90_000, 0), audio))
+        .collect();
+    feed(&mut packager, session, 10_000);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let video = parts(&outputs, "source");
+    let parsed = check_rendition(&video, 90_000, 0.2);
+    check_rendition(&parts(&outputs, "audio"), 48_000, 0.2);
+    let reconnect = video.iter().position(|(m, _)| m.discontinuity).unwrap();
+    // Video resumes with its keyframe where the stream ended: audio's end, 4.0107 s
+    // (188 frames of 1024 at 48 kHz), 10.7 ms after video's.
+    assert_eq!(
+        parsed[reconnect].base_media_decode_time,
+        188 * 1024 * 90_000 / 48_000
+    );
+    let stats = packager.stats();
+    assert_eq!(
+        (
+            stats.frames_rejected,
+            stats.frames_before_keyframe,
+            stats.offset_raises
+        ),
+        (0, 0, 1)
+    );
+    assert_eq!(msns(&parts(&outputs, "audio")), msns(&video));
+}
+
+#[test]
+fn late_audio_sequence_header_joins_without_touching_video() {
+    // I6: the audio sequence header arrives 3 s into the session. Video goes on: no
+    // truncated segment, no discontinuity, no frame lost waiting for a keyframe.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let frames = av(0, 8 * 90_000);
+    let (before, after): (Vec<Frame>, Vec<Frame>) =
+        frames.into_iter().partition(|f| f.dts < 3 * 90_000);
+    start(&mut packager, vec![BFRAMES_25.params()]);
+    feed(
+        &mut packager,
+        before
+            .into_iter()
+            .filter(|f| f.track == TrackKind::Video)
+            .collect(),
+        0,
+    );
+    packager
+        .handle_event(
+            StreamEvent::Tracks(vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())]),
+            EPOCH_MS + 3000,
+        )
+        .unwrap();
+    feed(&mut packager, after, 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let video = parts(&outputs, "source");
+    let audio = parts(&outputs, "audio");
+    let parsed = check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
+    assert_eq!(msns(&video), [0, 1, 2, 3]);
+    assert!(discontinuities(&video).is_empty() && discontinuities(&audio).is_empty());
+    // Segments start on every 2 s keyframe: none was cut short.
+    let starts: Vec<u64> = video
+        .iter()
+        .zip(&parsed)
+        .filter(|((m, _), _)| m.part == 0)
+        .map(|(_, p)| p.base_media_decode_time)
+        .collect();
+    // tfdt is the keyframe's presentation time: decode times shifted by the B-frame
+    // reorder delay (2 frames at 3600 ticks), see `Rendition::presentation_shift`.
+    assert_eq!(starts, [7_200, 187_200, 367_200, 547_200]);
+    assert!(
+        parsed
+            .iter()
+            .zip(&video)
+            .all(|(p, (m, _))| m.part != 0 || p.first_cts == 0)
+    );
+    // Audio starts within video's segment 1 (2 s to 4 s), as part 0 of MSN 1.
+    assert_eq!((audio[0].0.msn, audio[0].0.part), (1, 0));
+    assert_eq!(msns(&audio), [1, 2, 3]);
+    let stats = packager.stats();
+    assert_eq!(
+        (stats.frames_rejected, stats.frames_before_keyframe),
+        (0, 0)
+    );
+}
+
+#[test]
+fn video_joining_audio_alone_takes_the_segment_in_progress() {
+    // Audio cuts its own segments until video appears 3 s in; video's first segment is
+    // audio's segment in progress, and from then on audio follows video's keyframes.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    start(&mut packager, vec![TrackParams::audio(aac_48k())]);
+    feed(&mut packager, audio_frames(48_000, 3 * 90_000, 0), 0);
+    packager
+        .handle_event(
+            StreamEvent::Tracks(vec![TrackParams::audio(aac_48k()), BFRAMES_25.params()]),
+            EPOCH_MS + 3000,
+        )
+        .unwrap();
+    feed(
+        &mut packager,
+        interleave(
+            video_frames(BFRAMES_25, 5 * 90_000, 3 * 90_000),
+            audio_frames(48_000, 5 * 90_000, 3 * 90_000),
+        ),
+        0,
+    );
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let video = parts(&outputs, "source");
+    let audio = parts(&outputs, "audio");
+    check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    let parsed = check_rendition(&audio, 48_000, part_target(&outputs, "audio"));
+    assert_eq!(msns(&audio), [0, 1, 2, 3]);
+    assert_eq!(msns(&video), [1, 2, 3]);
+    assert!(discontinuities(&audio).is_empty() && discontinuities(&video).is_empty());
+    // Audio's segments 2 and 3 start at video's keyframes (5 s and 7 s, presented 80 ms
+    // later), to within an audio frame.
+    for msn in [2, 3] {
+        let first = audio.iter().position(|(m, _)| m.msn == msn).unwrap();
+        let start = parsed[first].base_media_decode_time as i64 * 90_000 / 48_000;
+        let keyframe = (2 * msn as i64 + 1) * 90_000 + 7200;
+        assert!(
+            (keyframe..keyframe + 1920).contains(&start),
+            "{msn}: {start}"
+        );
+    }
+    assert_eq!(packager.stats().frames_rejected, 0);
+}
+
+#[test]
+fn audio_parameter_change_leaves_video_alone() {
+    // I6: audio switches from 48 kHz stereo to 44.1 kHz mono 3 s in. Audio cuts there and
+    // starts MSN 2 with a new init; video keeps every frame and marks its own segment 2
+    // (from the 4 s keyframe) as following a discontinuity, so both renditions count the
+    // same discontinuities.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let video_params = BFRAMES_25.params();
+    start(
+        &mut packager,
+        vec![video_params.clone(), TrackParams::audio(aac_48k())],
+    );
+    feed(&mut packager, av(0, 3 * 90_000), 0);
+    packager
+        .handle_event(
+            StreamEvent::Tracks(vec![video_params, TrackParams::audio(aac_44k())]),
+            EPOCH_MS + 3000,
+        )
+        .unwrap();
+    let mut video = video_frames(BFRAMES_25, 8 * 90_000, 0);
+    video.retain(|f| f.dts >= 3 * 90_000);
+    feed(
+        &mut packager,
+        interleave(video, audio_frames(44_100, 5 * 90_000, 3 * 90_000)),
+        0,
+    );
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let inits: Vec<(&str, u32)> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            PackagerOutput::Init {
+                rendition, version, ..
+            } => Some((rendition.as_str(), *version)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inits, [("source", 0), ("audio", 0), ("audio", 1)]);
+    let video = parts(&outputs, "source");
+    let audio = parts(&outputs, "audio");
+    let parsed = check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    let switch = audio.iter().position(|(m, _)| m.init_version == 1).unwrap();
+    check_rendition(&audio[..switch], 48_000, 0.2);
+    check_rendition(&audio[switch..], 44_100, 0.2);
+    assert!(audio[switch - 1].0.ends_segment);
+    assert_eq!((audio[switch].0.msn, audio[switch].0.part), (2, 0));
+    // Audio's segment 2 starts at the change, where its last 48 kHz frame ended (141
+    // frames: 3.008 s, rounded up at 44.1 kHz); video's at its keyframe (4 s).
+    assert_eq!(
+        parse_part(&audio[switch].1).base_media_decode_time,
+        (141 * 1024 * 44_100_u64).div_ceil(48_000)
+    );
+    assert_eq!(discontinuities(&audio), [2]);
+    assert_eq!(discontinuities(&video), [2]);
+    let starts: Vec<u64> = video
+        .iter()
+        .zip(&parsed)
+        .filter(|((m, _), _)| m.part == 0)
+        .map(|(_, p)| p.base_media_decode_time)
+        .collect();
+    // tfdt is the keyframe's presentation time: decode times shifted by the B-frame
+    // reorder delay (2 frames at 3600 ticks), see `Rendition::presentation_shift`.
+    assert_eq!(starts, [7_200, 187_200, 367_200, 547_200]);
+    assert!(
+        parsed
+            .iter()
+            .zip(&video)
+            .all(|(p, (m, _))| m.part != 0 || p.first_cts == 0)
+    );
+    assert_eq!(msns(&audio), msns(&video));
+    let stats = packager.stats();
+    assert_eq!(
+        (stats.frames_rejected, stats.frames_before_keyframe),
+        (0, 0)
+    );
+}
+
+#[test]
+fn program_date_times_follow_media_time_through_ingest_bursts() {
+    // M2: frames reach ingest in bursts every 500 ms. PROGRAM-DATE-TIME follows the media
+    // timeline from one anchor (RFC 8216bis §4.4.4.6), so the dates of consecutive
+    // segments differ by exactly their durations and audio and video agree; the parts
+    // still report when their last frame really arrived.
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    start(
+        &mut packager,
+        vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())],
+    );
+    let burst = |f: &Frame| EPOCH_MS + (f.dts / 90 / 500 + 1) * 500;
+    feed_with(&mut packager, av(0, 10 * 90_000), burst);
+    packager
+        .handle_event(StreamEvent::Ended, EPOCH_MS + 10_500)
+        .unwrap();
+    let outputs = drain(&mut packager);
+    let mut starts = Vec::new();
+    for (name, timescale) in [("source", 90_000), ("audio", 48_000)] {
+        let parts = parts(&outputs, name);
+        let parsed = check_rendition(&parts, timescale, part_target(&outputs, name));
+        let segments: Vec<(i64, f64, f64)> = msns(&parts)
+            .into_iter()
+            .map(|msn| {
+                let (first, (meta, _)) = parts
+                    .iter()
+                    .enumerate()
+                    .find(|(_, (m, _))| m.msn == msn)
+                    .unwrap();
+                let duration: f64 = parts
+                    .iter()
+                    .filter(|(m, _)| m.msn == msn)
+                    .map(|(m, _)| m.duration)
+                    .sum();
+                let p = &parsed[first];
+                let presentation =
+                    (p.base_media_decode_time as f64 + p.first_cts as f64) / f64::from(timescale);
+                (meta.program_date_time_ms.unwrap(), duration, presentation)
+            })
+            .collect();
+        for pair in segments.windows(2) {
+            let step = pair[1].0 - pair[0].0;
+            assert!(
+                (step as f64 - pair[0].1 * 1000.0).abs() <= 1.0,
+                "{name}: {pair:?}"
+            );
+        }
+        for (meta, _) in &parts {
+            assert_eq!((meta.last_frame_arrival_ms - EPOCH_MS) % 500, 0);
+        }
+        starts.push(segments);
+    }
+    // Same MSN, same anchor: the dates differ exactly as the presentation times do.
+    for (video, audio) in starts[0].iter().zip(&starts[1]) {
+        let dates = (audio.0 - video.0) as f64;
+        let media = (audio.2 - video.2) * 1000.0;
+        assert!((dates - media).abs() <= 1.0, "{video:?} {audio:?}");
+    }
+    // The first frame (video, decode time 0) arrived at the first burst.
+    assert_eq!(starts[1][0].0, EPOCH_MS + 500);
+}
+
+/// A random publisher (xorshift): track changes, reconnects, clock jumps both ways and audio
+/// gaps between frames of 25 fps video with B-frames and AAC. Returns the events (for
+/// failure messages) and whether the audio had a silent frame and never went on without
+/// video.
+fn random_publisher(packager: &mut StreamPackager, seed: &mut u64) -> (Vec<String>, bool) {
+    let mut random = |n: u64| {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed % n
+    };
+    let stereo_only = random(2) == 0;
+    let mut audio_alone = false;
+    let mut events = Vec::new();
+    let mut tracks = vec![BFRAMES_25.params(), TrackParams::audio(aac_48k())];
+    let (mut video_dts, mut audio_dts, mut frame) = (0_i64, 0_i64, 0_usize);
+    let mut now = EPOCH_MS;
+    let mut live = true;
+    packager
+        .handle_event(StreamEvent::Tracks(tracks.clone()), now)
+        .unwrap();
+    for _ in 0..400 {
+        now += random(60) as i64;
+        match random(300) {
+            0 => {
+                packager.handle_event(StreamEvent::Ended, now).unwrap();
+                live = false;
+                events.push("ended".to_owned());
+            }
+            1 | 2 => {
+                tracks.clear();
+                if random(4) != 0 {
+                    let mut video = BFRAMES_25.params();
+                    if let (0, CodecParams::H264(avc)) = (random(3), &mut video.codec) {
+                        avc.width = 640;
+                    }
+                    tracks.push(video);
+                }
+                if random(4) != 0 {
+                    let audio = match random(if stereo_only { 1 } else { 3 }) {
+                        0 => aac_48k(),
+                        1 => aac_44k(),
+                        _ => aac_48k_7_1(),
+                    };
+                    tracks.push(TrackParams::audio(audio));
+                }
+                audio_alone |= tracks.len() == 1 && tracks[0].kind == TrackKind::Audio;
+                if !live {
+                    (video_dts, audio_dts, frame) = (0, 0, 0);
+                }
+                live = true;
+                packager
+                    .handle_event(StreamEvent::Tracks(tracks.clone()), now)
+                    .unwrap();
+                events.push(format!(
+                    "tracks {:?}",
+                    tracks.iter().map(|t| t.kind).collect::<Vec<_>>()
+                ));
+            }
+            3 => {
+                let jump = if random(2) == 0 {
+                    3_600 * 90_000
+                } else {
+                    -(random(20) as i64) * 90_000
+                };
+                video_dts += jump;
+                audio_dts += jump;
+                events.push(format!("jump {jump}"));
+            }
+            4 => {
+                audio_dts += random(6 * 90_000) as i64;
+                events.push("audio gap".to_owned());
+            }
+            _ => {}
+        }
+        let video_on = tracks.iter().any(|t| t.kind == TrackKind::Video);
+        let audio_on = tracks.iter().any(|t| t.kind == TrackKind::Audio);
+        let next = if video_on && (!audio_on || video_dts <= audio_dts) {
+            frame += 1;
+            video_dts += 3600;
+            Frame {
+                track: TrackKind::Video,
+                dts: video_dts - 3600,
+                pts: video_dts + 3600,
+                keyframe: frame % 50 == 1,
+                data: Bytes::from_static(&[0x65; 40]),
+            }
+        } else if audio_on {
+            audio_dts += 1920;
+            Frame {
+                track: TrackKind::Audio,
+                dts: audio_dts - 1920,
+                pts: audio_dts - 1920,
+                keyframe: true,
+                data: Bytes::from_static(&[0x21; 9]),
+            }
+        } else {
+            continue;
+        };
+        // Refused frames (out of order after a small step back, overlapping silence) are
+        // the publisher's loss; the stream goes on.
+        let _ = packager.handle_event(StreamEvent::Frame(next), now);
+    }
+    packager.handle_event(StreamEvent::Ended, now).unwrap();
+    (events, stereo_only && !audio_alone)
+}
+
+#[test]
+fn random_publishers_keep_numbering_and_timeline_rules() {
+    let mut seed = 0x5eed_u64;
+    for round in 0..150 {
+        let mut packager = StreamPackager::new(PackagerConfig::default());
+        let (events, audio_always_fillable) = random_publisher(&mut packager, &mut seed);
+        let outputs = drain(&mut packager);
+        let mut segments = Vec::new();
+        for name in ["source", "audio"] {
+            let (mut timescale, mut target) = (0.0, 0.0);
+            let mut previous: Option<(PartMeta, f64)> = None;
+            let mut msns = std::collections::BTreeSet::new();
+            for output in &outputs {
+                match output {
+                    PackagerOutput::Rendition(d) if d.name == name => {
+                        target = f64::from(d.part_target_ms) / 1000.0;
+                    }
+                    PackagerOutput::Init {
+                        rendition, data, ..
+                    } if rendition == name => {
+                        let mut buf = &data[..];
+                        mp4_atom::Ftyp::decode(&mut buf).unwrap();
+                        let moov = mp4_atom::Moov::decode(&mut buf).unwrap();
+                        timescale = f64::from(moov.trak[0].mdia.mdhd.timescale);
+                    }
+                    PackagerOutput::Part {
+                        rendition,
+                        meta,
+                        data,
+                    } if rendition == name => {
+                        let part = parse_part(data);
+                        let start = part.base_media_decode_time as f64 / timescale;
+                        let context = format!("{name} round {round} {meta:?} {events:?}");
+                        // §4.4.4.9: ≤ PART-TARGET, but for a lone frame longer than it.
+                        assert!(meta.duration <= target || part.durations.len() == 1);
+                        assert_eq!(meta.program_date_time_ms.is_some(), meta.part == 0);
+                        match &previous {
+                            None => assert_eq!(meta.part, 0, "{context}"),
+                            // The origin's rule: the next part, or part 0 of a later MSN.
+                            Some((last, _)) if last.ends_segment => {
+                                assert!(meta.part == 0 && meta.msn > last.msn, "{context}");
+                            }
+                            Some((last, _)) => {
+                                assert_eq!((meta.msn, meta.part), (last.msn, last.part + 1));
+                            }
+                        }
+                        // The timeline never goes back.
+                        if let Some((_, end)) = &previous {
+                            assert!(start >= end - 1e-4, "{context}: starts {start} < {end}");
+                        }
+                        let end = start + part.duration() as f64 / timescale;
+                        previous = Some((meta.clone(), end));
+                        msns.insert(meta.msn);
+                    }
+                    _ => {}
+                }
+            }
+            segments.push(msns);
+        }
+        if audio_always_fillable {
+            // Silence gives audio a segment for every video MSN, without skipping any.
+            assert!(
+                segments[0].is_subset(&segments[1]),
+                "round {round} {events:?}"
+            );
+            let audio: Vec<u64> = segments[1].iter().copied().collect();
+            assert!(
+                audio.windows(2).all(|w| w[1] == w[0] + 1),
+                "round {round} {events:?}"
+            );
         }
     }
 }

@@ -1,4 +1,7 @@
-//! Timestamp arithmetic: timescale conversion and the audio sample clock.
+//! Timestamp arithmetic: timescale conversion, the audio sample clock, and the mapping of
+//! the publisher's timestamps onto the stream timeline.
+
+use crate::frame::TrackKind;
 
 /// `value` ticks at `from` Hz in ticks at `to` Hz, rounded to the nearest (half away from
 /// zero). `from` must not be 0 (the packager rejects a zero timescale).
@@ -65,6 +68,15 @@ impl AudioClock {
         self.frame_duration = frame_duration;
     }
 
+    pub(crate) fn frame_duration(&self) -> i64 {
+        self.frame_duration
+    }
+
+    /// The decode time the next frame has by count; `None` before the first.
+    pub(crate) fn next(&self) -> Option<i64> {
+        self.next
+    }
+
     pub(crate) fn advance(&mut self, decode_time: i64) {
         self.next = Some(decode_time + self.frame_duration);
     }
@@ -72,6 +84,166 @@ impl AudioClock {
     /// Forget the count: the next frame's own timestamp starts it again.
     pub(crate) fn reset(&mut self) {
         self.next = None;
+    }
+}
+
+/// Where a frame goes on the stream timeline, or why it cannot go there yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Decode time on the stream timeline, 90 kHz.
+    At(i64),
+    /// The publisher's clock jumped: the caller closes every segment and starts an epoch
+    /// ([`StreamTimeline::start_epoch`]).
+    Jump,
+}
+
+/// Maps the publisher's timestamps onto the stream's one timeline (90 kHz), which never
+/// goes back and has no holes longer than a timestamp jump threshold.
+///
+/// An *epoch* is a stretch over which the publisher's clock runs on: a session, or the
+/// part of one after a timestamp jump. Each epoch adds one offset to every track, keeping
+/// their A/V sync, chosen so the epoch starts at `floor`, the end of what came before:
+/// - The stream's first epoch keeps the publisher's timestamps (moved up to 0 if
+///   negative: tfdt is unsigned).
+/// - A later epoch's first frame lands on the floor; so does any other track's first
+///   frame that would land below it, by raising the offset for all tracks (the tracks
+///   already under way get a gap of the difference). Whichever track's frame arrives
+///   first, none is placed at or below where its track ended, so no keyframe is refused.
+/// - A frame more than the jump threshold after the latest frame of any track, or before
+///   its own track's latest, means the publisher's clock jumped (encoder restart, stall).
+///   The track's later frames get the new epoch's offset; the other tracks keep the old
+///   one until their own timestamps jump too, so their frames already in flight with the
+///   old clock still land where they belong.
+#[derive(Debug)]
+pub(crate) struct StreamTimeline {
+    jump_threshold: i64,
+    /// Where the current epoch starts; `None` in the stream's first session.
+    floor: Option<i64>,
+    /// The current epoch's offset, set by its first frame.
+    offset: Option<i64>,
+    /// Video, audio.
+    tracks: [TrackTimeline; 2],
+    offset_raises: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct TrackTimeline {
+    /// Added to this track's timestamps: the epoch's, or an earlier epoch's.
+    offset: Option<i64>,
+    in_epoch: bool,
+    /// The last frame placed (stream timeline), and its distance from the one before.
+    last: Option<i64>,
+    step: i64,
+}
+
+impl StreamTimeline {
+    /// `jump_threshold` in 90 kHz ticks.
+    pub(crate) fn new(jump_threshold: i64) -> Self {
+        StreamTimeline {
+            jump_threshold,
+            floor: None,
+            offset: None,
+            tracks: [TrackTimeline::default(); 2],
+            offset_raises: 0,
+        }
+    }
+
+    /// Times an epoch's offset was raised for a track whose first frame would have landed
+    /// before the epoch's start.
+    pub(crate) fn offset_raises(&self) -> u64 {
+        self.offset_raises
+    }
+
+    /// A new publisher session, starting at `floor` (`None`: the stream's first).
+    pub(crate) fn start_session(&mut self, floor: Option<i64>) {
+        self.floor = floor;
+        self.offset = None;
+        self.tracks = [TrackTimeline::default(); 2];
+    }
+
+    /// After [`Placement::Jump`]: a new epoch starting after `end` (the end of everything
+    /// packaged) and after every frame placed, with `track`'s frame `dts` as its first.
+    /// Returns where that frame goes.
+    pub(crate) fn start_epoch(&mut self, end: Option<i64>, track: TrackKind, dts: i64) -> i64 {
+        let placed_end = self
+            .tracks
+            .iter()
+            .filter_map(|t| t.last.map(|last| last + t.step.max(1)))
+            .max();
+        self.floor = end.max(placed_end).or(self.floor);
+        self.offset = None;
+        for t in &mut self.tracks {
+            t.in_epoch = false;
+        }
+        self.join_epoch(track, dts)
+    }
+
+    /// Where `track`'s frame stamped `dts` (90 kHz, as received) goes.
+    pub(crate) fn place(&mut self, track: TrackKind, dts: i64) -> Placement {
+        let t = self.tracks[index(track)];
+        let Some(offset) = t.offset else {
+            return Placement::At(self.join_epoch(track, dts));
+        };
+        let at = dts.saturating_add(offset);
+        if !self.jumped(track, at) {
+            return Placement::At(at);
+        }
+        // This track's clock jumped. If another's already did and this one lands where
+        // that epoch continues, it is the same jump.
+        match self.offset {
+            Some(epoch) if !t.in_epoch && !self.jumped(track, dts.saturating_add(epoch)) => {
+                Placement::At(self.join_epoch(track, dts))
+            }
+            _ => Placement::Jump,
+        }
+    }
+
+    /// Records a frame placed at `at` and accepted.
+    pub(crate) fn record(&mut self, track: TrackKind, at: i64) {
+        let t = &mut self.tracks[index(track)];
+        if let Some(last) = t.last.filter(|&last| at > last) {
+            t.step = at - last;
+        }
+        t.last = t.last.max(Some(at));
+    }
+
+    fn jumped(&self, track: TrackKind, at: i64) -> bool {
+        let latest = self.tracks.iter().filter_map(|t| t.last).max();
+        latest.is_some_and(|latest| at > latest.saturating_add(self.jump_threshold))
+            || self.tracks[index(track)]
+                .last
+                .is_some_and(|last| at < last.saturating_sub(self.jump_threshold))
+    }
+
+    fn join_epoch(&mut self, track: TrackKind, dts: i64) -> i64 {
+        let floor = self.floor.unwrap_or(0);
+        let t = self.tracks[index(track)];
+        let track_floor = t.last.map_or(floor, |last| floor.max(last + t.step.max(1)));
+        let required = track_floor.saturating_sub(dts);
+        let offset = match self.offset {
+            None if self.floor.is_none() => required.max(0),
+            None => required,
+            Some(offset) if offset < required => {
+                self.offset_raises += 1;
+                required
+            }
+            Some(offset) => offset,
+        };
+        self.offset = Some(offset);
+        for other in self.tracks.iter_mut().filter(|t| t.in_epoch) {
+            other.offset = Some(offset);
+        }
+        let t = &mut self.tracks[index(track)];
+        t.offset = Some(offset);
+        t.in_epoch = true;
+        dts.saturating_add(offset)
+    }
+}
+
+fn index(track: TrackKind) -> usize {
+    match track {
+        TrackKind::Video => 0,
+        TrackKind::Audio => 1,
     }
 }
 
@@ -90,6 +262,90 @@ mod tests {
         assert_eq!(rescale_ceil(-2070, 90_000, 44_100), -1014);
         assert_eq!(rescale_floor(-2070, 90_000, 44_100), -1015);
         assert_eq!(rescale(i64::MAX, 1, 90_000), i64::MAX);
+    }
+
+    const THRESHOLD: i64 = 180_000;
+
+    fn placed(timeline: &mut StreamTimeline, track: TrackKind, dts: i64) -> i64 {
+        let Placement::At(at) = timeline.place(track, dts) else {
+            panic!("{track:?} {dts}: jump");
+        };
+        timeline.record(track, at);
+        at
+    }
+
+    #[test]
+    fn first_session_keeps_timestamps_and_later_tracks_never_land_below_the_start() {
+        let mut timeline = StreamTimeline::new(THRESHOLD);
+        timeline.start_session(None);
+        assert_eq!(placed(&mut timeline, TrackKind::Audio, 9000), 9000);
+        assert_eq!(placed(&mut timeline, TrackKind::Video, 3000), 3000);
+        // A negative timestamp would put tfdt below 0: everything moves up.
+        let mut timeline = StreamTimeline::new(THRESHOLD);
+        timeline.start_session(None);
+        assert_eq!(placed(&mut timeline, TrackKind::Audio, 0), 0);
+        assert_eq!(placed(&mut timeline, TrackKind::Video, -6006), 0);
+        assert_eq!(placed(&mut timeline, TrackKind::Audio, 1920), 1920 + 6006);
+        assert_eq!(timeline.offset_raises(), 1);
+    }
+
+    #[test]
+    fn reconnect_places_every_track_after_the_previous_end() {
+        let mut timeline = StreamTimeline::new(THRESHOLD);
+        timeline.start_session(Some(900_000));
+        // Audio arrives first, stamped 100 ms; video's keyframe, stamped 0, comes next and
+        // would land 100 ms before the end: the offset rises for both tracks.
+        assert_eq!(placed(&mut timeline, TrackKind::Audio, 9000), 900_000);
+        assert_eq!(placed(&mut timeline, TrackKind::Video, 0), 900_000);
+        assert_eq!(placed(&mut timeline, TrackKind::Audio, 10_920), 910_920);
+        assert_eq!(timeline.offset_raises(), 1);
+    }
+
+    #[test]
+    fn clock_jumps_start_an_epoch_after_everything_placed() {
+        for jump in [3_600 * 90_000, -900_000] {
+            let mut timeline = StreamTimeline::new(THRESHOLD);
+            timeline.start_session(None);
+            for i in 0..250 {
+                placed(&mut timeline, TrackKind::Video, i * 3600);
+                placed(&mut timeline, TrackKind::Audio, i * 3600 + 100);
+            }
+            // Video's clock jumps; its frame starts an epoch right after the last frames.
+            let new_dts = 250 * 3600 + jump;
+            assert_eq!(timeline.place(TrackKind::Video, new_dts), Placement::Jump);
+            let at = timeline.start_epoch(Some(250 * 3600 + 100), TrackKind::Video, new_dts);
+            assert_eq!(at, 249 * 3600 + 100 + 3600);
+            timeline.record(TrackKind::Video, at);
+            // An audio frame still on the old clock lands where it belongs...
+            assert_eq!(
+                placed(&mut timeline, TrackKind::Audio, 250 * 3600 + 100),
+                900_100
+            );
+            // ...and audio's first frame on the new clock joins video's epoch, moved up
+            // past the old-clock frame.
+            let audio = placed(&mut timeline, TrackKind::Audio, new_dts + 100);
+            assert_eq!(audio, 900_100 + 3600);
+            assert_eq!(
+                placed(&mut timeline, TrackKind::Video, new_dts + 3600),
+                audio - 100 + 3600
+            );
+        }
+    }
+
+    #[test]
+    fn small_steps_back_are_not_jumps() {
+        let mut timeline = StreamTimeline::new(THRESHOLD);
+        timeline.start_session(None);
+        placed(&mut timeline, TrackKind::Video, 90_000);
+        // Out of order by a frame: placed as stamped (the packager refuses it).
+        assert_eq!(
+            timeline.place(TrackKind::Video, 86_400),
+            Placement::At(86_400)
+        );
+        assert_eq!(
+            timeline.place(TrackKind::Video, 90_000 + THRESHOLD + 1),
+            Placement::Jump
+        );
     }
 
     #[test]
