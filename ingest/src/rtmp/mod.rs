@@ -105,6 +105,14 @@ fn reject(reason: &'static str) {
         .increment(1);
 }
 
+/// Why a connect, publish or play request is refused: the metric label, the NetStatus
+/// code and description the client sees, and the connection closes after sending it.
+struct Refusal {
+    metric: &'static str,
+    code: &'static str,
+    description: &'static str,
+}
+
 struct Publishing {
     event_id: String,
     guard: SessionGuard,
@@ -224,13 +232,11 @@ impl Connection {
                 let app = strip_query(&app_name);
                 if app != self.ingest.config.rtmp.app {
                     warn!(app, "rtmp connect to unknown application refused");
-                    reject("unknown_app");
-                    self.closing = Some(RtmpError::Refused("unknown application"));
-                    return Ok(session.reject_request(
-                        request_id,
-                        "NetConnection.Connect.Rejected",
-                        "unknown application: publish to rtmp://HOST:1935/live/{stream_key}",
-                    )?);
+                    return self.refuse(session, request_id, Refusal {
+                        metric: "unknown_app",
+                        code: "NetConnection.Connect.Rejected",
+                        description: "unknown application: publish to rtmp://HOST:1935/live/{stream_key}",
+                    });
                 }
                 Ok(session.accept_request(request_id)?)
             }
@@ -269,17 +275,29 @@ impl Connection {
                 self.finished = true;
                 Ok(vec![])
             }
-            ServerSessionEvent::PlayStreamRequested { request_id, .. } => {
-                reject("play_requested");
-                self.closing = Some(RtmpError::Refused("playback over RTMP is not offered"));
-                Ok(session.reject_request(
-                    request_id,
-                    "NetStream.Play.Failed",
-                    "playback over RTMP is not offered; watch over HLS",
-                )?)
-            }
+            ServerSessionEvent::PlayStreamRequested { request_id, .. } => self.refuse(
+                session,
+                request_id,
+                Refusal {
+                    metric: "play_requested",
+                    code: "NetStream.Play.Failed",
+                    description: "playback over RTMP is not offered; watch over HLS",
+                },
+            ),
             _ => Ok(vec![]),
         }
+    }
+
+    /// Answers `request_id` with an error status and closes the connection after it.
+    fn refuse(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        refusal: Refusal,
+    ) -> Result<Vec<ServerSessionResult>, RtmpError> {
+        reject(refusal.metric);
+        self.closing = Some(RtmpError::Refused(refusal.description));
+        Ok(session.reject_request(request_id, refusal.code, refusal.description)?)
     }
 
     async fn on_publish(
@@ -289,12 +307,15 @@ impl Connection {
         stream_key: &str,
     ) -> Result<Vec<ServerSessionResult>, RtmpError> {
         if self.publishing.is_some() {
-            self.closing = Some(RtmpError::Refused("second publish on one connection"));
-            return Ok(session.reject_request(
+            return self.refuse(
+                session,
                 request_id,
-                "NetStream.Publish.BadName",
-                "this connection is already publishing",
-            )?);
+                Refusal {
+                    metric: "second_publish",
+                    code: "NetStream.Publish.BadName",
+                    description: "this connection is already publishing",
+                },
+            );
         }
         // Never log the key itself: it is a publishing credential.
         let event_id = match self.ingest.authorizer.authorize(stream_key).await {
@@ -304,35 +325,41 @@ impl Connection {
                     key_len = stream_key.len(),
                     "publish refused: unknown stream key"
                 );
-                reject("unknown_key");
-                self.closing = Some(RtmpError::Refused("unknown stream key"));
-                return Ok(session.reject_request(
+                return self.refuse(
+                    session,
                     request_id,
-                    "NetStream.Publish.BadName",
-                    "unknown stream key",
-                )?);
+                    Refusal {
+                        metric: "unknown_key",
+                        code: "NetStream.Publish.BadName",
+                        description: "unknown stream key",
+                    },
+                );
             }
             Err(e) => {
                 warn!(error = %e, "publish refused: stream key check failed");
-                reject("auth_unavailable");
-                self.closing = Some(RtmpError::Refused("stream key check unavailable"));
-                return Ok(session.reject_request(
+                return self.refuse(
+                    session,
                     request_id,
-                    "NetStream.Publish.Failed",
-                    "stream key check unavailable, retry later",
-                )?);
+                    Refusal {
+                        metric: "auth_unavailable",
+                        code: "NetStream.Publish.Failed",
+                        description: "stream key check unavailable, retry later",
+                    },
+                );
             }
         };
         tracing::Span::current().record("event", event_id.as_str());
         let Some(guard) = self.ingest.claim(&event_id, Protocol::Rtmp, self.peer) else {
             warn!("publish refused: the event already has a live publisher");
-            reject("already_publishing");
-            self.closing = Some(RtmpError::Refused("event already has a publisher"));
-            return Ok(session.reject_request(
+            return self.refuse(
+                session,
                 request_id,
-                "NetStream.Publish.BadName",
-                "this event already has a live publisher",
-            )?);
+                Refusal {
+                    metric: "already_publishing",
+                    code: "NetStream.Publish.BadName",
+                    description: "this event already has a live publisher",
+                },
+            );
         };
         let tx = self.ingest.handler.begin_session(&event_id);
         info!("publish started");
