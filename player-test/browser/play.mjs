@@ -4,7 +4,10 @@
 // and the LL-HLS parts it loaded.
 //
 //   node play.mjs <master.m3u8 URL> [--seconds 15] [--startup-timeout 20]
-//                 [--chromium /usr/bin/chromium] [--screenshot out.png]
+//                 [--chromium /usr/bin/chromium] [--screenshot out.png] [--diag]
+//
+// --diag adds "diag" to the JSON: initPTS, every fragment or part hls.js buffered (playlist
+// start and media PTS per stream) and each SourceBuffer's ranges at every stall.
 //
 // Exit status: 0 it played; 1 hls.js hit a fatal error or nothing played (the JSON says
 // which); 2 bad arguments or the browser could not start. The page and hls.js are served
@@ -24,12 +27,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 function usage(message) {
   process.stderr.write(`play.mjs: ${message}\n` +
     'usage: node play.mjs <master.m3u8 URL> [--seconds N] [--startup-timeout N] ' +
-    '[--chromium PATH] [--screenshot FILE]\n');
+    '[--chromium PATH] [--screenshot FILE] [--diag]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, src: null };
+  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, diag: false, src: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -45,6 +48,7 @@ function parseArgs(argv) {
     else if (arg === '--startup-timeout') opts.startupTimeout = number();
     else if (arg === '--chromium') opts.chromium = value();
     else if (arg === '--screenshot') opts.screenshot = value();
+    else if (arg === '--diag') opts.diag = true;
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.src === null) opts.src = arg;
     else usage(`unexpected argument ${arg}`);
@@ -92,7 +96,7 @@ const round = (x) => (typeof x === 'number' ? Math.round(x * 1000) / 1000 : x);
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const server = await startStaticServer();
-  const pageUrl = `http://127.0.0.1:${server.address().port}/?src=${encodeURIComponent(opts.src)}`;
+  const pageUrl = `http://127.0.0.1:${server.address().port}/?src=${encodeURIComponent(opts.src)}${opts.diag ? '&diag=1' : ''}`;
 
   let browser;
   try {
@@ -256,6 +260,7 @@ function summarize(seen, browserVersion, opts) {
     browser: browserVersion,
     seconds_requested: opts.seconds,
   };
+  if (c.diag) report.diag = { ...c.diag, log: c.diagLog };
   if (c.fatal) report.failure = `hls.js fatal error: ${c.fatal.type}/${c.fatal.details}`;
   else if (firstPlaying === null) report.failure = `no 'playing' event within ${opts.startupTimeout} s`;
   else if (!playing) report.failure = `playback stopped: media clock at ${round(seen.video.currentTime)} s did not move in the last ${tailMs / 1000} s`;
