@@ -119,7 +119,10 @@ async fn hlsjs_in_chromium_plays_video_and_audio_near_the_live_edge() {
     let advanced = number(&report, "/current_time_advanced_s");
     // 15 s sampled; hls.js 1.7.4's start-up race (see player-test/browser/index.html) can
     // cost one stall of about 2 s, after which it catches up at up to 1.5x.
-    assert!(advanced >= 10.0, "media clock moved only {advanced} s: {report:#}");
+    assert!(
+        advanced >= 10.0,
+        "media clock moved only {advanced} s: {report:#}"
+    );
 
     // Video: the published 640x360, decoded frame by frame at ~29.97 fps.
     assert_eq!(number(&report, "/video/width"), 640.0, "{report:#}");
