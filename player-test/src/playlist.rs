@@ -117,13 +117,51 @@ pub struct Part {
     pub independent: bool,
 }
 
-fn reader(text: &str) -> Reader<&str, NoCustomTag> {
-    Reader::from_str(
-        text,
-        ParsingOptionsBuilder::new()
+/// The lines of a playlist after its `#EXTM3U` header (RFC 8216bis §4.4.1.1). Lines
+/// quick-m3u8 cannot read become findings; a playlist not starting with the header, or
+/// empty, is an error.
+struct Lines<'a> {
+    reader: Reader<&'a str, NoCustomTag>,
+    header_seen: bool,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Self {
+        let options = ParsingOptionsBuilder::new()
             .with_parsing_for_all_tags()
-            .build(),
-    )
+            .build();
+        Lines {
+            reader: Reader::from_str(text, options),
+            header_seen: false,
+        }
+    }
+
+    fn next(
+        &mut self,
+        findings: &mut Vec<String>,
+    ) -> Result<Option<HlsLine<'a, NoCustomTag>>, PlaylistError> {
+        loop {
+            let line = match self.reader.read_line() {
+                Ok(Some(line)) => line,
+                Ok(None) if self.header_seen => return Ok(None),
+                Ok(None) => return Err(PlaylistError::MissingHeader),
+                Err(error) => {
+                    findings.push(format!(
+                        "quick-m3u8 could not read `{}`: {:?}",
+                        error.errored_line, error.error
+                    ));
+                    continue;
+                }
+            };
+            if self.header_seen {
+                return Ok(Some(line));
+            }
+            match line {
+                HlsLine::KnownTag(KnownTag::Hls(hls::Tag::M3u(_))) => self.header_seen = true,
+                _ => return Err(PlaylistError::MissingHeader),
+            }
+        }
+    }
 }
 
 /// A known tag quick-m3u8 refused (it comes back as an unknown tag carrying the validation
@@ -139,35 +177,14 @@ fn finding_for_unknown(tag: &quick_m3u8::tag::UnknownTag<'_>) -> Option<String> 
 
 /// Reads a multivariant playlist.
 pub fn parse_master(text: &str) -> Result<MasterPlaylist, PlaylistError> {
-    let mut reader = reader(text);
+    let mut lines = Lines::new(text);
     let mut master = MasterPlaylist {
         variants: Vec::new(),
         audio: Vec::new(),
         parser_findings: Vec::new(),
     };
-    let mut header_seen = false;
     let mut pending: Option<Variant> = None;
-    loop {
-        let line = match reader.read_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(error) => {
-                master.parser_findings.push(format!(
-                    "quick-m3u8 could not read `{}`: {:?}",
-                    error.errored_line, error.error
-                ));
-                continue;
-            }
-        };
-        if !header_seen {
-            match line {
-                HlsLine::KnownTag(KnownTag::Hls(hls::Tag::M3u(_))) => {
-                    header_seen = true;
-                    continue;
-                }
-                _ => return Err(PlaylistError::MissingHeader),
-            }
-        }
+    while let Some(line) = lines.next(&mut master.parser_findings)? {
         match line {
             HlsLine::KnownTag(KnownTag::Hls(hls::Tag::StreamInf(tag))) => {
                 pending = Some(Variant {
@@ -203,9 +220,6 @@ pub fn parse_master(text: &str) -> Result<MasterPlaylist, PlaylistError> {
             _ => {}
         }
     }
-    if !header_seen {
-        return Err(PlaylistError::MissingHeader);
-    }
     Ok(master)
 }
 
@@ -220,7 +234,7 @@ struct PendingSegment {
 
 /// Reads a media playlist (full or delta update).
 pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
-    let mut reader = reader(text);
+    let mut lines = Lines::new(text);
     let mut playlist = MediaPlaylist {
         version: None,
         target_duration: 0,
@@ -235,34 +249,13 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
         parser_findings: Vec::new(),
     };
     let mut target_duration = None;
-    let mut header_seen = false;
     let mut map_uri: Option<String> = None;
     let mut pending = PendingSegment::default();
     // Segments are numbered after the whole playlist is read: EXT-X-MEDIA-SEQUENCE and
     // EXT-X-SKIP may legally follow nothing but must precede the first segment, yet a
     // misplaced one should still number the segments the way the server meant.
     let mut segments: Vec<Segment> = Vec::new();
-    loop {
-        let line = match reader.read_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => break,
-            Err(error) => {
-                playlist.parser_findings.push(format!(
-                    "quick-m3u8 could not read `{}`: {:?}",
-                    error.errored_line, error.error
-                ));
-                continue;
-            }
-        };
-        if !header_seen {
-            match line {
-                HlsLine::KnownTag(KnownTag::Hls(hls::Tag::M3u(_))) => {
-                    header_seen = true;
-                    continue;
-                }
-                _ => return Err(PlaylistError::MissingHeader),
-            }
-        }
+    while let Some(line) = lines.next(&mut playlist.parser_findings)? {
         match line {
             HlsLine::KnownTag(KnownTag::Hls(tag)) => match tag {
                 hls::Tag::Version(t) => playlist.version = Some(t.version()),
@@ -325,9 +318,6 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             }
             _ => {}
         }
-    }
-    if !header_seen {
-        return Err(PlaylistError::MissingHeader);
     }
     let first_msn = playlist.media_sequence + playlist.skipped_segments.unwrap_or(0);
     if pending.extinf.is_some() {
