@@ -205,16 +205,6 @@ impl Segment {
         self.bytes.is_none()
     }
 
-    /// Each part with its start, media seconds.
-    fn parts_with_start(&self) -> impl Iterator<Item = (u32, &StoredPart, f64)> {
-        let mut start = self.start;
-        (0u32..).zip(&self.parts).map(move |(index, part)| {
-            let part_start = start;
-            start += part.duration;
-            (index, part, part_start)
-        })
-    }
-
     /// Joins the parts into the segment body and re-points every part at its slice of it,
     /// so a complete segment's bytes are held once.
     fn complete(&mut self) {
@@ -727,9 +717,9 @@ impl RenditionWindow {
     /// found.
     pub(crate) fn part(&self, position: PartPosition) -> Lookup {
         if let Some(segment) = self.segment(position.msn) {
-            if let Some((_, stored, _)) = segment
-                .parts_with_start()
-                .find(|&(index, _, _)| index == position.part)
+            if let Some(stored) = usize::try_from(position.part)
+                .ok()
+                .and_then(|index| segment.parts.get(index))
             {
                 return if self.part_fetchable(segment) {
                     Lookup::Found(stored.bytes.clone())
@@ -824,18 +814,21 @@ impl RenditionWindow {
                 program_date_time_ms: segment.program_date_time_ms,
                 discontinuity: segment.discontinuity,
                 map_uri: resource::init_uri(segment.init_version),
-                parts: segment
-                    .parts_with_start()
-                    .filter(|_| self.parts_listed(segment))
-                    .map(|(index, part, _)| PartEntry {
-                        duration: part.duration,
-                        uri: resource::part_uri(PartPosition {
-                            msn: segment.msn,
-                            part: index,
-                        }),
-                        independent: part.independent,
-                    })
-                    .collect(),
+                parts: if self.parts_listed(segment) {
+                    (0u32..)
+                        .zip(&segment.parts)
+                        .map(|(index, part)| PartEntry {
+                            duration: part.duration,
+                            uri: resource::part_uri(PartPosition {
+                                msn: segment.msn,
+                                part: index,
+                            }),
+                            independent: part.independent,
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
             })
             .collect();
         MediaPlaylist {

@@ -118,6 +118,27 @@ struct Publishing {
     guard: SessionGuard,
     tx: mpsc::Sender<StampedEvent>,
     flv: FlvToStream,
+    metrics: MediaMetrics,
+}
+
+/// Per-frame counters, resolved once per publish rather than looked up on every frame.
+struct MediaMetrics {
+    bytes: metrics::Counter,
+    dropped_frames: metrics::Counter,
+    video_frames: metrics::Counter,
+    audio_frames: metrics::Counter,
+}
+
+impl MediaMetrics {
+    fn new() -> Self {
+        let frames = |track: &'static str| metrics::counter!("floodlight_ingest_frames_total", "protocol" => "rtmp", "track" => track);
+        MediaMetrics {
+            bytes: metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp"),
+            dropped_frames: metrics::counter!("floodlight_ingest_dropped_frames_total", "protocol" => "rtmp"),
+            video_frames: frames("video"),
+            audio_frames: frames("audio"),
+        }
+    }
 }
 
 struct Connection {
@@ -368,6 +389,7 @@ impl Connection {
             guard,
             tx,
             flv: FlvToStream::default(),
+            metrics: MediaMetrics::new(),
         });
         Ok(session.accept_request(request_id)?)
     }
@@ -404,21 +426,23 @@ impl Connection {
         counters
             .bytes
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp")
-            .increment(body.len() as u64);
+        p.metrics.bytes.increment(body.len() as u64);
         if converted.dropped > 0 {
             counters
                 .dropped_frames
                 .fetch_add(converted.dropped, Ordering::Relaxed);
-            metrics::counter!("floodlight_ingest_dropped_frames_total", "protocol" => "rtmp")
-                .increment(converted.dropped);
+            p.metrics.dropped_frames.increment(converted.dropped);
         }
         let received_at_ms = unix_millis();
+        let frames = if video {
+            &p.metrics.video_frames
+        } else {
+            &p.metrics.audio_frames
+        };
         for event in converted.events {
             if matches!(event, StreamEvent::Frame(_)) {
                 counters.frames.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("floodlight_ingest_frames_total", "protocol" => "rtmp", "track" => track)
-                    .increment(1);
+                frames.increment(1);
             }
             p.tx.send(StampedEvent {
                 event,
