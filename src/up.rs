@@ -11,8 +11,10 @@ use floodlight_control::{
     Store,
 };
 use floodlight_ingest::{
-    AuthorizeError, BoxFuture, Ingest, Protocol, StampedEvent, StreamHandler, StreamKeyAuthorizer,
+    BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
+    PullSource, SessionChange, StampedEvent, StreamHandler,
 };
+use floodlight_media::StreamSettings;
 use floodlight_origin::Origin;
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -23,20 +25,35 @@ use tracing::info;
 use crate::config::Config;
 
 /// Ingest asks the control plane's store whether a stream key may publish.
-struct StoreAuthorizer(Store);
+struct StoreAuthority(Store);
 
-impl StreamKeyAuthorizer for StoreAuthorizer {
+impl IngestAuthority for StoreAuthority {
     fn authorize<'a>(
         &'a self,
-        stream_key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, AuthorizeError>> {
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<PublishGrant, PublishRefusal>> {
         Box::pin(async move {
-            self.0
-                .authorize_stream_key(stream_key)
+            let event_id = self
+                .0
+                .authorize_stream_key(request.stream_key)
                 .await
-                .map(|id| id.map(EventId::into_string))
-                .map_err(|e| AuthorizeError::Unavailable(e.to_string()))
+                .map_err(|e| PublishRefusal::Unavailable(e.to_string()))?
+                .ok_or(PublishRefusal::UnknownKey)?
+                .into_string();
+            if request.event_id.is_some_and(|named| named != event_id) {
+                return Err(PublishRefusal::UnknownKey);
+            }
+            Ok(PublishGrant {
+                event_id,
+                ..PublishGrant::default()
+            })
         })
+    }
+
+    fn session_changed(&self, _event_id: &str, _change: SessionChange) {}
+
+    fn pull_sources(&self) -> BoxFuture<'_, Result<Vec<PullSource>, PublishRefusal>> {
+        Box::pin(async { Ok(Vec::new()) })
     }
 }
 
@@ -44,8 +61,12 @@ impl StreamKeyAuthorizer for StoreAuthorizer {
 struct LocalTranscoder(Transcoder);
 
 impl StreamHandler for LocalTranscoder {
-    fn begin_session(&self, event_id: &str) -> mpsc::Sender<StampedEvent> {
-        self.0.begin_session(event_id)
+    fn begin_session(
+        &self,
+        event_id: &str,
+        settings: &StreamSettings,
+    ) -> mpsc::Sender<StampedEvent> {
+        self.0.begin_session(event_id, settings)
     }
 }
 
@@ -69,6 +90,9 @@ impl LiveStatusSource for LiveView {
                 Some(UNIX_EPOCH + Duration::from_millis(session.started_at_ms.max(0) as u64));
             status.protocol = Some(match session.protocol {
                 Protocol::Rtmp => IngestProtocol::Rtmp,
+                Protocol::Srt => IngestProtocol::Srt,
+                Protocol::Whip => IngestProtocol::Whip,
+                Protocol::Rtsp => IngestProtocol::Rtsp,
             });
             status.ingest_bitrate_bps = Some(session.bitrate_bps);
         }
@@ -175,7 +199,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     .context("starting the control plane")?;
     let ingest = Ingest::new(
         config.ingest.clone(),
-        Arc::new(StoreAuthorizer(control.store().clone())),
+        Arc::new(StoreAuthority(control.store().clone())),
         Arc::new(LocalTranscoder(transcoder)),
     );
     let _ = live.ingest.set(ingest.clone());

@@ -34,12 +34,15 @@ pub struct LiveStatus {
     pub renditions: Vec<RenditionStatus>,
 }
 
-/// Publisher protocols (ARCHITECTURE.md, "The flow"); more arrive with SRT, WHIP and RTSP.
+/// Publisher protocols (ARCHITECTURE.md, "The flow").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IngestProtocol {
     Rtmp,
+    Srt,
+    Whip,
+    Rtsp,
 }
 
 /// One rendition, with the attributes its master-playlist entry carries

@@ -4,7 +4,7 @@
 //!
 //! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`; SRT, WHIP and
 //! RTSP come next). What ingest needs from its neighbours is named by two small traits,
-//! [`StreamKeyAuthorizer`] (the control plane) and [`StreamHandler`] (the transcoder),
+//! [`IngestAuthority`] (the control plane) and [`StreamHandler`] (the transcoder),
 //! which the binary wires in-process or over the network.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -17,5 +17,6 @@ pub use config::{IngestConfig, RtmpConfig};
 pub use floodlight_media::StampedEvent;
 pub use rtmp::serve_rtmp;
 pub use session::{
-    AuthorizeError, BoxFuture, Ingest, Protocol, SessionStatus, StreamHandler, StreamKeyAuthorizer,
+    BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
+    PullSource, RtspTransport, SessionChange, SessionStatus, StreamHandler,
 };

@@ -9,27 +9,115 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use floodlight_media::StampedEvent;
+use floodlight_media::{StampedEvent, StreamSettings};
 use tokio::sync::mpsc;
 
 use crate::config::IngestConfig;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The control plane's side of publishing: may this stream key publish, and to which event?
-pub trait StreamKeyAuthorizer: Send + Sync + 'static {
-    /// `Ok(Some(event_id))` when the key is valid. Implementations must not log the key.
-    fn authorize<'a>(
-        &'a self,
-        stream_key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, AuthorizeError>>;
+/// What a publisher presents when it asks to publish.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRequest<'a> {
+    /// The secret stream key. Implementations must never log it.
+    pub stream_key: &'a str,
+    pub protocol: Protocol,
+    pub remote_addr: SocketAddr,
+    /// The event the publisher named besides its key (WHIP's `/whip/{event_id}`); `None`
+    /// when the key alone names the event (RTMP, SRT).
+    pub event_id: Option<&'a str>,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// A yes from the control plane: the event, and how it wants to be published and served.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishGrant {
+    pub event_id: String,
+    /// Packaging and playback settings the stream is handed downstream with.
+    pub settings: StreamSettings,
+    /// The event accepts a second (backup) publisher beside the live one; it takes over
+    /// when the live one stops sending.
+    pub backup_ingest: bool,
+    /// SRT only: the AES passphrase the publisher must use (10 to 79 characters).
+    pub srt_passphrase: Option<String>,
+    /// SRT only: the receiver latency, overriding `ingest.srt.latency_ms`.
+    pub srt_latency_ms: Option<u32>,
+}
+
+/// A no from the control plane, or no answer at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AuthorizeError {
+pub enum PublishRefusal {
+    /// No event has this key (or it was revoked), or it belongs to another event than the
+    /// one named.
+    #[error("unknown stream key")]
+    UnknownKey,
+    /// The key is valid but publishing is not allowed now; the reason is safe to show the
+    /// publisher (outside the event's window, event cancelled, protocol not allowed…).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed key attempts from this address; try again later.
+    #[error("too many failed stream key attempts, retry later")]
+    RateLimited,
+    /// The control plane could not be asked.
     #[error("stream key check unavailable: {0}")]
     Unavailable(String),
+}
+
+/// A change in an event's publishing, reported to the control plane (which moves the
+/// event `live` on the first publish and `ended` after the reconnect grace period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionChange {
+    Started { protocol: Protocol },
+    Stopped { protocol: Protocol },
+}
+
+/// How an RTSP source is pulled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// RTP interleaved in the RTSP TCP connection (RFC 7826 §14), the default: it crosses
+    /// NATs and firewalls.
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// An event whose media ingest pulls from an RTSP server, to pull now.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PullSource {
+    pub event_id: String,
+    /// `rtsp://[user:password@]host[:port]/path`. Holds credentials: never log it whole.
+    pub url: String,
+    pub transport: RtspTransport,
+    pub settings: StreamSettings,
+}
+
+impl std::fmt::Debug for PullSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSource")
+            .field("event_id", &self.event_id)
+            .field("url", &"<redacted>")
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+/// The control plane as ingest needs it: may this key publish, what happened to an
+/// event's publishing, and which RTSP sources to pull.
+pub trait IngestAuthority: Send + Sync + 'static {
+    /// Decides a publish request. Implementations must not log the key.
+    fn authorize<'a>(
+        &'a self,
+        request: PublishRequest<'a>,
+    ) -> BoxFuture<'a, Result<PublishGrant, PublishRefusal>>;
+
+    /// Reports a publisher session starting or stopping. Must not block: implementations
+    /// record it in the background.
+    fn session_changed(&self, event_id: &str, change: SessionChange);
+
+    /// The RTSP sources to pull now: events with an `rtsp://` source inside their
+    /// publishing window. Ingest polls it; a source that disappears is stopped.
+    fn pull_sources(&self) -> BoxFuture<'_, Result<Vec<PullSource>, PublishRefusal>>;
 }
 
 /// The transcoder's side: where a publisher session's events go.
@@ -37,13 +125,20 @@ pub trait StreamHandler: Send + Sync + 'static {
     /// A publisher session for `event_id` begins. A session that follows an earlier one
     /// within the reconnect grace period continues the same stream (same numbering, a
     /// discontinuity); that is the handler's business.
-    fn begin_session(&self, event_id: &str) -> mpsc::Sender<StampedEvent>;
+    fn begin_session(
+        &self,
+        event_id: &str,
+        settings: &StreamSettings,
+    ) -> mpsc::Sender<StampedEvent>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Rtmp,
+    Srt,
+    Whip,
+    Rtsp,
 }
 
 /// A live publisher session as the control plane shows it.
@@ -80,7 +175,7 @@ struct ActiveSession {
 #[derive(Clone)]
 pub struct Ingest {
     pub(crate) config: Arc<IngestConfig>,
-    pub(crate) authorizer: Arc<dyn StreamKeyAuthorizer>,
+    pub(crate) authority: Arc<dyn IngestAuthority>,
     pub(crate) handler: Arc<dyn StreamHandler>,
     sessions: Arc<Mutex<HashMap<String, ActiveSession>>>,
 }
@@ -102,12 +197,12 @@ impl Drop for SessionGuard {
 impl Ingest {
     pub fn new(
         config: IngestConfig,
-        authorizer: Arc<dyn StreamKeyAuthorizer>,
+        authority: Arc<dyn IngestAuthority>,
         handler: Arc<dyn StreamHandler>,
     ) -> Self {
         Ingest {
             config: Arc::new(config),
-            authorizer,
+            authority,
             handler,
             sessions: Arc::default(),
         }

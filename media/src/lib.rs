@@ -15,8 +15,9 @@ pub mod package;
 pub mod playlist;
 pub mod push;
 pub mod stream;
+pub mod token;
 pub mod track;
 
 pub use frame::{Frame, TIMESCALE, TrackKind};
-pub use stream::{StampedEvent, StreamEvent};
+pub use stream::{PlaybackAccess, StampedEvent, StreamEvent, StreamSettings};
 pub use track::{AacConfig, AvcConfig, CodecParams, TrackParams};

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stream::PlaybackAccess;
+
 /// Path prefix of the push API on the origin.
 pub const PUSH_PREFIX: &str = "/push/v1";
 
@@ -42,6 +44,9 @@ pub struct RenditionDescriptor {
     pub part_target_ms: u32,
     /// The segment duration the packager aims for, milliseconds.
     pub segment_target_ms: u32,
+    /// Who may play the stream; the latest descriptor pushed for any rendition decides.
+    #[serde(default)]
+    pub access: PlaybackAccess,
 }
 
 /// Metadata of one pushed part, sent as the query string of its PUT.

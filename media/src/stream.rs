@@ -1,8 +1,37 @@
 //! What an ingest session hands downstream: the unit of the ingest → transcoder contract,
 //! whether that is an in-process channel (`floodlight up`) or the media transport.
 
+use serde::{Deserialize, Serialize};
+
 use crate::frame::Frame;
 use crate::track::TrackParams;
+
+/// Who may play a stream. The control plane decides it per event; it travels with the
+/// stream (ingest grant → transcoder → the origin's rendition descriptor), so the origin
+/// enforces it without asking the control plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaybackAccess {
+    /// Anyone with the URL.
+    #[default]
+    Public,
+    /// Every playlist, init, part and segment request needs a valid playback token
+    /// ([`crate::token`]).
+    Token,
+}
+
+/// Per-event settings a stream is packaged and served with, chosen in the control plane.
+/// `None` means the service's configured default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSettings {
+    pub access: PlaybackAccess,
+    /// PART-TARGET in milliseconds (100 – 1000).
+    pub part_target_ms: Option<u32>,
+    /// DVR window length, seconds.
+    pub dvr_window_secs: Option<u32>,
+    /// Name of the ladder profile to transcode with.
+    pub ladder: Option<String>,
+}
 
 /// Events of one publisher session, in order. A session starts with `Tracks` before the
 /// first `Frame`; `Tracks` may repeat when the publisher changes codec parameters

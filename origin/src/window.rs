@@ -934,6 +934,7 @@ pub(crate) mod tests {
             channels: (kind == RenditionKind::Audio).then_some(2),
             part_target_ms: 250,
             segment_target_ms: 1000,
+            access: Default::default(),
         }
     }
 

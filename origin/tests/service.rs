@@ -122,6 +122,7 @@ fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
         channels: (!video).then_some(2),
         part_target_ms: 250,
         segment_target_ms: 1000,
+        access: Default::default(),
     }
 }
 

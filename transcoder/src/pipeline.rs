@@ -8,7 +8,7 @@ use std::time::Duration;
 use floodlight_media::package::{
     AUDIO_RENDITION, PackagerConfig, SOURCE_RENDITION, StreamPackager,
 };
-use floodlight_media::{StampedEvent, StreamEvent, TIMESCALE};
+use floodlight_media::{StampedEvent, StreamEvent, StreamSettings, TIMESCALE};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
@@ -65,7 +65,13 @@ impl Transcoder {
 
     /// The sender for a new publisher session of `event_id`: the stream's running pipeline
     /// if it is still within its reconnect grace period, a new pipeline otherwise.
-    pub fn begin_session(&self, event_id: &str) -> mpsc::Sender<StampedEvent> {
+    /// `settings` apply to a new pipeline; a running one keeps those it started with
+    /// (PART-TARGET, say, is fixed for a stream's life).
+    pub fn begin_session(
+        &self,
+        event_id: &str,
+        settings: &StreamSettings,
+    ) -> mpsc::Sender<StampedEvent> {
         let mut streams = lock(&self.inner.streams);
         if let Some(entry) = streams.get(event_id)
             && !entry.tx.is_closed()
@@ -84,7 +90,14 @@ impl Transcoder {
         );
         let span = tracing::info_span!("stream", event = event_id);
         tokio::spawn(
-            run_stream(self.inner.clone(), event_id.to_string(), rx, sessions).instrument(span),
+            run_stream(
+                self.inner.clone(),
+                event_id.to_string(),
+                settings.clone(),
+                rx,
+                sessions,
+            )
+            .instrument(span),
         );
         tx
     }
@@ -98,6 +111,7 @@ impl Transcoder {
 async fn run_stream(
     inner: Arc<Inner>,
     event_id: String,
+    settings: StreamSettings,
     mut rx: mpsc::Receiver<StampedEvent>,
     sessions: Arc<AtomicU64>,
 ) {
@@ -106,9 +120,10 @@ async fn run_stream(
     let renditions = [SOURCE_RENDITION, AUDIO_RENDITION];
     let first_msn = next_msn(&inner.push, &config.origins, &event_id, &renditions).await;
     let mut packager = StreamPackager::new(PackagerConfig {
-        part_target: ticks(config.part_target_ms),
+        part_target: ticks(settings.part_target_ms.unwrap_or(config.part_target_ms)),
         segment_target: ticks(config.segment_target_ms),
         first_msn,
+        access: settings.access,
     });
     let mut pushers: Vec<OriginPusher> = config
         .origins

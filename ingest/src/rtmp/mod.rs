@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument, debug, info, warn};
 
-use crate::session::{Ingest, Protocol, SessionGuard, unix_millis};
+use crate::session::{Ingest, Protocol, PublishRefusal, PublishRequest, SessionGuard, unix_millis};
 use to_stream::FlvToStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ enum RtmpError {
         source: FlvError,
     },
     #[error("refused: {0}")]
-    Refused(&'static str),
+    Refused(String),
     #[error("transcoder for this stream is gone")]
     DownstreamGone,
 }
@@ -110,7 +110,7 @@ fn reject(reason: &'static str) {
 struct Refusal {
     metric: &'static str,
     code: &'static str,
-    description: &'static str,
+    description: String,
 }
 
 struct Publishing {
@@ -253,11 +253,17 @@ impl Connection {
                 let app = strip_query(&app_name);
                 if app != self.ingest.config.rtmp.app {
                     warn!(app, "rtmp connect to unknown application refused");
-                    return self.refuse(session, request_id, Refusal {
-                        metric: "unknown_app",
-                        code: "NetConnection.Connect.Rejected",
-                        description: "unknown application: publish to rtmp://HOST:1935/live/{stream_key}",
-                    });
+                    return self.refuse(
+                        session,
+                        request_id,
+                        Refusal {
+                            metric: "unknown_app",
+                            code: "NetConnection.Connect.Rejected",
+                            description:
+                                "unknown application: publish to rtmp://HOST:1935/live/{stream_key}"
+                                    .to_string(),
+                        },
+                    );
                 }
                 Ok(session.accept_request(request_id)?)
             }
@@ -302,7 +308,7 @@ impl Connection {
                 Refusal {
                     metric: "play_requested",
                     code: "NetStream.Play.Failed",
-                    description: "playback over RTMP is not offered; watch over HLS",
+                    description: "playback over RTMP is not offered; watch over HLS".to_string(),
                 },
             ),
             _ => Ok(vec![]),
@@ -317,8 +323,9 @@ impl Connection {
         refusal: Refusal,
     ) -> Result<Vec<ServerSessionResult>, RtmpError> {
         reject(refusal.metric);
+        let result = session.reject_request(request_id, refusal.code, &refusal.description);
         self.closing = Some(RtmpError::Refused(refusal.description));
-        Ok(session.reject_request(request_id, refusal.code, refusal.description)?)
+        Ok(result?)
     }
 
     async fn on_publish(
@@ -334,41 +341,40 @@ impl Connection {
                 Refusal {
                     metric: "second_publish",
                     code: "NetStream.Publish.BadName",
-                    description: "this connection is already publishing",
+                    description: "this connection is already publishing".to_string(),
                 },
             );
         }
         // Never log the key itself: it is a publishing credential.
-        let event_id = match self.ingest.authorizer.authorize(stream_key).await {
-            Ok(Some(event_id)) => event_id,
-            Ok(None) => {
-                warn!(
-                    key_len = stream_key.len(),
-                    "publish refused: unknown stream key"
-                );
+        let request = PublishRequest {
+            stream_key,
+            protocol: Protocol::Rtmp,
+            remote_addr: self.peer,
+            event_id: None,
+        };
+        let grant = match self.ingest.authority.authorize(request).await {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                // Never log the key itself: it is a publishing credential.
+                warn!(key_len = stream_key.len(), %refusal, "publish refused");
+                let (metric, code) = match refusal {
+                    PublishRefusal::UnknownKey => ("unknown_key", "NetStream.Publish.BadName"),
+                    PublishRefusal::Forbidden(_) => ("forbidden", "NetStream.Publish.Denied"),
+                    PublishRefusal::RateLimited => ("rate_limited", "NetStream.Publish.Denied"),
+                    _ => ("auth_unavailable", "NetStream.Publish.Failed"),
+                };
                 return self.refuse(
                     session,
                     request_id,
                     Refusal {
-                        metric: "unknown_key",
-                        code: "NetStream.Publish.BadName",
-                        description: "unknown stream key",
-                    },
-                );
-            }
-            Err(e) => {
-                warn!(error = %e, "publish refused: stream key check failed");
-                return self.refuse(
-                    session,
-                    request_id,
-                    Refusal {
-                        metric: "auth_unavailable",
-                        code: "NetStream.Publish.Failed",
-                        description: "stream key check unavailable, retry later",
+                        metric,
+                        code,
+                        description: refusal.to_string(),
                     },
                 );
             }
         };
+        let event_id = grant.event_id;
         tracing::Span::current().record("event", event_id.as_str());
         let Some(guard) = self.ingest.claim(&event_id, Protocol::Rtmp, self.peer) else {
             warn!("publish refused: the event already has a live publisher");
@@ -378,11 +384,14 @@ impl Connection {
                 Refusal {
                     metric: "already_publishing",
                     code: "NetStream.Publish.BadName",
-                    description: "this event already has a live publisher",
+                    description: "this event already has a live publisher".to_string(),
                 },
             );
         };
-        let tx = self.ingest.handler.begin_session(&event_id);
+        let tx = self
+            .ingest
+            .handler
+            .begin_session(&event_id, &grant.settings);
         info!("publish started");
         self.publishing = Some(Publishing {
             event_id,

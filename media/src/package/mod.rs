@@ -22,7 +22,7 @@ use bytes::Bytes;
 use crate::cmaf::{self, Fragment, Sample};
 use crate::frame::{Frame, TIMESCALE, TrackKind};
 use crate::push::{PartMeta, RenditionDescriptor, RenditionKind};
-use crate::stream::StreamEvent;
+use crate::stream::{PlaybackAccess, StreamEvent};
 use crate::track::{CodecParams, TrackParams};
 use cutter::{CutPart, CutterSample, PartCutter, SegmentPolicy, SegmentTarget};
 use timeline::{AudioClock, Placement, StreamTimeline, rescale, rescale_ceil, rescale_floor};
@@ -62,6 +62,8 @@ pub struct PackagerConfig {
     pub segment_target: u32,
     /// MSN of the first segment (a transcoder taking over continues the numbering).
     pub first_msn: u64,
+    /// Who may play the stream, carried in every rendition descriptor.
+    pub access: PlaybackAccess,
 }
 
 impl Default for PackagerConfig {
@@ -70,6 +72,7 @@ impl Default for PackagerConfig {
             part_target: 18_000,
             segment_target: 180_000,
             first_msn: 0,
+            access: PlaybackAccess::Public,
         }
     }
 }
@@ -281,6 +284,7 @@ impl Rendition {
             channels,
             part_target_ms: self.part_target_ms,
             segment_target_ms: config.segment_target / 90,
+            access: config.access,
         }
     }
 }

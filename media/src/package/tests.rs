@@ -675,6 +675,7 @@ fn default_config_is_200ms_parts_and_2s_segments() {
             part_target: 18_000,
             segment_target: 180_000,
             first_msn: 0,
+            access: PlaybackAccess::Public,
         }
     );
 }
