@@ -17,12 +17,25 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)          # publisher + decoder in tests
 command -v curl >/dev/null 2>&1 || missing+=(curl)              # quick start's API call
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+# Building: libav through ffmpeg-next (the transcoder's decoders and encoders) links the
+# system FFmpeg libraries, and its bindings are generated with libclang.
+for pkg in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+    libavfilter-dev libavdevice-dev libclang-dev clang; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
 # The browser test (tests/browser_hlsjs.rs): hls.js in Debian's Chromium, which plays
 # H.264/AAC in MSE, driven from Node.js by playwright-core.
 if ! $runtime_only; then
     [ -x /usr/bin/chromium ] || missing+=(chromium)
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     command -v npm >/dev/null 2>&1 || missing+=(npm)
+    # RTSP pull tests serve a test pattern from GStreamer's RTSP server (Python bindings
+    # of Debian's python3); SRT tests use srt-tools beside ffmpeg's libsrt.
+    for pkg in srt-tools python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+        gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad \
+        gstreamer1.0-libav python3-venv; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"

@@ -20,6 +20,7 @@ use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tracing::info;
 
 use crate::config::Config;
@@ -205,27 +206,30 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     let _ = live.ingest.set(ingest.clone());
 
     let stop = shutdown_signal();
-    let origin_task = tokio::spawn(floodlight_origin::run(
-        origin_listener,
-        origin,
-        signalled(stop.clone()),
-    ));
-    let control_task = tokio::spawn(floodlight_control::run(
-        control_listener,
-        control,
-        signalled(stop.clone()),
-    ));
-    let rtmp_task = tokio::spawn(floodlight_ingest::serve_rtmp(
-        ingest,
-        rtmp_listener,
-        signalled(stop.clone()),
-    ));
+    // One task per listener; the process ends when the first one fails or all finish.
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_origin::run(origin_listener, origin, signalled(s))
+            .await
+            .context("origin")
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_control::run(control_listener, control, signalled(s))
+            .await
+            .context("control API")
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_ingest::serve_rtmp(ingest, rtmp_listener, signalled(s)).await;
+        Ok(())
+    });
 
     print_next_steps(&config, &urls, control_addr);
-    let (o, c, r) = tokio::join!(origin_task, control_task, rtmp_task);
-    o?.context("origin")?;
-    c?.context("control API")?;
-    r?;
+    while let Some(result) = tasks.join_next().await {
+        result.context("a service task panicked")??;
+    }
     Ok(())
 }
 
