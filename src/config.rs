@@ -67,7 +67,12 @@ impl Config {
             if matches!(key, "CONFIG" | "DATA_DIR_OVERRIDE") {
                 continue;
             }
-            let path: Vec<String> = key.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            // The name for the bootstrap admin key, kept short for automation.
+            let path: Vec<String> = if key == "ADMIN_KEY" {
+                vec!["control".to_string(), "admin_key".to_string()]
+            } else {
+                key.split("__").map(|p| p.to_ascii_lowercase()).collect()
+            };
             set_path(&mut table, &path, parse_env_value(&value))
                 .with_context(|| format!("environment variable {name}"))?;
         }
@@ -162,6 +167,21 @@ mod tests {
         ];
         let config = Config::load(None, env).unwrap();
         assert_eq!(config.ingest.rtmp.listen.to_string(), "127.0.0.1:19350");
+        let admin_key = "an admin key of more than 32 characters";
+        let env = [("FLOODLIGHT_ADMIN_KEY".to_string(), admin_key.to_string())];
+        let with_key = Config::load(None, env).unwrap();
+        assert_eq!(
+            with_key
+                .control
+                .admin_key
+                .as_ref()
+                .map(|k| k.expose_secret()),
+            Some(admin_key)
+        );
+        assert!(
+            !format!("{with_key:?}").contains(admin_key),
+            "redacted in Debug"
+        );
         assert_eq!(config.transcoder.part_target_ms, 300);
         assert_eq!(config.public_host, "tv.example");
     }

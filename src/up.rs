@@ -7,14 +7,15 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use floodlight_control::{
-    Control, EventId, IngestProtocol, LiveStatus, LiveStatusSource, PublicUrls, RenditionStatus,
-    Store,
+    Control, EventId, IngestProtocol, LiveStatus, LiveStatusSource, PublicUrls, PublishCheck,
+    PublishDenied, PublishPermit, PublisherStatus, RenditionStatus,
+    RtspTransport as ControlRtspTransport, Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
-    PullSource, SessionChange, StampedEvent, StreamHandler,
+    PullSource, RtspTransport, SessionChange, StampedEvent, StreamHandler,
 };
-use floodlight_media::StreamSettings;
+use floodlight_media::{PlaybackAccess, StreamSettings};
 use floodlight_origin::Origin;
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -25,8 +26,59 @@ use tracing::info;
 
 use crate::config::Config;
 
-/// Ingest asks the control plane's store whether a stream key may publish.
-struct StoreAuthority(Store);
+/// Ingest asks the control plane whether a stream key may publish, reports publishing
+/// sessions to it, and asks it what to pull over RTSP.
+struct StoreAuthority(Control, mpsc::UnboundedSender<(String, SessionChange)>);
+
+impl StoreAuthority {
+    /// The adapter, and the task that records session changes one after another.
+    /// Unbounded: changes come at the pace publishers connect and disconnect.
+    fn new(control: Control) -> StoreAuthority {
+        let (changes, mut queue) = mpsc::unbounded_channel::<(String, SessionChange)>();
+        let recorder = control.clone();
+        tokio::spawn(async move {
+            while let Some((event_id, change)) = queue.recv().await {
+                let result = match change {
+                    SessionChange::Started { protocol } => {
+                        recorder
+                            .publish_started(&event_id, control_protocol(protocol))
+                            .await
+                    }
+                    SessionChange::Stopped { protocol } => {
+                        recorder
+                            .publish_stopped(&event_id, control_protocol(protocol))
+                            .await
+                    }
+                };
+                if let Err(error) = result {
+                    tracing::warn!(%event_id, %error, "could not record a publishing change");
+                }
+            }
+        });
+        StoreAuthority(control, changes)
+    }
+}
+
+fn control_protocol(protocol: Protocol) -> IngestProtocol {
+    match protocol {
+        Protocol::Rtmp => IngestProtocol::Rtmp,
+        Protocol::Srt => IngestProtocol::Srt,
+        Protocol::Whip => IngestProtocol::Whip,
+        Protocol::Rtsp => IngestProtocol::Rtsp,
+    }
+}
+
+fn stream_settings(permit: &PublishPermit) -> StreamSettings {
+    StreamSettings {
+        access: match permit.visibility {
+            Visibility::Public => PlaybackAccess::Public,
+            Visibility::Entitled => PlaybackAccess::Token,
+        },
+        part_target_ms: permit.part_target_ms,
+        dvr_window_secs: permit.dvr_window_secs,
+        ladder: permit.ladder.clone(),
+    }
+}
 
 impl IngestAuthority for StoreAuthority {
     fn authorize<'a>(
@@ -34,27 +86,59 @@ impl IngestAuthority for StoreAuthority {
         request: PublishRequest<'a>,
     ) -> BoxFuture<'a, Result<PublishGrant, PublishRefusal>> {
         Box::pin(async move {
-            let event_id = self
+            let check = PublishCheck {
+                stream_key: request.stream_key,
+                event_id: request.event_id,
+                protocol: control_protocol(request.protocol),
+                remote_ip: request.remote_addr.ip(),
+            };
+            let permit = self
                 .0
-                .authorize_stream_key(request.stream_key)
+                .authorize_publish(check)
                 .await
-                .map_err(|e| PublishRefusal::Unavailable(e.to_string()))?
-                .ok_or(PublishRefusal::UnknownKey)?
-                .into_string();
-            if request.event_id.is_some_and(|named| named != event_id) {
-                return Err(PublishRefusal::UnknownKey);
-            }
+                .map_err(|denied| match denied {
+                    PublishDenied::UnknownKey => PublishRefusal::UnknownKey,
+                    PublishDenied::Forbidden(reason) => PublishRefusal::Forbidden(reason),
+                    PublishDenied::RateLimited => PublishRefusal::RateLimited,
+                    PublishDenied::Unavailable(reason) => PublishRefusal::Unavailable(reason),
+                    other => PublishRefusal::Unavailable(other.to_string()),
+                })?;
             Ok(PublishGrant {
-                event_id,
-                ..PublishGrant::default()
+                event_id: permit.event_id.as_str().to_string(),
+                settings: stream_settings(&permit),
+                backup_ingest: permit.backup_ingest,
+                srt_passphrase: permit.srt_passphrase,
+                srt_latency_ms: permit.srt_latency_ms,
             })
         })
     }
 
-    fn session_changed(&self, _event_id: &str, _change: SessionChange) {}
+    /// Recorded in the background, in arrival order (one task per change could reorder
+    /// a quick stop and start).
+    fn session_changed(&self, event_id: &str, change: SessionChange) {
+        let _ = self.1.send((event_id.to_string(), change));
+    }
 
     fn pull_sources(&self) -> BoxFuture<'_, Result<Vec<PullSource>, PublishRefusal>> {
-        Box::pin(async { Ok(Vec::new()) })
+        Box::pin(async move {
+            let sources = self
+                .0
+                .pull_sources()
+                .await
+                .map_err(|e| PublishRefusal::Unavailable(e.to_string()))?;
+            Ok(sources
+                .into_iter()
+                .map(|source| PullSource {
+                    event_id: source.event_id.as_str().to_string(),
+                    settings: stream_settings(&source.permit),
+                    url: source.url,
+                    transport: match source.transport {
+                        ControlRtspTransport::Udp => RtspTransport::Udp,
+                        ControlRtspTransport::Tcp => RtspTransport::Tcp,
+                    },
+                })
+                .collect())
+        })
     }
 }
 
@@ -89,13 +173,24 @@ impl LiveStatusSource for LiveView {
             status.publishing = true;
             status.since =
                 Some(UNIX_EPOCH + Duration::from_millis(session.started_at_ms.max(0) as u64));
-            status.protocol = Some(match session.protocol {
-                Protocol::Rtmp => IngestProtocol::Rtmp,
-                Protocol::Srt => IngestProtocol::Srt,
-                Protocol::Whip => IngestProtocol::Whip,
-                Protocol::Rtsp => IngestProtocol::Rtsp,
-            });
+            status.protocol = Some(control_protocol(session.protocol));
             status.ingest_bitrate_bps = Some(session.bitrate_bps);
+        }
+        if let Some(ingest) = self.ingest.get() {
+            status.publishers = ingest
+                .publishers(event_id.as_str())
+                .into_iter()
+                .map(|p| PublisherStatus {
+                    protocol: control_protocol(p.protocol),
+                    live: p.live,
+                    since: Some(UNIX_EPOCH + Duration::from_millis(p.started_at_ms.max(0) as u64)),
+                    bitrate_bps: p.bitrate_bps,
+                    frames: p.frames,
+                    dropped_frames: p.dropped_frames,
+                    keyframe_interval_ms: p.keyframe_interval_ms,
+                    idle_ms: p.idle_ms,
+                })
+                .collect();
         }
         if let Some(stream) = stream {
             status.renditions = stream
@@ -157,11 +252,22 @@ fn local_url(addr: SocketAddr) -> String {
 pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
+    config.ingest.rtsp.validate()?;
+    config.ingest.whip.validate()?;
     let render = move || metrics.render();
 
     let origin_listener = bind("origin.listen", config.origin.listen).await?;
     let control_listener = bind("control.listen", config.control.listen).await?;
     let rtmp_listener = bind("ingest.rtmp.listen", config.ingest.rtmp.listen).await?;
+    let whip_listener = bind("ingest.whip.listen", config.ingest.whip.listen).await?;
+    let srt_socket = floodlight_ingest::bind_srt(&config.ingest.srt)
+        .await
+        .with_context(|| {
+            format!(
+                "ingest.srt.listen: cannot listen on {} (UDP)",
+                config.ingest.srt.listen
+            )
+        })?;
     let origin_addr = origin_listener.local_addr()?;
     let rtmp_addr = rtmp_listener.local_addr()?;
     let control_addr = control_listener.local_addr()?;
@@ -183,6 +289,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     config.origin.push_token = Some(token.clone());
     config.transcoder.push_token = Some(token);
     let origin = Origin::new(config.origin.clone(), render.clone());
+    let whip_render = render.clone();
     let transcoder = Transcoder::new(config.transcoder.clone())?;
     let live = Arc::new(LiveView {
         ingest: OnceLock::new(),
@@ -198,9 +305,10 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     )
     .await
     .context("starting the control plane")?;
+    let admin_key = control.bootstrap_admin_key();
     let ingest = Ingest::new(
         config.ingest.clone(),
-        Arc::new(StoreAuthority(control.store().clone())),
+        Arc::new(StoreAuthority::new(control.clone())),
         Arc::new(LocalTranscoder(transcoder)),
     );
     let _ = live.ingest.set(ingest.clone());
@@ -221,12 +329,31 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
             .context("control API")
     });
     let s = stop.clone();
+    let rtsp_ingest = ingest.clone();
+    let srt_ingest = ingest.clone();
+    let whip_ingest = ingest.clone();
     tasks.spawn(async move {
         floodlight_ingest::serve_rtmp(ingest, rtmp_listener, signalled(s)).await;
         Ok(())
     });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_ingest::serve_srt(srt_ingest, srt_socket, signalled(s)).await;
+        Ok(())
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_ingest::pull_rtsp(rtsp_ingest, signalled(s)).await;
+        Ok(())
+    });
+    let s = stop.clone();
+    tasks.spawn(async move {
+        floodlight_ingest::serve_whip(whip_ingest, whip_listener, whip_render, signalled(s))
+            .await
+            .context("WHIP")
+    });
 
-    print_next_steps(&config, &urls, control_addr);
+    print_next_steps(&config, &urls, control_addr, admin_key);
     while let Some(result) = tasks.join_next().await {
         result.context("a service task panicked")??;
     }
@@ -248,15 +375,32 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
     Ok(())
 }
 
-fn print_next_steps(config: &Config, urls: &PublicUrls, control_addr: SocketAddr) {
+/// `admin_key`: the admin API key generated for a fresh database, printed this once.
+fn print_next_steps(
+    config: &Config,
+    urls: &PublicUrls,
+    control_addr: SocketAddr,
+    admin_key: Option<String>,
+) {
     let api = format!("http://{}:{}", config.public_host, control_addr.port());
+    let key_note = match admin_key {
+        Some(key) => format!(
+            "\nAdmin API key (shown once, stored only hashed; keep it):\
+             \n  export FLOODLIGHT_API_KEY={key}\n"
+        ),
+        None => "\nAPI calls need an API key: export FLOODLIGHT_API_KEY=<key> (the admin key \
+                 printed at first start, FLOODLIGHT_ADMIN_KEY, or one from POST /v1/api-keys).\n"
+            .to_string(),
+    };
     println!(
         "\nFloodlight is up (data in {data}).\n\
-         \n  control API  {api}/v1\
+         {key_note}\
+         \n  control API  {api}/v1 (OpenAPI: {api}/v1/openapi.json, browse: {api}/v1/docs)\
          \n  RTMP ingest  {rtmp}\
          \n  LL-HLS       {hls}/{{event_id}}/master.m3u8\n\
          \n1. Create an event (the answer shows its stream key once):\
-         \n     curl -s -X POST {api}/v1/events -H 'content-type: application/json' -d '{{\"title\":\"My event\"}}'\
+         \n     curl -s -X POST {api}/v1/events -H \"Authorization: Bearer $FLOODLIGHT_API_KEY\" \\\
+         \n       -H 'content-type: application/json' -d '{{\"title\":\"My event\"}}'\
          \n2. Publish to it:\
          \n     OBS: Settings → Stream → Service \"Custom…\", Server {rtmp}, Stream Key <stream_key>;\
          \n          Output → Keyframe Interval 2 s.\

@@ -50,6 +50,7 @@ async fn rtmp_publish_plays_as_ll_hls() {
     // Live status while publishing.
     let status: serde_json::Value = http
         .get(server.api(&format!("/v1/events/{event_id}")))
+        .bearer_auth(common::ADMIN_KEY)
         .send()
         .await
         .unwrap()

@@ -19,7 +19,67 @@ pub struct ControlConfig {
     pub default_page_size: u32,
     /// Largest `limit` a list request may ask for.
     pub max_page_size: u32,
+    /// Most database connections the pool opens.
+    pub database_max_connections: u32,
+    /// How long a request waits for a free database connection before failing.
+    pub database_acquire_timeout_secs: u64,
+    /// The bootstrap admin API key (env `FLOODLIGHT_ADMIN_KEY`), for automation. Set: it
+    /// is the admin key (stored hashed; changing it replaces the previous one). Unset: a
+    /// fresh database gets a random admin key that `floodlight up` prints once.
+    pub admin_key: Option<Secret>,
+    /// Secret of the keyed hash (HMAC-SHA256) that stream and API keys are stored as.
+    /// Unset: a random one kept in `{data_dir}/control.key`. Control planes sharing one
+    /// PostgreSQL database must share this value.
+    pub key_secret: Option<Secret>,
+    /// Publishing opens this long before an event's `starts_at`, so crews can test.
+    pub early_open_secs: u64,
+    /// Publishing closes this long after an event's `ends_at`; a live event still on air
+    /// then is ended.
+    pub late_close_secs: u64,
+    /// A live event whose publisher has been gone this long is ended (match
+    /// `transcoder.reconnect_grace_secs`, after which the playlists end too).
+    pub reconnect_grace_secs: u64,
+    /// How often the lifecycle reconciler looks for events to end.
+    pub reconcile_interval_ms: u64,
+    /// Failed stream key attempts one source address may make per window before its
+    /// attempts are refused without a look-up.
+    pub publish_failures_max: u32,
+    /// The window of `publish_failures_max`, seconds.
+    pub publish_failures_window_secs: u64,
+    /// Most source addresses whose failures are counted at once (memory bound); when
+    /// full, a new failing address goes uncounted until windows expire.
+    pub publish_failures_tracked_max: usize,
+    /// Most active (unrevoked) stream keys one event may have.
+    pub max_stream_keys_per_event: usize,
+    /// Lifecycle messages buffered per event-bus subscriber; a slower subscriber misses
+    /// the oldest ones (and is told how many).
+    pub event_bus_capacity: usize,
 }
+
+/// A configured secret: `Debug` redacts it so it cannot reach a log with the config.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Shortest configured `admin_key` or `key_secret`: 128 bits of base-64 text is 22
+/// characters; 32 leaves room for weaker alphabets.
+pub(crate) const MIN_SECRET_CHARS: usize = 32;
 
 impl Default for ControlConfig {
     fn default() -> Self {
@@ -29,6 +89,19 @@ impl Default for ControlConfig {
             max_body_bytes: 64 * 1024,
             default_page_size: 50,
             max_page_size: 200,
+            database_max_connections: 10,
+            database_acquire_timeout_secs: 10,
+            admin_key: None,
+            key_secret: None,
+            early_open_secs: 1800,
+            late_close_secs: 1800,
+            reconnect_grace_secs: 30,
+            reconcile_interval_ms: 1000,
+            publish_failures_max: 10,
+            publish_failures_window_secs: 60,
+            publish_failures_tracked_max: 100_000,
+            max_stream_keys_per_event: 10,
+            event_bus_capacity: 1024,
         }
     }
 }
@@ -64,6 +137,56 @@ impl ControlConfig {
                     self.default_page_size, self.max_page_size
                 ),
             });
+        }
+        for (key, secret) in [
+            ("admin_key", &self.admin_key),
+            ("key_secret", &self.key_secret),
+        ] {
+            if let Some(secret) = secret {
+                let chars = secret.expose_secret().chars().count();
+                if chars < MIN_SECRET_CHARS {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        reason: format!(
+                            "is {chars} characters long; at least {MIN_SECRET_CHARS}, random"
+                        ),
+                    });
+                }
+            }
+        }
+        let nonzero = [
+            (
+                "database_max_connections",
+                u64::from(self.database_max_connections),
+            ),
+            (
+                "database_acquire_timeout_secs",
+                self.database_acquire_timeout_secs,
+            ),
+            ("reconnect_grace_secs", self.reconnect_grace_secs),
+            ("reconcile_interval_ms", self.reconcile_interval_ms),
+            ("publish_failures_max", u64::from(self.publish_failures_max)),
+            (
+                "publish_failures_window_secs",
+                self.publish_failures_window_secs,
+            ),
+            (
+                "publish_failures_tracked_max",
+                self.publish_failures_tracked_max as u64,
+            ),
+            (
+                "max_stream_keys_per_event",
+                self.max_stream_keys_per_event as u64,
+            ),
+            ("event_bus_capacity", self.event_bus_capacity as u64),
+        ];
+        for (key, value) in nonzero {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".to_string(),
+                });
+            }
         }
         if self.database_url.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Invalid {

@@ -1,33 +1,44 @@
-//! Floodlight control plane: events and their stream keys, stored with sqlx, served as a
+//! Floodlight control plane: events, their schedule and stream keys, API keys and the
+//! audit log, stored with sqlx (SQLite embedded, PostgreSQL distributed), served as a
 //! JSON API under `/v1` (ARCHITECTURE.md, "The public contract": port 8090).
 //!
 //! What it needs from its neighbours is one small trait, [`LiveStatusSource`] (is an
 //! event publishing, with which renditions), which the binary implements from ingest and
-//! origin state. What the neighbours need from it is [`Store::authorize_stream_key`],
-//! which the binary wires into ingest's key check.
+//! origin state. What the neighbours need from it is the publish check and the
+//! lifecycle calls on [`Control`], which the binary wires into ingest.
 //!
-//! Stream keys are secrets: they are shown once in the `POST /v1/events` answer, stored
-//! only as a SHA-256 digest, and never logged.
+//! Stream keys and API keys are secrets: they are shown once, stored only as a keyed
+//! hash, and never logged.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod api;
+mod bus;
 mod config;
+mod lifecycle;
 mod live;
 mod rfc3339;
+mod secret;
 mod store;
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, ControlConfig, PublicUrls};
-pub use live::{IngestProtocol, LiveStatus, LiveStatusSource, RenditionStatus};
+pub use bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
+pub use config::{ConfigError, ControlConfig, PublicUrls, Secret};
+pub use lifecycle::{PublishCheck, PublishDenied, PublishPermit, PullSourceSpec};
+pub use live::{IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus};
+pub use secret::KeySecretError;
 pub use store::{
-    CreatedEvent, Event, EventCursor, EventId, EventPage, EventState, InvalidCursor, Store,
-    StoreError, StreamKey,
+    Actor, ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, AuditCursor, AuditEntry, AuditPage,
+    Authenticated, CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId, EventPage,
+    EventPatch, EventState, GeoRules, IngestSettings, InvalidCursor, KeyedEvent, NewApiKey,
+    NewEvent, RevokeApiKeyError, Role, RtspSource, RtspTransport, Store, StoreError, StreamKey,
+    StreamKeyError, StreamKeyInfo, StreamKeyRole, Transition, TransitionError, Visibility,
 };
 
 /// Why the control plane could not start.
@@ -45,6 +56,8 @@ pub enum ControlError {
 #[derive(Clone)]
 pub struct Control {
     state: api::AppState,
+    /// The generated bootstrap admin key, until [`Control::bootstrap_admin_key`] takes it.
+    bootstrap_key: Arc<Mutex<Option<ApiKey>>>,
 }
 
 impl Control {
@@ -64,14 +77,90 @@ impl Control {
         config.validate()?;
         let store = Store::open(&config, data_dir).await?;
         store::describe_metrics();
+        lifecycle::describe_metrics();
+        let bootstrap_key = store
+            .bootstrap_admin_key(
+                config.admin_key.as_ref().map(Secret::expose_secret),
+                OffsetDateTime::now_utc(),
+            )
+            .await?;
         Ok(Control {
             state: api::AppState::new(config, store, urls, live, Box::new(render_metrics)),
+            bootstrap_key: Arc::new(Mutex::new(bootstrap_key)),
         })
     }
 
-    /// The store, for the binary to wire [`Store::authorize_stream_key`] into ingest.
+    /// The admin API key generated for a fresh database (when `control.admin_key` is
+    /// unset), handed out once for `floodlight up` to print; `None` afterwards, and
+    /// whenever the database already had keys.
+    pub fn bootstrap_admin_key(&self) -> Option<String> {
+        self.bootstrap_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(|key| key.expose_secret().to_string())
+    }
+
+    /// The store.
     pub fn store(&self) -> &Store {
         self.state.store()
+    }
+
+    /// Decides whether a publisher may publish: the key must be active (and belong to the
+    /// event it names, if any), the event scheduled or live, the protocol allowed, a
+    /// backup key allowed, and now inside the publishing window. Failed key attempts are
+    /// limited per source address. Ingest calls this before accepting a media byte.
+    pub async fn authorize_publish(
+        &self,
+        check: PublishCheck<'_>,
+    ) -> Result<PublishPermit, PublishDenied> {
+        self.state.lifecycle().authorize_publish(check).await
+    }
+
+    /// The RTSP sources to pull now: scheduled or live events with an `rtsp_source`,
+    /// inside their publishing window, allowing RTSP.
+    pub async fn pull_sources(&self) -> Result<Vec<PullSourceSpec>, StoreError> {
+        self.state.lifecycle().pull_sources().await
+    }
+
+    /// A publisher started on `event_id`: a scheduled event goes live (transition cause
+    /// `publish`, `event.live` on the bus). Unknown ids are ignored.
+    pub async fn publish_started(
+        &self,
+        event_id: &str,
+        protocol: IngestProtocol,
+    ) -> Result<(), StoreError> {
+        match EventId::parse(event_id) {
+            Some(id) => self.state.lifecycle().publish_started(&id, protocol).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A publisher stopped on `event_id`: the reconnect grace period starts; the
+    /// reconciler ends the event if nobody publishes again in time.
+    pub async fn publish_stopped(
+        &self,
+        event_id: &str,
+        protocol: IngestProtocol,
+    ) -> Result<(), StoreError> {
+        match EventId::parse(event_id) {
+            Some(id) => self.state.lifecycle().publish_stopped(&id, protocol).await,
+            None => Ok(()),
+        }
+    }
+
+    /// One reconciler pass as of `now` ([`run`] runs it every
+    /// `control.reconcile_interval_ms`): ends live events whose publisher has been gone
+    /// longer than `control.reconnect_grace_secs` and events past `ends_at` +
+    /// `control.late_close_secs`. Returns the events it ended.
+    pub async fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<EventId>, StoreError> {
+        self.state.lifecycle().reconcile(now).await
+    }
+
+    /// Lifecycle messages from now on (`event.scheduled`, `event.live`, `event.ended`,
+    /// `event.cancelled`, `event.archived`, `key.revoked`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LifecycleMessage> {
+        self.state.lifecycle().bus().subscribe()
     }
 
     /// The HTTP API: `/v1/events…`, `/healthz`, `/readyz`, `/metrics`.
@@ -80,8 +169,8 @@ impl Control {
     }
 }
 
-/// Serves the control API on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// Serves the control API on `listener` and runs the lifecycle reconciler until
+/// `shutdown` resolves, then finishes the requests in flight.
 pub async fn run(
     listener: TcpListener,
     control: Control,
@@ -90,7 +179,17 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "control API listening");
     }
-    axum::serve(listener, control.router())
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let lifecycle = control.state.lifecycle().clone();
+    let reconciler = tokio::spawn({
+        let stop = stop.clone();
+        async move { lifecycle.run_reconciler(stop.notified()).await }
+    });
+    let served = axum::serve(listener, control.router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    // `notify_one` keeps the permit if the reconciler is between passes.
+    stop.notify_one();
+    let _ = reconciler.await;
+    served
 }

@@ -32,10 +32,34 @@ pub struct LiveStatus {
     pub ingest_bitrate_bps: Option<u64>,
     /// Renditions the origin is serving, as the master playlist lists them.
     pub renditions: Vec<RenditionStatus>,
+    /// Every connected publisher (the live one and a backup standing by), with the health
+    /// of its feed.
+    #[serde(default)]
+    pub publishers: Vec<PublisherStatus>,
+}
+
+/// One connected publisher and the health of its feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherStatus {
+    pub protocol: IngestProtocol,
+    /// `true` for the publisher whose media goes downstream, `false` for a standby.
+    pub live: bool,
+    #[serde(with = "crate::rfc3339::option_system_time", default)]
+    pub since: Option<SystemTime>,
+    /// Bit rate received over the last couple of seconds.
+    pub bitrate_bps: u64,
+    pub frames: u64,
+    /// Frames ingest had to drop (a downstream that could not keep up).
+    pub dropped_frames: u64,
+    /// Media time between the last two video keyframes; segments need it near the
+    /// segment target (2 s).
+    pub keyframe_interval_ms: Option<u64>,
+    /// Time since the publisher last sent anything.
+    pub idle_ms: u64,
 }
 
 /// Publisher protocols (ARCHITECTURE.md, "The flow").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum IngestProtocol {
@@ -43,6 +67,41 @@ pub enum IngestProtocol {
     Srt,
     Whip,
     Rtsp,
+}
+
+impl IngestProtocol {
+    pub const ALL: [IngestProtocol; 4] = [
+        IngestProtocol::Rtmp,
+        IngestProtocol::Srt,
+        IngestProtocol::Whip,
+        IngestProtocol::Rtsp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestProtocol::Rtmp => "rtmp",
+            IngestProtocol::Srt => "srt",
+            IngestProtocol::Whip => "whip",
+            IngestProtocol::Rtsp => "rtsp",
+        }
+    }
+}
+
+impl std::str::FromStr for IngestProtocol {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<IngestProtocol, ()> {
+        IngestProtocol::ALL
+            .into_iter()
+            .find(|protocol| protocol.as_str() == text)
+            .ok_or(())
+    }
+}
+
+impl std::fmt::Display for IngestProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One rendition, with the attributes its master-playlist entry carries

@@ -16,6 +16,22 @@ pub(crate) fn serialize<S: Serializer>(
     serializer.serialize_str(&text)
 }
 
+/// `Option<OffsetDateTime>` as an RFC 3339 string or `null`.
+pub(crate) fn option<S: Serializer>(
+    at: &Option<OffsetDateTime>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serialize(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Parses an RFC 3339 date-time (`2026-12-01T18:00:00Z`, with an offset or `Z`).
+pub(crate) fn parse(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
 /// `Option<SystemTime>` as an RFC 3339 string or `null`.
 pub(crate) mod option_system_time {
     use super::*;

@@ -1,154 +1,20 @@
 //! The control API through its router (`Router::oneshot`, no socket), against a real
-//! SQLite file in a temporary data dir, with a fake live-status neighbour.
+//! SQLite file in a temporary data dir, with a fake live-status neighbour. Requests carry
+//! the configured admin key unless a test says otherwise.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{Method, Request, StatusCode, header};
+use common::{harness, harness_with};
 use floodlight_control::{
-    Control, ControlConfig, EventId, IngestProtocol, LiveStatus, LiveStatusSource, PublicUrls,
-    RenditionStatus,
+    ControlConfig, IngestProtocol, LiveStatus, PublisherStatus, RenditionStatus,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tower::ServiceExt;
-
-/// Live status as the test sets it, per event id.
-#[derive(Default)]
-struct FakeLive(Mutex<HashMap<String, LiveStatus>>);
-
-impl LiveStatusSource for FakeLive {
-    fn live_status(&self, event_id: &EventId) -> LiveStatus {
-        self.0
-            .lock()
-            .unwrap()
-            .get(event_id.as_str())
-            .cloned()
-            .unwrap_or_default()
-    }
-}
-
-struct Harness {
-    data_dir: tempfile::TempDir,
-    control: Control,
-    router: Router,
-    live: Arc<FakeLive>,
-    recorder: PrometheusRecorder,
-}
-
-async fn harness() -> Harness {
-    harness_with(ControlConfig::default()).await
-}
-
-async fn harness_with(config: ControlConfig) -> Harness {
-    let data_dir = tempfile::tempdir().unwrap();
-    let live = Arc::new(FakeLive::default());
-    let recorder = PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    let control = Control::new(
-        config,
-        // A directory that does not exist yet: the store creates it.
-        &data_dir.path().join("data"),
-        PublicUrls::new("media.example.net", 1936, 8081),
-        live.clone(),
-        move || handle.render(),
-    )
-    .await
-    .unwrap();
-    let router = control.router();
-    Harness {
-        data_dir,
-        control,
-        router,
-        live,
-        recorder,
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).unwrap()
-    }
-
-    /// An RFC 9457 problem document with this status; returns its `field` member.
-    fn problem(&self, status: StatusCode) -> Option<String> {
-        assert_eq!(self.status, status, "{}", self.text());
-        assert_eq!(
-            self.headers[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
-        let problem = self.json();
-        // RFC 9457 §3.1: type, title, status, detail.
-        assert_eq!(problem["type"], "about:blank");
-        assert_eq!(problem["title"], status.canonical_reason().unwrap());
-        assert_eq!(problem["status"], status.as_u16());
-        assert!(
-            !problem["detail"].as_str().unwrap().is_empty(),
-            "a detail a person can act on"
-        );
-        problem["field"].as_str().map(str::to_string)
-    }
-}
-
-impl Harness {
-    async fn send(&self, request: Request<Body>) -> Answer {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap()
-            .to_vec();
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&self, uri: &str) -> Answer {
-        self.send(Request::get(uri).body(Body::empty()).unwrap())
-            .await
-    }
-
-    async fn post_json(&self, uri: &str, body: impl Into<Body>) -> Answer {
-        self.send(
-            Request::post(uri)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body.into())
-                .unwrap(),
-        )
-        .await
-    }
-
-    /// Creates an event; returns (event_id, stream_key).
-    async fn create(&self, title: &str) -> (String, String) {
-        let answer = self
-            .post_json("/v1/events", json!({ "title": title }).to_string())
-            .await;
-        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text());
-        let body = answer.json();
-        (
-            body["event_id"].as_str().unwrap().to_string(),
-            body["stream_key"].as_str().unwrap().to_string(),
-        )
-    }
-}
+use sha2::Sha256;
 
 #[tokio::test]
 async fn create_answers_201_with_the_key_and_where_to_publish_and_watch() {
@@ -171,7 +37,7 @@ async fn create_answers_201_with_the_key_and_where_to_publish_and_watch() {
     );
     assert!(key.starts_with("fl_live_"), "{key}");
     assert_eq!(body["title"], "Cup final");
-    assert_eq!(body["state"], "created");
+    assert_eq!(body["state"], "scheduled");
     let created_at = body["created_at"].as_str().unwrap();
     time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -198,24 +64,15 @@ async fn the_issued_key_authorizes_its_event_and_no_other_key_does() {
     let (id, key) = h.create("Derby").await;
     let (other_id, other_key) = h.create("Semi-final").await;
     let store = h.control.store();
-    assert_eq!(
+    let event_of = |key: String| async move {
         store
-            .authorize_stream_key(&key)
+            .stream_key_event(&key)
             .await
             .unwrap()
-            .unwrap()
-            .as_str(),
-        id
-    );
-    assert_eq!(
-        store
-            .authorize_stream_key(&other_key)
-            .await
-            .unwrap()
-            .unwrap()
-            .as_str(),
-        other_id
-    );
+            .map(|keyed| keyed.event.id.into_string())
+    };
+    assert_eq!(event_of(key.clone()).await.unwrap(), id);
+    assert_eq!(event_of(other_key.clone()).await.unwrap(), other_id);
     let mut altered = key.clone().into_bytes();
     let last = altered.last_mut().unwrap();
     *last = if *last == b'a' { b'b' } else { b'a' };
@@ -227,18 +84,22 @@ async fn the_issued_key_authorizes_its_event_and_no_other_key_does() {
         id.as_str(),
         &key[..key.len() - 1],
     ] {
-        assert_eq!(store.authorize_stream_key(wrong).await.unwrap(), None);
+        assert!(store.stream_key_event(wrong).await.unwrap().is_none());
     }
 }
 
 #[tokio::test]
-async fn the_database_holds_only_the_keys_sha256() {
+async fn the_database_holds_only_the_keys_keyed_hash() {
     let h = harness().await;
     let (_, key) = h.create("Final").await;
-    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    // HMAC-SHA256 under the key secret the control plane generated in the data dir.
+    let secret = std::fs::read_to_string(h.db.data_dir.path().join("data/control.key")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.trim().as_bytes()).unwrap();
+    mac.update(key.as_bytes());
+    let digest = hex::encode(mac.finalize().into_bytes());
 
     // The row holds the digest.
-    let db = h.data_dir.path().join("data/floodlight.db");
+    let db = h.db.data_dir.path().join("data/floodlight.db");
     let pool =
         sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&db))
             .await
@@ -390,8 +251,18 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
                 bandwidth_bps: 130_000,
             },
         ],
+        publishers: vec![PublisherStatus {
+            protocol: IngestProtocol::Rtmp,
+            live: true,
+            since: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_750_000_000_250)),
+            bitrate_bps: 4_400_000,
+            frames: 9000,
+            dropped_frames: 3,
+            keyframe_interval_ms: Some(2000),
+            idle_ms: 12,
+        }],
     };
-    h.live.0.lock().unwrap().insert(id.clone(), status.clone());
+    h.live.set(&id, status.clone());
 
     let answer = h.get(&format!("/v1/events/{id}")).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
@@ -419,6 +290,7 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
             "protocol": null,
             "ingest_bitrate_bps": null,
             "renditions": [],
+            "publishers": [],
         })
     );
 }
@@ -606,4 +478,84 @@ async fn run_serves_on_a_socket_and_stops_on_shutdown() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_the_docs_page_serves_offline() {
+    let h = harness().await;
+    let doc = h.get("/v1/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+    let expected = [
+        ("/v1/events", "post"),
+        ("/v1/events", "get"),
+        ("/v1/events/{event_id}", "get"),
+        ("/v1/events/{event_id}", "patch"),
+        ("/v1/events/{event_id}/cancel", "post"),
+        ("/v1/events/{event_id}/archive", "post"),
+        ("/v1/events/{event_id}/transitions", "get"),
+        ("/v1/events/{event_id}/keys", "post"),
+        ("/v1/events/{event_id}/keys", "get"),
+        ("/v1/events/{event_id}/keys/{key_id}/rotate", "post"),
+        ("/v1/events/{event_id}/keys/{key_id}", "delete"),
+        ("/v1/api-keys", "post"),
+        ("/v1/api-keys", "get"),
+        ("/v1/api-keys/{key_id}", "get"),
+        ("/v1/api-keys/{key_id}", "delete"),
+        ("/v1/audit", "get"),
+    ];
+    for (path, method) in expected {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert!(
+            operation["responses"].as_object().unwrap().len() >= 2,
+            "{method} {path} documents its errors"
+        );
+    }
+    // The request body's fields, as event_api.md fixes them.
+    let request = &doc["components"]["schemas"]["EventRequest"]["properties"];
+    for field in [
+        "title",
+        "starts_at",
+        "ends_at",
+        "visibility",
+        "category",
+        "tags",
+        "ingest",
+        "geo",
+    ] {
+        assert!(request[field].is_object(), "EventRequest.{field}");
+    }
+
+    // The browsable UI: a page and the vendored assets it loads, all from this server.
+    let page = h.get("/v1/docs").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text();
+    for asset in [
+        "/v1/docs/swagger-ui.css",
+        "/v1/docs/swagger-ui-bundle.js",
+        "/v1/docs/init.js",
+    ] {
+        assert!(html.contains(asset), "{asset}");
+        let answer = h.get(asset).await;
+        assert_eq!(answer.status, StatusCode::OK, "{asset}");
+        assert!(answer.body.len() > 100, "{asset}");
+    }
+    assert!(!html.contains("://"), "no external resources: {html}");
+    assert!(
+        h.get("/v1/docs/init.js")
+            .await
+            .text()
+            .contains("/v1/openapi.json")
+    );
 }

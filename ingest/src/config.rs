@@ -3,11 +3,21 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::rtsp::RtspConfig;
+use crate::srt::SrtConfig;
+use crate::whip::WhipConfig;
+
 /// `[ingest]` in floodlight.toml.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     pub rtmp: RtmpConfig,
+    pub rtsp: RtspConfig,
+    pub srt: SrtConfig,
+    pub whip: WhipConfig,
+    /// With backup ingest allowed for an event, its standby publisher takes over when the
+    /// live one has sent nothing for this long.
+    pub backup_takeover_secs: u64,
     /// Events buffered between a publisher connection and its transcoder before the
     /// connection stops reading (TCP back-pressure to that publisher only).
     pub session_queue_events: usize,
@@ -17,6 +27,10 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             rtmp: RtmpConfig::default(),
+            rtsp: RtspConfig::default(),
+            srt: SrtConfig::default(),
+            whip: WhipConfig::default(),
+            backup_takeover_secs: 3,
             session_queue_events: 2048,
         }
     }

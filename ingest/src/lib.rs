@@ -2,7 +2,7 @@
 //! same thing, a sequence of [`StampedEvent`]s (track parameters, then `Frame`s) per
 //! publisher session. It authorizes the stream key before accepting a single media byte.
 //!
-//! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`; SRT, WHIP and
+//! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`, `srt/`; WHIP and
 //! RTSP come next). What ingest needs from its neighbours is named by two small traits,
 //! [`IngestAuthority`] (the control plane) and [`StreamHandler`] (the transcoder),
 //! which the binary wires in-process or over the network.
@@ -11,12 +11,18 @@
 
 mod config;
 mod rtmp;
+mod rtsp;
 mod session;
+mod srt;
+mod whip;
 
 pub use config::{IngestConfig, RtmpConfig};
 pub use floodlight_media::StampedEvent;
 pub use rtmp::serve_rtmp;
+pub use rtsp::{InvalidRtspConfig, RtspConfig, pull_rtsp};
 pub use session::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
-    PullSource, RtspTransport, SessionChange, SessionStatus, StreamHandler,
+    PullSource, RtspTransport, SessionChange, SessionStatus, SlotTaken, StreamHandler,
 };
+pub use srt::{SrtConfig, bind_srt, serve_srt};
+pub use whip::{InvalidWhipConfig, PortRange, WhipConfig, serve_whip};

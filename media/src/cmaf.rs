@@ -42,6 +42,10 @@ pub enum CmafError {
     EmptyFragment { sequence_number: u32 },
     #[error("AVCDecoderConfigurationRecord does not fit avcC: {0}")]
     InvalidAvcRecord(String),
+    /// Codecs that travel between ingest and the transcoder but are never packaged (Opus,
+    /// which the transcoder turns into AAC).
+    #[error("{0} is not packaged into CMAF; transcode it first")]
+    UnsupportedCodec(&'static str),
     #[error("{what} {value} does not fit its mp4 field")]
     OutOfRange { what: &'static str, value: u64 },
 }
@@ -61,6 +65,7 @@ pub fn track_timescale(params: &TrackParams) -> u32 {
     match &params.codec {
         CodecParams::H264(_) => crate::frame::TIMESCALE,
         CodecParams::Aac(aac) => aac.sample_rate,
+        CodecParams::Opus(_) => crate::track::OpusConfig::SAMPLE_RATE,
     }
 }
 
@@ -111,6 +116,7 @@ pub fn write_init(params: &TrackParams) -> Result<Bytes, CmafError> {
             };
             (tkhd, hdlr, minf, mp4a(aac)?)
         }
+        CodecParams::Opus(_) => return Err(CmafError::UnsupportedCodec("Opus")),
     };
 
     let moov = Moov {

@@ -17,10 +17,13 @@ pub fn aac_codec_string(config: &AacConfig) -> String {
     format!("mp4a.40.{}", config.object_type)
 }
 
+/// The RFC 6381 codec string of a track. Opus is `Opus`, its ISO BMFF sample entry
+/// ("Encapsulation of Opus in ISO Base Media File Format" §4.3).
 pub fn codec_string(codec: &CodecParams) -> String {
     match codec {
         CodecParams::H264(c) => avc_codec_string(c),
         CodecParams::Aac(c) => aac_codec_string(c),
+        CodecParams::Opus(_) => "Opus".to_string(),
     }
 }
 

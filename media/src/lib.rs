@@ -17,7 +17,8 @@ pub mod push;
 pub mod stream;
 pub mod token;
 pub mod track;
+pub mod ts;
 
 pub use frame::{Frame, TIMESCALE, TrackKind};
 pub use stream::{PlaybackAccess, StampedEvent, StreamEvent, StreamSettings};
-pub use track::{AacConfig, AvcConfig, CodecParams, TrackParams};
+pub use track::{AacConfig, AvcConfig, CodecParams, OpusConfig, TrackParams};

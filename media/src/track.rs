@@ -36,10 +36,29 @@ pub struct AacConfig {
     pub channels: u8,
 }
 
+/// Opus decoder configuration: what a decoder needs besides the packets (RFC 7845 §5.1,
+/// the OpusHead fields). WebRTC's Opus (RFC 7587 §7) always runs at 48 kHz and signals two
+/// channels; a mono sender's packets decode as two equal channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusConfig {
+    /// Output channels: 1 or 2 (mapping family 0, RFC 7845 §5.1.1.1).
+    pub channels: u8,
+    /// Samples at 48 kHz to discard from the decoder's output at the start.
+    pub pre_skip: u16,
+}
+
+impl OpusConfig {
+    /// Opus decodes at 48 kHz whatever the encoder's input rate (RFC 7845 §5.1).
+    pub const SAMPLE_RATE: u32 = 48_000;
+}
+
+/// How a track is coded. Opus exists only between ingest and the transcoder, which turns
+/// it into AAC: the packager refuses it (HLS players expect AAC in fMP4).
 #[derive(Debug, Clone, PartialEq)]
 pub enum CodecParams {
     H264(AvcConfig),
     Aac(AacConfig),
+    Opus(OpusConfig),
 }
 
 /// One track of a publisher's feed: what it is and how to decode it.
@@ -61,6 +80,13 @@ impl TrackParams {
         TrackParams {
             kind: TrackKind::Audio,
             codec: CodecParams::Aac(config),
+        }
+    }
+
+    pub fn opus(config: OpusConfig) -> Self {
+        TrackParams {
+            kind: TrackKind::Audio,
+            codec: CodecParams::Opus(config),
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use floodlight_media::token::TokenKey;
 use serde::Deserialize;
 
 /// `[origin]` in floodlight.toml.
@@ -55,6 +56,25 @@ pub struct OriginConfig {
     /// 3). A segment longer still keeps the target duration, is logged once per stream
     /// and counted in `floodlight_origin_segments_over_target_duration_total`. 1.0–3.0.
     pub target_duration_factor: f64,
+    /// Keys that verify playback tokens, as `<key id>:<secret>` (secret ≥ 32 characters),
+    /// the current key first, then the previous one while a rotation is under way: the
+    /// control plane signs with its current key, and tokens it signed with the previous
+    /// key stay valid until they expire. Streams whose descriptor says `access = token`
+    /// need a token signed by one of these on every playlist, init, part and segment
+    /// request; with none configured, no token verifies and such streams refuse every
+    /// request. Secrets are never logged and are redacted from this struct's `Debug`.
+    /// Env: `FLOODLIGHT_ORIGIN__PLAYBACK_KEYS='["k2:…","k1:…"]'`.
+    pub playback_keys: Vec<String>,
+    /// Query parameter that carries the playback token: the control plane's
+    /// `playback_url` puts it on the master playlist URL, and the origin writes it into
+    /// every URI of the playlists it serves for a token stream, so players carry it with
+    /// no special support.
+    pub token_query_param: String,
+    /// Verified tokens remembered, so the HMAC is computed once per token rather than on
+    /// every part request. Expiry, the event and revocation are still checked on every
+    /// request. At the cap, expired entries are dropped, and if that frees nothing the
+    /// cache starts over (each token then verifies once more).
+    pub token_cache_entries: usize,
 }
 
 impl Default for OriginConfig {
@@ -72,12 +92,16 @@ impl Default for OriginConfig {
             max_renditions_per_stream: 16,
             max_init_versions_per_rendition: 16,
             target_duration_factor: 1.5,
+            playback_keys: Vec::new(),
+            token_query_param: "token".to_string(),
+            token_cache_entries: 100_000,
         }
     }
 }
 
-/// The token is a credential: `Debug` (and so every log line or panic message that prints
-/// the config) shows only whether one is set.
+/// The push token and the playback key secrets are credentials: `Debug` (and so every log
+/// line or panic message that prints the config) shows only whether the token is set and
+/// the key ids.
 impl fmt::Debug for OriginConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OriginConfig")
@@ -105,6 +129,19 @@ impl fmt::Debug for OriginConfig {
                 &self.max_init_versions_per_rendition,
             )
             .field("target_duration_factor", &self.target_duration_factor)
+            .field(
+                "playback_keys",
+                &self
+                    .playback_keys
+                    .iter()
+                    .map(|spec| match spec.split_once(':') {
+                        Some((id, _)) => format!("{id}:<redacted>"),
+                        None => "<redacted>".to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .field("token_query_param", &self.token_query_param)
+            .field("token_cache_entries", &self.token_cache_entries)
             .finish()
     }
 }
@@ -121,9 +158,43 @@ const MIN_PUSH_TOKEN_LEN: usize = 16;
 const MAX_PUSH_TOKEN_LEN: usize = 256;
 
 impl OriginConfig {
+    /// The playback token keys, current first (`playback_keys`, parsed).
+    pub fn playback_token_keys(&self) -> Result<Vec<TokenKey>, ConfigError> {
+        let mut keys: Vec<TokenKey> = Vec::with_capacity(self.playback_keys.len());
+        for (index, spec) in self.playback_keys.iter().enumerate() {
+            // The reason names the entry by position and id, never its secret.
+            let key = TokenKey::parse(spec).map_err(|error| ConfigError::Invalid {
+                key: "playback_keys",
+                reason: format!("entry {index}: {error}"),
+            })?;
+            if keys.iter().any(|k| k.id() == key.id()) {
+                return Err(ConfigError::Invalid {
+                    key: "playback_keys",
+                    reason: format!("entry {index}: key id {:?} appears twice", key.id()),
+                });
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
     /// Checks the values at load, naming the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        self.playback_token_keys()?;
+        if !is_query_param_name(&self.token_query_param) {
+            return invalid(
+                "token_query_param",
+                format!(
+                    "{:?} must be 1 to 64 letters, digits, - or _, and must not start with \
+                     `_HLS_` (RFC 8216bis §6.2.5 reserves those for delivery directives)",
+                    self.token_query_param
+                ),
+            );
+        }
+        if self.token_cache_entries == 0 {
+            return invalid("token_cache_entries", "must be at least 1".to_string());
+        }
         if let Some(token) = &self.push_token {
             // The reason never quotes the token: it is a credential.
             if !(MIN_PUSH_TOKEN_LEN..=MAX_PUSH_TOKEN_LEN).contains(&token.len()) {
@@ -210,6 +281,15 @@ impl OriginConfig {
         }
         Ok(())
     }
+}
+
+/// A query parameter name that needs no percent-encoding and is no delivery directive.
+fn is_query_param_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.starts_with("_HLS_")
 }
 
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
@@ -332,5 +412,49 @@ mod tests {
         }
         assert!(is_b64token("abcDEF012-._~+/=="));
         assert!(!is_b64token("==="));
+    }
+
+    #[test]
+    fn playback_keys_are_parsed_and_never_shown() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let config: OriginConfig = toml::from_str(&format!(
+            "playback_keys = [\"new:{secret}x\", \"old:{secret}\"]"
+        ))
+        .unwrap();
+        config.validate().unwrap();
+        let keys = config.playback_token_keys().unwrap();
+        assert_eq!(
+            keys.iter().map(TokenKey::id).collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(secret), "{debug}");
+        assert!(debug.contains("new:<redacted>"), "{debug}");
+
+        for (keys, wanted) in [
+            (vec!["nocolon".to_string()], "entry 0"),
+            (
+                vec![format!("k:{secret}"), "k2:short".to_string()],
+                "entry 1",
+            ),
+            (vec![format!("k:{secret}"), format!("k:{secret}")], "twice"),
+        ] {
+            let config = OriginConfig {
+                playback_keys: keys,
+                ..OriginConfig::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("origin.playback_keys"), "{err}");
+            assert!(err.contains(wanted), "{err}");
+            assert!(!err.contains(secret), "{err}");
+        }
+        for param in ["", "_HLS_msn", "a b", "t%"] {
+            let config = OriginConfig {
+                token_query_param: param.to_string(),
+                ..OriginConfig::default()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("origin.token_query_param"), "{err}");
+        }
     }
 }

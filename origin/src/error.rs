@@ -16,6 +16,16 @@ pub(crate) enum ApiError {
     /// The push API's bearer token is missing or wrong (RFC 6750 §3.1).
     #[error("{0}")]
     Unauthorized(String),
+    /// A token stream's request came without a playback token.
+    #[error("{0}")]
+    TokenRequired(String),
+    /// A token stream's request came with a token that does not admit it; `reason` is the
+    /// machine-readable why (`expired`, `wrong_event`, `revoked`, …).
+    #[error("{detail}")]
+    Forbidden {
+        reason: &'static str,
+        detail: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -55,7 +65,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::TokenRequired(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -67,22 +78,35 @@ impl ApiError {
 }
 
 /// RFC 9457 §3.1 members; `type` stays the default `about:blank`, so `title` is the
-/// status phrase and `detail` says what to do about it.
+/// status phrase and `detail` says what to do about it. A refused playback token adds the
+/// extension member `reason` (§3.2).
 #[derive(Serialize)]
 struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let unauthorized = matches!(self, ApiError::Unauthorized(_));
+        // RFC 9110 §11.6.1: a 401 names the scheme the client must use (RFC 6750 §3).
+        let challenge = match self {
+            ApiError::Unauthorized(_) => Some("Bearer realm=\"floodlight-push\""),
+            ApiError::TokenRequired(_) => Some("Bearer realm=\"floodlight-playback\""),
+            _ => None,
+        };
+        let reason = match self {
+            ApiError::Forbidden { reason, .. } => Some(reason),
+            _ => None,
+        };
         let problem = Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.to_string(),
+            reason,
         };
         let mut response = (status, Json(problem)).into_response();
         let headers = response.headers_mut();
@@ -92,11 +116,10 @@ impl IntoResponse for ApiError {
         );
         // Errors describe a moment of the live edge; a cache must not replay them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        // RFC 6750 §3: a 401 names the scheme the client must use.
-        if unauthorized {
+        if let Some(challenge) = challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"floodlight-push\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod access;
 mod auth;
 mod config;
 mod error;
@@ -20,6 +21,7 @@ mod resource;
 mod stream;
 mod window;
 
+pub use access::ViewerSessions;
 pub use config::{ConfigError, OriginConfig};
 pub use origin::{Origin, run};
 pub use stream::{RenditionStatus, StreamStatus};

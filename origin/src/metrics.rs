@@ -9,6 +9,9 @@ pub(crate) const ACTIVE_STREAMS: &str = "floodlight_origin_active_streams";
 pub(crate) const SEGMENTS_OVER_TARGET: &str =
     "floodlight_origin_segments_over_target_duration_total";
 pub(crate) const STREAMS_ENDED_IDLE: &str = "floodlight_origin_streams_ended_idle_total";
+pub(crate) const PLAYBACK_REFUSED: &str = "floodlight_origin_playback_refused_total";
+pub(crate) const PLAYBACK_TOKENS_VERIFIED: &str =
+    "floodlight_origin_playback_tokens_verified_total";
 
 /// Registers help texts with whatever recorder the binary installed.
 pub(crate) fn describe() {
@@ -36,6 +39,14 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         STREAMS_ENDED_IDLE,
         "Streams ended by the origin after no push for idle_end_secs (no POST end came)"
+    );
+    metrics::describe_counter!(
+        PLAYBACK_REFUSED,
+        "Token stream requests refused, by reason (missing_token, expired, wrong_event, revoked, bad_signature, unknown_key, malformed_token)"
+    );
+    metrics::describe_counter!(
+        PLAYBACK_TOKENS_VERIFIED,
+        "Playback token signatures computed (cache misses); requests with a remembered token skip the HMAC"
     );
     metrics::describe_gauge!(
         ACTIVE_STREAMS,

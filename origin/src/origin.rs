@@ -16,8 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tower_http::cors::{Any, CorsLayer};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use crate::access::{PlaybackGate, ViewerSessions};
 use crate::auth::PushCredential;
 use crate::config::OriginConfig;
 use crate::error::ApiError;
@@ -39,6 +40,10 @@ struct Inner {
     config: OriginConfig,
     /// `None`: the push API is open (no `push_token` configured).
     push_credential: Option<PushCredential>,
+    /// The playback token check of token streams.
+    gate: PlaybackGate,
+    /// `origin.playback_keys` holds at least one key.
+    has_playback_keys: bool,
     render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
     /// Flips to `true` when the server begins shutting down: blocked requests answer 503
@@ -220,15 +225,48 @@ pub(crate) enum WaitFor<'a> {
 impl Origin {
     /// `render_metrics` renders the process's Prometheus exposition for `/metrics` (the
     /// binary passes its `PrometheusHandle::render`). Idle streams are ended, and ended
-    /// ones dropped, by [`run`].
+    /// ones dropped, by [`run`]. Token streams are checked against `playback_keys` with no
+    /// session store: revocation is not seen and no heartbeat is sent (see
+    /// [`Origin::with_viewer_sessions`]).
     pub fn new(
         config: OriginConfig,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
     ) -> Self {
+        Origin::build(config, render_metrics, None)
+    }
+
+    /// An origin whose token streams also consult `sessions`: a revoked session is refused
+    /// on its next request, and playlist requests refresh the session's heartbeat.
+    pub fn with_viewer_sessions(
+        config: OriginConfig,
+        render_metrics: impl Fn() -> String + Send + Sync + 'static,
+        sessions: Arc<dyn ViewerSessions>,
+    ) -> Self {
+        Origin::build(config, render_metrics, Some(sessions))
+    }
+
+    fn build(
+        config: OriginConfig,
+        render_metrics: impl Fn() -> String + Send + Sync + 'static,
+        sessions: Option<Arc<dyn ViewerSessions>>,
+    ) -> Self {
         metrics::describe();
+        // `validate` refuses a bad key at load; one that reaches here anyway is left out
+        // (it names no key a token could be signed with), loudly.
+        let keys = config.playback_token_keys().unwrap_or_else(|error| {
+            error!("{error}; token streams will refuse every request");
+            Vec::new()
+        });
         Origin {
             inner: Arc::new(Inner {
                 push_credential: config.push_token.as_deref().map(PushCredential::new),
+                gate: PlaybackGate::new(
+                    &keys,
+                    &config.token_query_param,
+                    config.token_cache_entries,
+                    sessions,
+                ),
+                has_playback_keys: !keys.is_empty(),
                 config,
                 render_metrics: Box::new(render_metrics),
                 streams: Mutex::new(HashMap::new()),
@@ -239,6 +277,15 @@ impl Origin {
 
     pub(crate) fn config(&self) -> &OriginConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn gate(&self) -> &PlaybackGate {
+        &self.inner.gate
+    }
+
+    /// Whether any playback key is configured, so token streams can be played at all.
+    pub(crate) fn has_playback_keys(&self) -> bool {
+        self.inner.has_playback_keys
     }
 
     /// The stream's live status, or `None` if this origin has no stream for the event.

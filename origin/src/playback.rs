@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist};
@@ -13,8 +13,9 @@ use floodlight_media::push::RenditionKind;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::origin::{Origin, WaitFor};
+use crate::origin::{Origin, WaitFor, now_ms};
 use crate::resource::RenditionFile;
+use crate::stream::RenderedPlaylist;
 use crate::window::{Awaited, Lookup};
 
 const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -104,10 +105,18 @@ impl HlsDirectives {
 pub(crate) async fn master(
     State(origin): State<Origin>,
     path: Result<Path<String>, PathRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let Path(event_id) = path?;
     let stream = origin.stream(&event_id)?;
-    let timeout = block_timeout(&origin, stream.lock().core.target_duration());
+    let (access, target_duration) = {
+        let state = stream.lock();
+        (state.core.access(), state.core.target_duration())
+    };
+    let admission = origin
+        .gate()
+        .admit(&event_id, access, uri.query(), now_secs(), true)?;
+    let timeout = block_timeout(&origin, target_duration);
     let waited = origin
         .wait_until(&stream, WaitFor::Stream, timeout, "master", |core| {
             Ok((core.is_ended() || core.every_rendition_started()).then(|| core.master_playlist()))
@@ -124,7 +133,7 @@ pub(crate) async fn master(
         ))
     })?;
     Ok(playlist_response(
-        Bytes::from(master.render()),
+        admission.playlist(Bytes::from(master.render()), None),
         HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
     ))
 }
@@ -134,6 +143,7 @@ pub(crate) async fn rendition_file(
     State(origin): State<Origin>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     query: Result<Query<HlsDirectives>, QueryRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let Path((event_id, rendition, file)) = path?;
     let stream = origin.stream(&event_id)?;
@@ -142,14 +152,24 @@ pub(crate) async fn rendition_file(
             "{file:?} is not a file of a rendition (index.m3u8, init{{version}}.mp4, {{msn}}.{{part}}.m4s, {{msn}}.m4s)"
         )));
     };
-    let (kind, target_duration) = {
+    let (access, window) = {
         let state = stream.lock();
         let window = state
             .core
             .rendition(&rendition)
-            .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
-        (window.descriptor().kind, window.target_duration())
+            .map(|window| (window.descriptor().kind, window.target_duration()));
+        (state.core.access(), window)
     };
+    // Checked before anything about the rendition is told.
+    let admission = origin.gate().admit(
+        &event_id,
+        access,
+        uri.query(),
+        now_secs(),
+        file == RenditionFile::Playlist,
+    )?;
+    let (kind, target_duration) =
+        window.ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
     let unknown_rendition = || ApiError::unknown_rendition(&event_id, &rendition);
     let timeout = block_timeout(&origin, target_duration);
     match file {
@@ -157,13 +177,13 @@ pub(crate) async fn rendition_file(
             let Query(directives) = query?;
             let request = directives.parse()?;
             let delta = request.delta;
-            let (text, cache): (Bytes, HeaderValue) = match request.awaited {
+            let (rendered, cache): (RenderedPlaylist, HeaderValue) = match request.awaited {
                 None => {
                     // A declared rendition without a part yet would answer a playlist
                     // with no segment, which players treat as an error (hls.js
                     // `levelEmptyError`) and retry only a second later: wait for the
                     // first part instead, as a blocking reload would.
-                    let text = origin
+                    let rendered = origin
                         .wait_until(
                             &stream,
                             WaitFor::Rendition(&rendition),
@@ -181,10 +201,10 @@ pub(crate) async fn rendition_file(
                             },
                         )
                         .await?;
-                    (text, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
+                    (rendered, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
                 }
                 Some((msn, part)) => {
-                    let text = origin
+                    let rendered = origin
                         .wait_until(&stream, WaitFor::Rendition(&rendition), timeout, "playlist", |core| {
                             let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
                             match window.awaited(msn, part) {
@@ -201,9 +221,10 @@ pub(crate) async fn rendition_file(
                         BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS.saturating_mul(target_duration);
                     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
                         .unwrap_or(HeaderValue::from_static(LIVE_EDGE_PLAYLIST));
-                    (text, cache)
+                    (rendered, cache)
                 }
             };
+            let text = admission.playlist(rendered.text, rendered.uri_ends.as_deref());
             Ok(playlist_response(text, cache))
         }
         RenditionFile::Init(version) => {
@@ -276,6 +297,11 @@ fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
         origin.config().block_timeout_target_durations * f64::from(target_duration),
     )
     .unwrap_or(Duration::MAX)
+}
+
+/// Seconds since the Unix epoch, the clock token expiries are on.
+fn now_secs() -> i64 {
+    now_ms().div_euclid(1000)
 }
 
 fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {

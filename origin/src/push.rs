@@ -9,8 +9,9 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
 use crate::metrics;
@@ -66,10 +67,25 @@ pub(crate) async fn rendition(
     state.notify(Some(&rendition));
     stream.notify_stream();
     let target_duration = state.core.target_duration();
+    let access = state.core.access();
+    if access == PlaybackAccess::Token
+        && declared != Declared::Updated
+        && !origin.has_playback_keys()
+    {
+        warn!(
+            rendition,
+            "token stream declared, but origin.playback_keys is empty: no token verifies, every \
+             playback request will be refused 403"
+        );
+    }
     match declared {
         Declared::Added => info!(
             rendition,
-            codecs, part_target_ms, target_duration, "rendition declared"
+            codecs,
+            part_target_ms,
+            target_duration,
+            ?access,
+            "rendition declared"
         ),
         Declared::Updated => info!(rendition, codecs, "rendition descriptor updated"),
         Declared::NewSession => {
@@ -79,6 +95,7 @@ pub(crate) async fn rendition(
                 codecs,
                 part_target_ms,
                 target_duration,
+                ?access,
                 "ended stream went live again: new session"
             );
         }

@@ -2,14 +2,17 @@
 //! the master playlist across them, and the status the control plane shows. No I/O.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use floodlight_media::PlaybackAccess;
 use floodlight_media::playlist::{
     AudioRendition, DeltaUpdate, MasterPlaylist, MediaPlaylist, Variant,
 };
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor, RenditionKind};
 use serde::Serialize;
 
+use crate::access::UriEnds;
 use crate::resource;
 use crate::window::{
     Bandwidth, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits, target_duration_for,
@@ -68,7 +71,15 @@ pub(crate) struct StreamLimits {
 
 /// Rendered media playlist texts of one rendition, one per delta form, each with the
 /// stream version it was rendered at.
-type RenderedPlaylists = [Option<(u64, Bytes)>; 3];
+type RenderedPlaylists = [Option<(u64, RenderedPlaylist)>; 3];
+
+/// A media playlist as rendered, shared by every request until the stream changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RenderedPlaylist {
+    pub(crate) text: Bytes,
+    /// For a token stream, where its URIs end (where each viewer's token goes).
+    pub(crate) uri_ends: Option<Arc<UriEnds>>,
+}
 
 #[derive(Debug)]
 pub(crate) struct StreamCore {
@@ -79,6 +90,8 @@ pub(crate) struct StreamCore {
     /// RFC 8216bis §6.2.1, the value MUST NOT change.
     target_duration: Option<u32>,
     ended: bool,
+    /// Who may play the stream: the latest descriptor pushed for any rendition decides.
+    access: PlaybackAccess,
     /// Bumped by every change to any rendition (a playlist also reports its siblings).
     version: u64,
     /// So the blocked requests one part wakes render the playlist once, not each.
@@ -92,6 +105,7 @@ impl StreamCore {
             renditions: Vec::new(),
             target_duration: None,
             ended: false,
+            access: PlaybackAccess::Public,
             version: 0,
             rendered: HashMap::new(),
         }
@@ -105,6 +119,7 @@ impl StreamCore {
         descriptor: RenditionDescriptor,
     ) -> Result<Declared, PushError> {
         validate_descriptor(&descriptor)?;
+        let access = descriptor.access;
         let new_session = self.ended;
         let wanted = target_duration_for(
             descriptor.segment_target_ms,
@@ -127,6 +142,7 @@ impl StreamCore {
                 .find(|w| w.descriptor().name == descriptor.name)
         {
             window.update_descriptor(descriptor)?;
+            self.access = access;
             self.version += 1;
             return Ok(Declared::Updated);
         }
@@ -142,6 +158,7 @@ impl StreamCore {
             self.ended = false;
         }
         let target_duration = *self.target_duration.get_or_insert(wanted);
+        self.access = access;
         self.renditions.push(RenditionWindow::new(
             descriptor,
             self.limits.window,
@@ -210,6 +227,10 @@ impl StreamCore {
         self.ended
     }
 
+    pub(crate) fn access(&self) -> PlaybackAccess {
+        self.access
+    }
+
     /// The stream's EXT-X-TARGETDURATION (1 before any descriptor).
     pub(crate) fn target_duration(&self) -> u32 {
         self.target_duration.unwrap_or(1)
@@ -245,21 +266,28 @@ impl StreamCore {
 
     /// The rendered text of a rendition's media playlist in the asked form, rendered once
     /// per change of the stream.
-    pub(crate) fn media_playlist_text(&mut self, name: &str, delta: DeltaUpdate) -> Option<Bytes> {
+    pub(crate) fn media_playlist_text(
+        &mut self,
+        name: &str,
+        delta: DeltaUpdate,
+    ) -> Option<RenderedPlaylist> {
         let form = match delta {
             DeltaUpdate::Full => 0,
             DeltaUpdate::Skip => 1,
             DeltaUpdate::SkipV2 => 2,
         };
-        if let Some(Some((version, text))) = self.rendered.get(name).map(|r| &r[form])
+        if let Some(Some((version, rendered))) = self.rendered.get(name).map(|r| &r[form])
             && *version == self.version
         {
-            return Some(text.clone());
+            return Some(rendered.clone());
         }
         let text = Bytes::from(self.media_playlist(name)?.render(delta));
+        let uri_ends =
+            (self.access == PlaybackAccess::Token).then(|| Arc::new(UriEnds::find(&text)));
+        let rendered = RenderedPlaylist { text, uri_ends };
         self.rendered.entry(name.to_string()).or_default()[form] =
-            Some((self.version, text.clone()));
-        Some(text)
+            Some((self.version, rendered.clone()));
+        Some(rendered)
     }
 
     /// Every declared rendition has at least one part, so the master playlist can list
@@ -722,7 +750,8 @@ mod tests {
         push_segments(&mut stream, "video", 2, 1);
         let first = stream
             .media_playlist_text("video", DeltaUpdate::Full)
-            .unwrap();
+            .unwrap()
+            .text;
         assert_eq!(
             first,
             stream
@@ -733,18 +762,21 @@ mod tests {
         // Unchanged: the same bytes, not a new rendering.
         let again = stream
             .media_playlist_text("video", DeltaUpdate::Full)
-            .unwrap();
+            .unwrap()
+            .text;
         assert_eq!(again.as_ptr(), first.as_ptr());
         // Another form is another text.
         let skip = stream
             .media_playlist_text("video", DeltaUpdate::Skip)
-            .unwrap();
+            .unwrap()
+            .text;
         assert_ne!(skip.as_ptr(), first.as_ptr());
         // A part of another rendition changes the rendition report (RFC 8216bis §4.4.5.4).
         push_segments(&mut stream, "audio", 0, 1);
         let after = stream
             .media_playlist_text("video", DeltaUpdate::Full)
-            .unwrap();
+            .unwrap()
+            .text;
         assert_ne!(after, first);
         assert!(
             std::str::from_utf8(&after)

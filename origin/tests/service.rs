@@ -2,15 +2,18 @@
 //! listener for the server loop), with parts pushed through the push API as a transcoder
 //! does. Part payloads are opaque to the origin, so they are short labelled byte strings.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use bytes::Bytes;
+use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor, RenditionKind};
-use floodlight_origin::{Origin, OriginConfig};
+use floodlight_media::token::{PlaybackClaims, TokenKey};
+use floodlight_origin::{Origin, OriginConfig, ViewerSessions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::ServiceExt;
 
@@ -1143,4 +1146,243 @@ async fn a_playlist_without_parts_waits_for_the_first_part() {
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(part_uris(reply.text()), ["0.0.m4s"], "{}", reply.text());
+}
+
+const PLAYBACK_KEY: &str = "k1:0123456789abcdef0123456789abcdef";
+
+/// A session store that records what the origin tells it.
+#[derive(Default)]
+struct RecordedSessions {
+    revoked: Mutex<HashSet<String>>,
+    heartbeats: Mutex<Vec<String>>,
+}
+
+impl ViewerSessions for RecordedSessions {
+    fn is_revoked(&self, sid: &str) -> bool {
+        self.revoked.lock().unwrap().contains(sid)
+    }
+
+    fn heartbeat(&self, claims: &PlaybackClaims) {
+        self.heartbeats.lock().unwrap().push(claims.sid.clone());
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn playback_token(key: &str, event: &str, sid: &str, exp: i64) -> String {
+    TokenKey::parse(key).unwrap().sign(&PlaybackClaims {
+        evt: event.to_string(),
+        sub: "acct_1".to_string(),
+        sid: sid.to_string(),
+        iat: unix_now(),
+        exp,
+    })
+}
+
+/// A token stream (video + audio, two segments and a part) on an origin holding
+/// [`PLAYBACK_KEY`] and `sessions`.
+async fn token_stream(sessions: Arc<RecordedSessions>) -> Router {
+    let handle = metrics_handle();
+    let origin = Origin::with_viewer_sessions(
+        OriginConfig {
+            playback_keys: vec![PLAYBACK_KEY.to_string()],
+            ..config()
+        },
+        move || handle.render(),
+        sessions,
+    );
+    let app = origin.router();
+    for (name, kind) in [
+        ("video", RenditionKind::Video),
+        ("audio", RenditionKind::Audio),
+    ] {
+        let descriptor = RenditionDescriptor {
+            access: PlaybackAccess::Token,
+            ..descriptor(name, kind)
+        };
+        assert_eq!(declare(&app, &descriptor).await.status, StatusCode::CREATED);
+        assert_eq!(push_init(&app, name, 0).await.status, StatusCode::CREATED);
+        push_parts(&app, name, 2, 1).await;
+    }
+    app
+}
+
+fn problem_reason(reply: &Reply) -> String {
+    let problem: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    problem["reason"].as_str().unwrap_or_default().to_string()
+}
+
+/// Every URI of a playlist: URI lines and `URI="…"` attributes.
+fn playlist_uris(playlist: &str) -> Vec<String> {
+    let mut uris = Vec::new();
+    for line in playlist.lines() {
+        if line.starts_with('#') {
+            for piece in line.split("URI=\"").skip(1) {
+                uris.push(piece.split('"').next().unwrap().to_string());
+            }
+        } else if !line.is_empty() {
+            uris.push(line.to_string());
+        }
+    }
+    uris
+}
+
+#[tokio::test]
+async fn token_streams_refuse_requests_without_a_valid_token() {
+    let sessions = Arc::new(RecordedSessions::default());
+    let app = token_stream(sessions.clone()).await;
+    let now = unix_now();
+    let valid = playback_token(PLAYBACK_KEY, EVENT, "ses_1", now + 60);
+    let urls = [
+        "/live/ev1/master.m3u8",
+        "/live/ev1/video/index.m3u8",
+        "/live/ev1/video/index.m3u8?_HLS_msn=1&_HLS_part=1",
+        "/live/ev1/video/init0.mp4",
+        "/live/ev1/video/init.mp4",
+        "/live/ev1/video/2.0.m4s",
+        "/live/ev1/video/1.m4s",
+        "/live/ev1/audio/index.m3u8",
+        // Before the rendition is known: nothing is told without a token.
+        "/live/ev1/nosuch/index.m3u8",
+    ];
+    let with = |url: &str, token: &str| {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}token={token}")
+    };
+    for url in urls {
+        // No token: 401, still with CORS, so a browser player sees the status.
+        let reply = get(&app, url).await;
+        reply.assert_problem(StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+        assert!(reply.header(header::WWW_AUTHENTICATE).starts_with("Bearer"));
+        let refused = [
+            (
+                playback_token(PLAYBACK_KEY, EVENT, "ses_1", now - 1),
+                "expired",
+            ),
+            (
+                playback_token(PLAYBACK_KEY, "ev2", "ses_1", now + 60),
+                "wrong_event",
+            ),
+            (
+                playback_token("k0:0123456789abcdef0123456789abcdef", EVENT, "s", now + 60),
+                "unknown_key",
+            ),
+            (
+                playback_token("k1:0123456789abcdef0123456789abcdeX", EVENT, "s", now + 60),
+                "bad_signature",
+            ),
+            ("not.a.jwt".to_string(), "malformed_token"),
+        ];
+        for (token, reason) in refused {
+            let reply = get(&app, &with(url, &token)).await;
+            reply.assert_problem(StatusCode::FORBIDDEN);
+            assert_eq!(problem_reason(&reply), reason, "{url}");
+            assert_eq!(reply.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+            assert!(
+                !reply.text().contains(&token),
+                "the answer echoes the token"
+            );
+        }
+    }
+    // With the token: served (the unknown rendition is now a plain 404).
+    for url in &urls[..urls.len() - 1] {
+        assert_eq!(
+            get(&app, &with(url, &valid)).await.status,
+            StatusCode::OK,
+            "{url}"
+        );
+    }
+    assert_eq!(
+        get(&app, &with(urls[urls.len() - 1], &valid)).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Heartbeats come from the admitted playlist requests only (master, 4 media
+    // playlists counting the unknown rendition's), none from refused ones.
+    assert_eq!(sessions.heartbeats.lock().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn token_stream_playlists_carry_the_token_in_every_uri() {
+    let sessions = Arc::new(RecordedSessions::default());
+    let app = token_stream(sessions.clone()).await;
+    let token = playback_token(PLAYBACK_KEY, EVENT, "ses_1", unix_now() + 60);
+    let master = get(&app, &format!("/live/ev1/master.m3u8?token={token}")).await;
+    assert_eq!(master.status, StatusCode::OK);
+    let suffix = format!("?token={token}");
+    let master_uris = playlist_uris(master.text());
+    assert_eq!(master_uris.len(), 2, "{}", master.text());
+    // Follow each URI as a player does: relative to the playlist's own URL.
+    for uri in master_uris {
+        assert!(uri.ends_with(&suffix), "{uri}");
+        let playlist = get(&app, &format!("/live/ev1/{uri}")).await;
+        assert_eq!(playlist.status, StatusCode::OK, "{uri}");
+        let rendition = uri.split('/').next().unwrap();
+        let uris = playlist_uris(playlist.text());
+        // EXT-X-MAP, segments, parts, the preload hint, the rendition report.
+        assert!(uris.len() > 10, "{}", playlist.text());
+        for uri in uris {
+            assert!(uri.ends_with(&suffix), "{uri} in\n{}", playlist.text());
+            let path = match uri.strip_prefix("../") {
+                Some(sibling) => format!("/live/ev1/{sibling}"),
+                None => format!("/live/ev1/{rendition}/{uri}"),
+            };
+            // The preload hint is the part not yet pushed: check it exists without
+            // waiting for it.
+            if uri.starts_with("2.1.m4s") {
+                continue;
+            }
+            let reply = get(&app, &path).await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}");
+        }
+    }
+    // A blocking reload of a URI that carries the token, with the directives after it.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        let url = format!("/live/ev1/video/index.m3u8{suffix}&_HLS_msn=2&_HLS_part=1");
+        async move { get(&app, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "answered before the part existed");
+    push_part(&app, "video", 2, 1).await;
+    let reply = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        part_uris(reply.text()).contains(&format!("2.1.m4s{suffix}")),
+        "{}",
+        reply.text()
+    );
+
+    // Revocation: the session's next request is refused, whatever it asks for.
+    sessions.revoked.lock().unwrap().insert("ses_1".to_string());
+    for url in ["/live/ev1/master.m3u8", "/live/ev1/video/2.0.m4s"] {
+        let reply = get(&app, &format!("{url}{suffix}")).await;
+        reply.assert_problem(StatusCode::FORBIDDEN);
+        assert_eq!(problem_reason(&reply), "revoked");
+    }
+    // Another session of the same viewer still plays.
+    let other = playback_token(PLAYBACK_KEY, EVENT, "ses_2", unix_now() + 60);
+    let reply = get(&app, &format!("/live/ev1/video/2.0.m4s?token={other}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn public_streams_ignore_tokens() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 1).await;
+    push_parts(&app, "audio", 2, 1).await;
+    let plain = get(&app, "/live/ev1/video/index.m3u8").await;
+    let with_token = get(&app, "/live/ev1/video/index.m3u8?token=whatever").await;
+    assert_eq!(with_token.status, StatusCode::OK);
+    assert_eq!(plain.body, with_token.body);
+    assert!(!plain.text().contains("token="));
 }

@@ -2,24 +2,45 @@
 //! temp data dir, real ffmpeg publishers, plain HTTP clients.
 #![allow(dead_code)] // each test file uses a different part of the harness
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The bootstrap admin API key every test server starts with (`FLOODLIGHT_ADMIN_KEY`);
+/// send it on every `/v1` call (`.bearer_auth(ADMIN_KEY)`).
+pub const ADMIN_KEY: &str = "fl_api_e2e_admin_key_0123456789abcdefghijklmn";
+
 pub struct Server {
     child: Child,
     _data: tempfile::TempDir,
     pub rtmp_port: u16,
+    /// The SRT listener's UDP port.
+    pub srt_port: u16,
+    /// The WHIP HTTP endpoint's port.
+    pub whip_port: u16,
+    /// First and last UDP port of the WHIP sessions' range.
+    pub whip_udp_ports: (u16, u16),
     pub http_port: u16,
     pub api_port: u16,
     pub log_path: PathBuf,
 }
 
+/// UDP ports a test server's WHIP sessions may use.
+const WHIP_UDP_PORTS: u16 = 20;
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
@@ -31,6 +52,11 @@ impl Server {
     pub async fn start(extra: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let (rtmp_port, http_port, api_port) = (free_port(), free_port(), free_port());
+        let srt_port = free_udp_port();
+        let whip_port = free_port();
+        // Sessions skip ports in use, so a range that overlaps another server's works.
+        let first = free_udp_port().min(u16::MAX - WHIP_UDP_PORTS);
+        let whip_udp_ports = (first, first + WHIP_UDP_PORTS - 1);
         let log_path = data.path().join("floodlight.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodlight"));
@@ -43,6 +69,18 @@ impl Server {
                 format!("127.0.0.1:{rtmp_port}"),
             )
             .env(
+                "FLOODLIGHT_INGEST__SRT__LISTEN",
+                format!("127.0.0.1:{srt_port}"),
+            )
+            .env(
+                "FLOODLIGHT_INGEST__WHIP__LISTEN",
+                format!("127.0.0.1:{whip_port}"),
+            )
+            .env(
+                "FLOODLIGHT_INGEST__WHIP__UDP_PORTS",
+                format!("{}-{}", whip_udp_ports.0, whip_udp_ports.1),
+            )
+            .env(
                 "FLOODLIGHT_ORIGIN__LISTEN",
                 format!("127.0.0.1:{http_port}"),
             )
@@ -52,6 +90,7 @@ impl Server {
             )
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        cmd.env("FLOODLIGHT_ADMIN_KEY", ADMIN_KEY);
         for (k, v) in extra {
             cmd.env(k, v);
         }
@@ -60,6 +99,9 @@ impl Server {
             child,
             _data: data,
             rtmp_port,
+            srt_port,
+            whip_port,
+            whip_udp_ports,
             http_port,
             api_port,
             log_path,
@@ -103,6 +145,17 @@ impl Server {
         format!("rtmp://127.0.0.1:{}{path}", self.rtmp_port)
     }
 
+    /// `srt://127.0.0.1:PORT?streamid=…` for ffmpeg, with `stream_id` as given (ffmpeg
+    /// sends it as written, `#!::` included).
+    pub fn srt(&self, stream_id: &str) -> String {
+        format!("srt://127.0.0.1:{}?streamid={stream_id}", self.srt_port)
+    }
+
+    /// The WHIP endpoint of an event: `http://127.0.0.1:PORT/whip/{event_id}`.
+    pub fn whip(&self, event_id: &str) -> String {
+        format!("http://127.0.0.1:{}/whip/{event_id}", self.whip_port)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -111,6 +164,7 @@ impl Server {
     pub async fn create_event(&self, title: &str) -> (String, String, Value) {
         let resp = reqwest::Client::new()
             .post(self.api("/v1/events"))
+            .bearer_auth(ADMIN_KEY)
             .json(&serde_json::json!({ "title": title }))
             .send()
             .await
@@ -134,6 +188,11 @@ impl Drop for Server {
 /// with B-frames, 2 s GOP,
 /// AAC-LC 48 kHz, paced in real time (`-re`), as OBS would send it.
 pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
+    ffmpeg_publish_as("flv", url, seconds)
+}
+
+/// As [`ffmpeg_publish`], in another container: `mpegts` for SRT.
+pub fn ffmpeg_publish_as(format: &str, url: &str, seconds: u32) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30000/1001"])
@@ -160,7 +219,7 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
             "800k",
         ])
         .args([
-            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-f", "flv", url,
+            "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k", "-f", format, url,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

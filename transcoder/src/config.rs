@@ -23,6 +23,9 @@ pub struct TranscoderConfig {
     pub push_retries: u32,
     /// Packaged outputs queued per origin before the oldest pushes are dropped.
     pub push_queue: usize,
+    /// Bit rate of the AAC-LC the transcoder encodes from a publisher's Opus (WebRTC/WHIP
+    /// publishers), bits per second (16 000 – 512 000).
+    pub aac_bitrate_bps: u32,
 }
 
 impl Default for TranscoderConfig {
@@ -36,6 +39,7 @@ impl Default for TranscoderConfig {
             push_timeout_ms: 2000,
             push_retries: 3,
             push_queue: 1024,
+            aac_bitrate_bps: 128_000,
         }
     }
 }
@@ -73,6 +77,12 @@ impl TranscoderConfig {
             .find(|o| !o.starts_with("http://") && !o.starts_with("https://"))
         {
             return invalid("origins", format!("{bad:?} is not an http(s) URL"));
+        }
+        if !(16_000..=512_000).contains(&self.aac_bitrate_bps) {
+            return invalid(
+                "aac_bitrate_bps",
+                format!("{} is outside 16000..=512000", self.aac_bitrate_bps),
+            );
         }
         if self.push_queue == 0 {
             return invalid("push_queue", "must be at least 1".to_string());

@@ -11,8 +11,9 @@ use floodlight_media::package::{
 use floodlight_media::{StampedEvent, StreamEvent, StreamSettings, TIMESCALE};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, error, info, warn};
 
+use crate::audio_stage::{AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
 use crate::push::{OriginPusher, PushItem, PushSettings, next_msn};
 
@@ -119,31 +120,47 @@ async fn run_stream(
     let ticks = |ms: u32| ms * (TIMESCALE / 1000);
     let renditions = [SOURCE_RENDITION, AUDIO_RENDITION];
     let first_msn = next_msn(&inner.push, &config.origins, &event_id, &renditions).await;
-    let mut packager = StreamPackager::new(PackagerConfig {
+    let packager = StreamPackager::new(PackagerConfig {
         part_target: ticks(settings.part_target_ms.unwrap_or(config.part_target_ms)),
         segment_target: ticks(config.segment_target_ms),
         first_msn,
         access: settings.access,
     });
-    let mut pushers: Vec<OriginPusher> = config
+    let pushers: Vec<OriginPusher> = config
         .origins
         .iter()
         .map(|o| OriginPusher::spawn(inner.push.clone(), o, &event_id))
         .collect();
+    let mut output = Packaging {
+        packager,
+        pushers,
+        errors: 0,
+    };
     let grace = Duration::from_secs(config.reconnect_grace_secs);
     metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
     info!(first_msn, "stream pipeline started");
 
     // Set after a session's `Ended`: (deadline, sessions begun at that time).
     let mut ending: Option<(Instant, u64)> = None;
-    let mut errors = 0u64;
+    // Started by the first session with an Opus track; from then on every event goes
+    // through it, so events stay in order.
+    let mut stage: Option<AudioStage> = None;
     loop {
-        let received = match ending {
-            // A timeout reads as "no event": the grace period is over.
-            Some((deadline, _)) => tokio::time::timeout_at(deadline, rx.recv())
-                .await
-                .unwrap_or_default(),
-            None => rx.recv().await,
+        let step = tokio::select! {
+            received = next_event(&mut rx, ending) => Step::Received(received),
+            staged = stage_output(&mut stage) => Step::Staged(staged),
+        };
+        let received = match step {
+            Step::Staged(Some(stamped)) => {
+                output.feed(stamped);
+                continue;
+            }
+            Step::Staged(None) => {
+                error!("the audio stage stopped: events queued in it are lost");
+                stage = None;
+                continue;
+            }
+            Step::Received(received) => received,
         };
         let Some(stamped) = received else {
             // Grace period over: end the stream unless a new session has just begun.
@@ -164,24 +181,88 @@ async fn run_stream(
         } else {
             ending = None;
         }
-        if let Err(e) = packager.handle_event(stamped.event, stamped.received_at_ms) {
-            errors += 1;
-            metrics::counter!("floodlight_transcoder_packager_errors_total").increment(1);
-            if errors % 100 == 1 {
-                warn!(error = %e, errors, "packager rejected input");
+        if stage.is_none() && needs_stage(&stamped.event) {
+            match AudioStage::spawn(&event_id, config.aac_bitrate_bps) {
+                Ok(started) => stage = Some(started),
+                // The packager then refuses the Opus track: video goes on, without audio.
+                Err(e) => error!(error = %e, "cannot start the audio stage thread"),
             }
         }
-        while let Some(output) = packager.poll_output() {
-            for pusher in &mut pushers {
-                pusher.push(PushItem::Output(output.clone()));
+        match &stage {
+            Some(running) => {
+                if running.send(stamped).await.is_err() {
+                    error!("the audio stage stopped: events queued in it are lost");
+                    stage = None;
+                }
             }
+            None => output.feed(stamped),
         }
     }
-    for pusher in &mut pushers {
+    if let Some(stage) = stage {
+        for stamped in stage.close().await {
+            output.feed(stamped);
+        }
+    }
+    for pusher in &mut output.pushers {
         pusher.push(PushItem::End);
     }
     metrics::gauge!("floodlight_transcoder_active_streams").decrement(1);
     info!("stream ended");
+}
+
+enum Step {
+    Received(Option<StampedEvent>),
+    Staged(Option<StampedEvent>),
+}
+
+/// The next event from ingest; `None` when the grace period after `Ended` is over (or
+/// every sender is gone).
+async fn next_event(
+    rx: &mut mpsc::Receiver<StampedEvent>,
+    ending: Option<(Instant, u64)>,
+) -> Option<StampedEvent> {
+    match ending {
+        // A timeout reads as "no event": the grace period is over.
+        Some((deadline, _)) => tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .unwrap_or_default(),
+        None => rx.recv().await,
+    }
+}
+
+/// The next event out of the audio stage; never resolves without one.
+async fn stage_output(stage: &mut Option<AudioStage>) -> Option<StampedEvent> {
+    match stage {
+        Some(stage) => stage.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The packager of a stream and the pushers its outputs go to.
+struct Packaging {
+    packager: StreamPackager,
+    pushers: Vec<OriginPusher>,
+    errors: u64,
+}
+
+impl Packaging {
+    fn feed(&mut self, stamped: StampedEvent) {
+        if let Err(e) = self
+            .packager
+            .handle_event(stamped.event, stamped.received_at_ms)
+        {
+            self.errors += 1;
+            metrics::counter!("floodlight_transcoder_packager_errors_total").increment(1);
+            if self.errors % 100 == 1 {
+                warn!(error = %e, errors = self.errors, "packager rejected input");
+            }
+        }
+        while let Some(output) = self.packager.poll_output() {
+            for pusher in &mut self.pushers {
+                pusher.push(PushItem::Output(output.clone()));
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

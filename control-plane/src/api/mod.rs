@@ -1,26 +1,34 @@
-//! The HTTP API: routes, request validation and the JSON shapes of the answers.
+//! The HTTP API: routes, authentication, request validation and the JSON shapes of the
+//! answers. Every `/v1` route needs an API key ([`Caller`]); `/healthz`, `/readyz` and
+//! `/metrics` do not.
 
-mod json;
-mod problem;
+mod api_keys;
+mod audit;
+pub(crate) mod auth;
+mod events;
+pub(crate) mod json;
+pub(crate) mod openapi;
+pub(crate) mod problem;
+mod stream_keys;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use axum::routing::get;
 
 use crate::config::{ControlConfig, PublicUrls};
-use crate::live::{LiveStatus, LiveStatusSource};
-use crate::store::{Event, EventCursor, EventId, EventState, Store};
-use json::ApiJson;
-use problem::ApiError;
+use crate::lifecycle::Lifecycle;
+use crate::live::LiveStatusSource;
+use crate::store::Store;
+pub(crate) use auth::Caller;
+pub(crate) use json::ApiJson;
+pub(crate) use problem::ApiError;
 
-/// What every handler shares.
+/// What every handler shares. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct AppState(Arc<Shared>);
 
@@ -29,6 +37,7 @@ struct Shared {
     store: Store,
     urls: PublicUrls,
     live: Arc<dyn LiveStatusSource>,
+    lifecycle: Lifecycle,
     render_metrics: RenderMetrics,
 }
 
@@ -44,6 +53,7 @@ impl AppState {
         render_metrics: RenderMetrics,
     ) -> AppState {
         AppState(Arc::new(Shared {
+            lifecycle: Lifecycle::new(store.clone(), config.clone(), live.clone()),
             config,
             store,
             urls,
@@ -52,16 +62,38 @@ impl AppState {
         }))
     }
 
+    /// Publish checks, state changes from publishing, the reconciler and the bus.
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.0.lifecycle
+    }
+
     pub(crate) fn store(&self) -> &Store {
         &self.0.store
     }
+
+    pub(crate) fn config(&self) -> &ControlConfig {
+        &self.0.config
+    }
+
+    pub(crate) fn urls(&self) -> &PublicUrls {
+        &self.0.urls
+    }
+
+    pub(crate) fn live(&self) -> &dyn LiveStatusSource {
+        self.0.live.as_ref()
+    }
 }
 
+/// All routes. Each area of the API contributes a `Router<AppState>`; they are merged
+/// here and given the state once.
 pub(crate) fn router(state: AppState) -> Router {
-    let max_body_bytes = state.0.config.max_body_bytes;
+    let max_body_bytes = state.config().max_body_bytes;
     Router::new()
-        .route("/v1/events", post(create_event).get(list_events))
-        .route("/v1/events/{event_id}", get(get_event))
+        .merge(events::routes())
+        .merge(stream_keys::routes())
+        .merge(api_keys::routes())
+        .merge(audit::routes())
+        .merge(openapi::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -71,200 +103,91 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `POST /v1/events`. Unknown members are refused rather than ignored, so a misspelt
-/// field is an error the caller sees, not a setting silently lost.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateEventRequest {
-    title: String,
-}
+/// Query parameters, rejected as a 400 problem document when the query string does
+/// not fit `T`.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
 
-const TITLE_MAX_CHARS: usize = 200;
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
 
-/// The title as stored: trimmed, non-empty, at most 200 characters.
-fn validate_title(raw: &str) -> Result<&str, ApiError> {
-    let title = raw.trim();
-    let invalid = |detail: String| ApiError::Invalid {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        field: Some("title".to_string()),
-        detail,
-    };
-    if title.is_empty() {
-        return Err(invalid("title must not be empty".to_string()));
-    }
-    let chars = title.chars().count();
-    if chars > TITLE_MAX_CHARS {
-        return Err(invalid(format!(
-            "title is {chars} characters long; the limit is {TITLE_MAX_CHARS}"
-        )));
-    }
-    Ok(title)
-}
-
-/// An event as the API shows it. The stream key appears only in the creation answer.
-#[derive(Serialize)]
-struct EventBody<'a> {
-    event_id: &'a EventId,
-    title: &'a str,
-    state: EventState,
-    #[serde(serialize_with = "crate::rfc3339::serialize")]
-    created_at: OffsetDateTime,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_key: Option<&'a str>,
-    ingest: IngestBody,
-    playback: PlaybackBody,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    live: Option<LiveStatus>,
-}
-
-#[derive(Serialize)]
-struct IngestBody {
-    rtmp: RtmpIngestBody,
-}
-
-/// OBS takes `url` as "Server" and the key separately; ffmpeg takes `full_url`.
-#[derive(Serialize)]
-struct RtmpIngestBody {
-    url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stream_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    full_url: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PlaybackBody {
-    /// The master playlist.
-    hls: String,
-}
-
-impl<'a> EventBody<'a> {
-    fn new(event: &'a Event, urls: &PublicUrls) -> EventBody<'a> {
-        EventBody {
-            event_id: &event.id,
-            title: &event.title,
-            state: event.state,
-            created_at: event.created_at,
-            stream_key: None,
-            ingest: IngestBody {
-                rtmp: RtmpIngestBody {
-                    url: urls.rtmp_url().to_string(),
-                    stream_key: None,
-                    full_url: None,
-                },
-            },
-            playback: PlaybackBody {
-                hls: urls.hls_master_playlist(event.id.as_str()),
-            },
-            live: None,
-        }
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|error| ApiError::Invalid {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                field: None,
+                detail: format!("the query string does not parse: {error}"),
+            })
     }
 }
 
-async fn create_event(
-    State(state): State<AppState>,
-    ApiJson(request): ApiJson<CreateEventRequest>,
-) -> Result<Response, ApiError> {
-    let title = validate_title(&request.title)?;
-    let created = state
-        .0
-        .store
-        .create_event(title, OffsetDateTime::now_utc())
-        .await?;
-    let key = created.stream_key.expose_secret();
-    let mut body = EventBody::new(&created.event, &state.0.urls);
-    body.stream_key = Some(key);
-    body.ingest.rtmp.stream_key = Some(key.to_string());
-    body.ingest.rtmp.full_url = Some(state.0.urls.rtmp_publish_url(key));
-    let location = format!("/v1/events/{}", created.event.id);
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+/// Path parameters, rejected as a 400 problem document (not axum's plain text) when a
+/// segment does not decode.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::Invalid {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                field: None,
+                detail: rejection.body_text(),
+            })
+    }
 }
 
-/// Query parameters as text, so that a bad value gets an error naming its parameter.
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-struct EventListBody<'a> {
-    items: Vec<EventBody<'a>>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
-/// `GET /v1/events?limit=&cursor=`: newest first.
-async fn list_events(
-    State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::Invalid {
-        status: StatusCode::BAD_REQUEST,
-        field: None,
-        detail: rejection.body_text(),
-    })?;
-    let config = &state.0.config;
-    let limit = match query.limit {
-        None => config.default_page_size,
+/// The `limit` query parameter: the configured default when absent, else 1 to
+/// `control.max_page_size`; 400 naming `limit` otherwise.
+pub(crate) fn page_limit(config: &ControlConfig, limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(config.default_page_size),
         Some(text) => text
             .parse::<u32>()
             .ok()
             .filter(|limit| (1..=config.max_page_size).contains(limit))
-            .ok_or_else(|| ApiError::Invalid {
-                status: StatusCode::BAD_REQUEST,
-                field: Some("limit".to_string()),
-                detail: format!(
-                    "limit must be a whole number from 1 to {}",
-                    config.max_page_size
-                ),
-            })?,
-    };
-    let cursor = query
-        .cursor
-        .map(|text| text.parse::<EventCursor>())
-        .transpose()
-        .map_err(|error| ApiError::Invalid {
-            status: StatusCode::BAD_REQUEST,
-            field: Some("cursor".to_string()),
-            detail: format!("cursor is {error}"),
-        })?;
-    let page = state.0.store.list_events(limit, cursor.as_ref()).await?;
-    let body = EventListBody {
-        items: page
-            .events
-            .iter()
-            .map(|event| EventBody::new(event, &state.0.urls))
-            .collect(),
-        next_cursor: page.next.map(|cursor| cursor.to_string()),
-    };
-    Ok(Json(body).into_response())
+            .ok_or_else(|| {
+                ApiError::bad_parameter(
+                    "limit",
+                    format!(
+                        "limit must be a whole number from 1 to {}",
+                        config.max_page_size
+                    ),
+                )
+            }),
+    }
 }
 
-/// `GET /v1/events/{event_id}`: the event with its live status.
-async fn get_event(
-    State(state): State<AppState>,
-    event_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let Path(event_id) = event_id.map_err(|rejection| ApiError::Invalid {
-        status: StatusCode::BAD_REQUEST,
-        field: None,
-        detail: rejection.body_text(),
-    })?;
-    let event = state
-        .0
-        .store
-        .event(&event_id)
-        .await?
-        .ok_or(ApiError::EventNotFound(event_id))?;
-    let mut body = EventBody::new(&event, &state.0.urls);
-    body.live = Some(state.0.live.live_status(&event.id));
-    Ok(Json(body).into_response())
+/// The `cursor` query parameter parsed as `T`; 400 naming `cursor` when it is not one
+/// this API issued.
+pub(crate) fn page_cursor<T: std::str::FromStr>(
+    cursor: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    cursor
+        .map(|text| {
+            text.parse::<T>().map_err(|_| {
+                ApiError::bad_parameter("cursor", "cursor is not a next_cursor this API issued")
+            })
+        })
+        .transpose()
 }
 
 /// The process is up and serving HTTP.
@@ -274,7 +197,7 @@ async fn healthz() -> &'static str {
 
 /// The process can do its job: the database answers.
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.0.store.ping().await.map_err(ApiError::Unavailable)?;
+    state.store().ping().await.map_err(ApiError::Unavailable)?;
     Ok("ready\n")
 }
 
@@ -296,19 +219,4 @@ async fn route_not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn titles_are_trimmed_and_bounded_in_characters() {
-        assert_eq!(validate_title("  Cup final \n").unwrap(), "Cup final");
-        assert!(validate_title(" \t ").is_err());
-        // 200 two-byte characters are within the limit: it counts characters, not bytes.
-        let long = "é".repeat(TITLE_MAX_CHARS);
-        assert_eq!(validate_title(&long).unwrap(), long);
-        assert!(validate_title(&format!("{long}e")).is_err());
-    }
 }

@@ -26,8 +26,19 @@ pub(crate) enum ApiError {
     /// The body could not be read for another reason (the connection failed).
     #[error("{}", .0.body_text())]
     Body(BytesRejection),
-    #[error("no event with id {0:?}")]
-    EventNotFound(String),
+    /// 401: no usable API key. `WWW-Authenticate: Bearer` tells the client what to
+    /// send (RFC 6750 §3, RFC 9110 §11.6.1).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A refusal a client can act on: 403 (role, ownership, entitlement), 404 (no such
+    /// thing, with what was looked for), 409 (state conflict). `reason`, when given, is
+    /// a stable machine-readable code shown as the problem's `reason` member.
+    #[error("{detail}")]
+    Refused {
+        status: StatusCode,
+        reason: Option<&'static str>,
+        detail: String,
+    },
     #[error("no such resource; the API lives under /v1")]
     RouteNotFound,
     #[error("this method is not allowed on this resource")]
@@ -38,8 +49,56 @@ pub(crate) enum ApiError {
     Internal(#[from] StoreError),
 }
 
-/// The RFC 9457 §3.1 members plus `field`, an extension member (§3.2) naming the
-/// request field at fault as a path (`title`, `ingest.rtmp[0]`).
+impl ApiError {
+    /// 403 with what the caller lacks.
+    pub(crate) fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::Refused {
+            status: StatusCode::FORBIDDEN,
+            reason: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// 404 naming what was looked for, e.g. `no event with id "abc"`.
+    pub(crate) fn not_found(detail: impl Into<String>) -> ApiError {
+        ApiError::Refused {
+            status: StatusCode::NOT_FOUND,
+            reason: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// 409: the request does not fit the resource's current state.
+    pub(crate) fn conflict(detail: impl Into<String>) -> ApiError {
+        ApiError::Refused {
+            status: StatusCode::CONFLICT,
+            reason: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// 422 naming the request field at fault.
+    pub(crate) fn invalid_field(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            field: Some(field.into()),
+            detail: detail.into(),
+        }
+    }
+
+    /// 400 naming the query parameter at fault.
+    pub(crate) fn bad_parameter(name: &str, detail: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            status: StatusCode::BAD_REQUEST,
+            field: Some(name.to_string()),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The RFC 9457 §3.1 members plus two extension members (§3.2): `field`, naming the
+/// request field at fault as a path (`title`, `ingest.rtmp[0]`), and `reason`, a stable
+/// code for a refusal (`not_in_plan`, …).
 ///
 /// `type` is `about:blank` throughout, so `title` is the status phrase (§4.2.1) and the
 /// status code plus `field` carry the meaning; specific problem types come when a client
@@ -53,6 +112,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -62,7 +123,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(rejection) => rejection.status(),
-            ApiError::EventNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Refused { status, .. } => *status,
+            ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +135,13 @@ impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
             ApiError::Invalid { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Refused { reason, .. } => *reason,
             _ => None,
         }
     }
@@ -92,6 +162,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             field: self.field(),
+            reason: self.reason(),
         };
         let body = match serde_json::to_vec(&problem) {
             Ok(body) => body,
@@ -103,6 +174,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         response
     }
 }

@@ -10,18 +10,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use floodlight_media::StreamEvent;
 use floodlight_media::flv::FlvError;
-use floodlight_media::{StampedEvent, StreamEvent};
 use rml_rtmp::handshake::{Handshake, HandshakeError, HandshakeProcessResult, PeerType};
 use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionError, ServerSessionEvent, ServerSessionResult,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::session::{Ingest, Protocol, PublishRefusal, PublishRequest, SessionGuard, unix_millis};
+use crate::session::{DownstreamGone, Ingest, Protocol, PublishRefusal, PublishRequest, Publisher};
 use to_stream::FlvToStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ enum RtmpError {
     },
     #[error("refused: {0}")]
     Refused(String),
-    #[error("transcoder for this stream is gone")]
-    DownstreamGone,
+    #[error(transparent)]
+    DownstreamGone(#[from] DownstreamGone),
 }
 
 impl From<HandshakeError> for RtmpError {
@@ -114,31 +114,8 @@ struct Refusal {
 }
 
 struct Publishing {
-    event_id: String,
-    guard: SessionGuard,
-    tx: mpsc::Sender<StampedEvent>,
+    publisher: Publisher,
     flv: FlvToStream,
-    metrics: MediaMetrics,
-}
-
-/// Per-frame counters, resolved once per publish rather than looked up on every frame.
-struct MediaMetrics {
-    bytes: metrics::Counter,
-    dropped_frames: metrics::Counter,
-    video_frames: metrics::Counter,
-    audio_frames: metrics::Counter,
-}
-
-impl MediaMetrics {
-    fn new() -> Self {
-        let frames = |track: &'static str| metrics::counter!("floodlight_ingest_frames_total", "protocol" => "rtmp", "track" => track);
-        MediaMetrics {
-            bytes: metrics::counter!("floodlight_ingest_bytes_total", "protocol" => "rtmp"),
-            dropped_frames: metrics::counter!("floodlight_ingest_dropped_frames_total", "protocol" => "rtmp"),
-            video_frames: frames("video"),
-            audio_frames: frames("audio"),
-        }
-    }
 }
 
 struct Connection {
@@ -197,14 +174,9 @@ impl Connection {
         }
         .await;
         if let Some(p) = self.publishing.take() {
+            info!(event = %p.publisher.event_id(), "publish ended");
             // The transcoder holds the stream open for the reconnect grace period.
-            let _ =
-                p.tx.send(StampedEvent {
-                    event: StreamEvent::Ended,
-                    received_at_ms: unix_millis(),
-                })
-                .await;
-            info!(event = %p.event_id, bytes = p.guard.counters.bytes.load(Ordering::Relaxed), "publish ended");
+            p.publisher.end().await;
         }
         result
     }
@@ -374,31 +346,26 @@ impl Connection {
                 );
             }
         };
-        let event_id = grant.event_id;
-        tracing::Span::current().record("event", event_id.as_str());
-        let Some(guard) = self.ingest.claim(&event_id, Protocol::Rtmp, self.peer) else {
-            warn!("publish refused: the event already has a live publisher");
-            return self.refuse(
-                session,
-                request_id,
-                Refusal {
-                    metric: "already_publishing",
-                    code: "NetStream.Publish.BadName",
-                    description: "this event already has a live publisher".to_string(),
-                },
-            );
+        tracing::Span::current().record("event", grant.event_id.as_str());
+        let publisher = match self.ingest.start_publish(&grant, Protocol::Rtmp, self.peer) {
+            Ok(publisher) => publisher,
+            Err(taken) => {
+                warn!(%taken, "publish refused");
+                return self.refuse(
+                    session,
+                    request_id,
+                    Refusal {
+                        metric: "already_publishing",
+                        code: "NetStream.Publish.BadName",
+                        description: taken.to_string(),
+                    },
+                );
+            }
         };
-        let tx = self
-            .ingest
-            .handler
-            .begin_session(&event_id, &grant.settings);
         info!("publish started");
         self.publishing = Some(Publishing {
-            event_id,
-            guard,
-            tx,
+            publisher,
             flv: FlvToStream::default(),
-            metrics: MediaMetrics::new(),
         });
         Ok(session.accept_request(request_id)?)
     }
@@ -431,34 +398,14 @@ impl Connection {
                 source,
             }
         })?;
-        let counters = &p.guard.counters;
-        counters
-            .bytes
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
-        p.metrics.bytes.increment(body.len() as u64);
-        if converted.dropped > 0 {
-            counters
-                .dropped_frames
-                .fetch_add(converted.dropped, Ordering::Relaxed);
-            p.metrics.dropped_frames.increment(converted.dropped);
-        }
-        let received_at_ms = unix_millis();
-        let frames = if video {
-            &p.metrics.video_frames
-        } else {
-            &p.metrics.audio_frames
-        };
+        p.publisher.record_bytes(body.len());
+        p.publisher.record_dropped(converted.dropped);
         for event in converted.events {
-            if matches!(event, StreamEvent::Frame(_)) {
-                counters.frames.fetch_add(1, Ordering::Relaxed);
-                frames.increment(1);
+            match event {
+                StreamEvent::Tracks(tracks) => p.publisher.send_tracks(tracks).await?,
+                StreamEvent::Frame(frame) => p.publisher.send_frame(frame).await?,
+                StreamEvent::Ended => {}
             }
-            p.tx.send(StampedEvent {
-                event,
-                received_at_ms,
-            })
-            .await
-            .map_err(|_| RtmpError::DownstreamGone)?;
         }
         Ok(())
     }

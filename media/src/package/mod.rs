@@ -23,7 +23,7 @@ use crate::cmaf::{self, Fragment, Sample};
 use crate::frame::{Frame, TIMESCALE, TrackKind};
 use crate::push::{PartMeta, RenditionDescriptor, RenditionKind};
 use crate::stream::{PlaybackAccess, StreamEvent};
-use crate::track::{CodecParams, TrackParams};
+use crate::track::{CodecParams, OpusConfig, TrackParams};
 use cutter::{CutPart, CutterSample, PartCutter, SegmentPolicy, SegmentTarget};
 use timeline::{AudioClock, Placement, StreamTimeline, rescale, rescale_ceil, rescale_floor};
 
@@ -39,6 +39,8 @@ const AAC_FRAME_SAMPLES: i64 = 1024;
 /// Explicitly signalled HE-AAC (object types 5, 29): `AacConfig::sample_rate` is the SBR
 /// output rate, at which a frame is 2048 samples (ISO/IEC 14496-3 §4.6.18).
 const HE_AAC_FRAME_SAMPLES: i64 = 2048;
+/// Samples of a 20 ms Opus frame at 48 kHz, WebRTC's usual packet (RFC 7587 §4.2).
+const OPUS_FRAME_SAMPLES: i64 = 960;
 /// Frame interval assumed for a video track whose SPS has no timing info, until one is
 /// measured: 30 fps.
 const DEFAULT_FRAME_INTERVAL_90K: i64 = 3000;
@@ -273,6 +275,7 @@ impl Rendition {
                 None,
             ),
             CodecParams::Aac(c) => (RenditionKind::Audio, None, None, None, Some(c.channels)),
+            CodecParams::Opus(c) => (RenditionKind::Audio, None, None, None, Some(c.channels)),
         };
         RenditionDescriptor {
             name: self.name.clone(),
@@ -351,6 +354,11 @@ impl Timing {
                 };
                 let frame = rescale(samples, c.sample_rate, timescale);
                 (frame, Some(frame), silence::silent_access_unit(c))
+            }
+            // Never packaged (`handle_tracks` refuses it); its usual 20 ms frame.
+            CodecParams::Opus(_) => {
+                let frame = rescale(OPUS_FRAME_SAMPLES, OpusConfig::SAMPLE_RATE, timescale);
+                (frame, Some(frame), None)
             }
         };
         let part_target = rescale_floor(i64::from(part_target_ms), 1000, timescale);
@@ -463,6 +471,13 @@ impl StreamPackager {
             let codec_kind = match track.codec {
                 CodecParams::H264(_) => TrackKind::Video,
                 CodecParams::Aac(_) => TrackKind::Audio,
+                // HLS players expect AAC; the transcoder converts Opus before packaging.
+                CodecParams::Opus(_) => {
+                    return Err(invalid(
+                        track.kind,
+                        "Opus is not packaged: transcode it to AAC",
+                    ));
+                }
             };
             if codec_kind != track.kind {
                 return Err(invalid(track.kind, "codec does not match the track kind"));

@@ -1554,3 +1554,25 @@ fn random_publishers_keep_numbering_and_timeline_rules() {
         }
     }
 }
+
+#[test]
+fn opus_is_refused_not_packaged() {
+    let opus = TrackParams::opus(crate::track::OpusConfig {
+        channels: 2,
+        pre_skip: 0,
+    });
+    // The transcoder turns Opus into AAC; the packager and the CMAF writer say so clearly.
+    assert!(matches!(
+        cmaf::write_init(&opus),
+        Err(cmaf::CmafError::UnsupportedCodec("Opus"))
+    ));
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let err = packager
+        .handle_event(
+            StreamEvent::Tracks(vec![TrackParams::video(avc_config()), opus]),
+            EPOCH_MS,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("Opus"), "{err}");
+    assert!(drain(&mut packager).is_empty(), "nothing half-started");
+}

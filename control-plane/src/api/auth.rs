@@ -1,0 +1,117 @@
+//! Who is calling: the API key in `Authorization: Bearer` (RFC 6750 §2.1), its role and
+//! principal. Every `/v1` handler takes a [`Caller`] and says which roles it serves.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::store::{Actor, Role};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// The API key's public id (what the audit log names).
+    pub(crate) key_id: String,
+    pub(crate) role: Role,
+    /// Who the key acts for: a broadcaster's events belong to it.
+    pub(crate) principal: String,
+}
+
+impl Caller {
+    /// `Ok` when the caller has one of `roles`; otherwise 403 naming the roles needed.
+    pub(crate) fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            return Ok(());
+        }
+        let needed: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+        Err(ApiError::forbidden(format!(
+            "this needs an API key with role {}; this key has role {}",
+            needed.join(" or "),
+            self.role
+        )))
+    }
+
+    /// Admin and ops act on everything; other roles only on what their principal owns.
+    pub(crate) fn sees_all(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Ops)
+    }
+
+    /// The caller as the audit log and transitions name it.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor {
+            id: self.key_id.clone(),
+            role: self.role.as_str().to_string(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthenticated(
+                "send an API key as Authorization: Bearer <key>",
+            ))?;
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(bearer_token)
+            .ok_or(ApiError::Unauthenticated(
+                "the Authorization header must be Bearer <key>",
+            ))?;
+        let caller = state
+            .store()
+            .authenticate(key)
+            .await
+            .map_err(ApiError::Unavailable)?
+            .ok_or(ApiError::Unauthenticated("unknown or revoked API key"))?;
+        Ok(Caller {
+            key_id: caller.key_id.as_str().to_string(),
+            role: caller.role,
+            principal: caller.principal,
+        })
+    }
+}
+
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn roles_are_checked_and_named() {
+        let caller = Caller {
+            key_id: "k".to_string(),
+            role: Role::Broadcaster,
+            principal: "acme".to_string(),
+        };
+        assert!(caller.require(&[Role::Admin, Role::Broadcaster]).is_ok());
+        let error = caller.require(&[Role::Admin, Role::Ops]).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("admin or ops") && text.contains("broadcaster"),
+            "{text}"
+        );
+        assert!(!caller.sees_all());
+    }
+}

@@ -1,0 +1,746 @@
+//! The lifecycle of an event on air: may this key publish now (the publish check with
+//! its per-address failure limit), what to pull over RTSP, what publishing started or
+//! stopped means for the event's state, and the reconciler that ends events whose
+//! publisher is gone or whose window has closed.
+//!
+//! The decisions are pure functions of the event, the time and the config
+//! ([`publish_refusal`], [`reconcile_step`]); the methods around them do the I/O.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
+use crate::config::ControlConfig;
+use crate::live::{IngestProtocol, LiveStatusSource};
+use crate::store::{
+    Actor, Event, EventId, EventState, RtspTransport, Store, StoreError, StreamKeyRole,
+    TransitionError, Visibility,
+};
+
+/// A publisher asking to publish.
+#[derive(Clone, Copy)]
+pub struct PublishCheck<'a> {
+    /// The secret stream key. Never logged.
+    pub stream_key: &'a str,
+    /// The event the publisher named besides its key (WHIP's `/whip/{event_id}`).
+    pub event_id: Option<&'a str>,
+    pub protocol: IngestProtocol,
+    pub remote_ip: IpAddr,
+}
+
+impl fmt::Debug for PublishCheck<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishCheck")
+            .field("stream_key", &"<redacted>")
+            .field("event_id", &self.event_id)
+            .field("protocol", &self.protocol)
+            .field("remote_ip", &self.remote_ip)
+            .finish()
+    }
+}
+
+/// A yes: the event, and how it wants to be published and served.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishPermit {
+    pub event_id: EventId,
+    pub visibility: Visibility,
+    pub part_target_ms: Option<u32>,
+    pub dvr_window_secs: Option<u32>,
+    pub ladder: Option<String>,
+    /// A second (backup) publisher may connect beside the live one.
+    pub backup_ingest: bool,
+    /// SRT AES passphrase the publisher must use.
+    pub srt_passphrase: Option<String>,
+    pub srt_latency_ms: Option<u32>,
+}
+
+impl PublishPermit {
+    fn for_event(event: &Event) -> PublishPermit {
+        let settings = &event.settings;
+        PublishPermit {
+            event_id: event.id.clone(),
+            visibility: settings.visibility,
+            part_target_ms: settings.part_target_ms,
+            dvr_window_secs: settings.dvr_window_secs,
+            ladder: settings.ladder.clone(),
+            backup_ingest: settings.ingest.backup,
+            srt_passphrase: settings.ingest.srt_passphrase.clone(),
+            srt_latency_ms: settings.ingest.srt_latency_ms,
+        }
+    }
+}
+
+impl fmt::Debug for PublishPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishPermit")
+            .field("event_id", &self.event_id)
+            .field("visibility", &self.visibility)
+            .field("part_target_ms", &self.part_target_ms)
+            .field("dvr_window_secs", &self.dvr_window_secs)
+            .field("ladder", &self.ladder)
+            .field("backup_ingest", &self.backup_ingest)
+            .field("srt_passphrase_set", &self.srt_passphrase.is_some())
+            .field("srt_latency_ms", &self.srt_latency_ms)
+            .finish()
+    }
+}
+
+/// A no, or no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishDenied {
+    /// No active key like this, or it belongs to another event than the one named.
+    #[error("unknown stream key")]
+    UnknownKey,
+    /// The key is valid but publishing is not allowed now; the reason is safe to show
+    /// the publisher.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed key attempts from this address; try again later.
+    #[error("too many failed stream key attempts, retry later")]
+    RateLimited,
+    /// The database could not be asked.
+    #[error("stream key check unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An event whose feed ingest pulls from an RTSP server, now.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PullSourceSpec {
+    pub event_id: EventId,
+    /// With credentials: never log it whole.
+    pub url: String,
+    pub transport: RtspTransport,
+    pub permit: PublishPermit,
+}
+
+impl fmt::Debug for PullSourceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullSourceSpec")
+            .field("event_id", &self.event_id)
+            .field("url", &"<redacted>")
+            .field("transport", &self.transport)
+            .field("permit", &self.permit)
+            .finish()
+    }
+}
+
+fn secs(value: u64) -> time::Duration {
+    time::Duration::seconds(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// When publishing opens and closes for `event`: `early_open_secs` before `starts_at`,
+/// `late_close_secs` after `ends_at`; `None` is unbounded.
+fn publish_window(
+    event: &Event,
+    config: &ControlConfig,
+) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    let settings = &event.settings;
+    (
+        settings
+            .starts_at
+            .map(|at| at.saturating_sub(secs(config.early_open_secs))),
+        settings
+            .ends_at
+            .map(|at| at.saturating_add(secs(config.late_close_secs))),
+    )
+}
+
+/// Why `event` may not be published to now over `protocol` with a key of `role`, or
+/// `None` when it may. The reason is shown to the publisher.
+pub(crate) fn publish_refusal(
+    event: &Event,
+    role: Option<StreamKeyRole>,
+    protocol: IngestProtocol,
+    now: OffsetDateTime,
+    config: &ControlConfig,
+) -> Option<String> {
+    if !event.state.is_open() {
+        return Some(format!("the event is {}", event.state));
+    }
+    let ingest = &event.settings.ingest;
+    if !ingest.allows(protocol) {
+        let allowed: Vec<&str> = ingest
+            .protocols
+            .iter()
+            .flatten()
+            .map(|p| p.as_str())
+            .collect();
+        return Some(format!(
+            "{protocol} is not allowed for this event (allowed: {})",
+            allowed.join(", ")
+        ));
+    }
+    if role == Some(StreamKeyRole::Backup) && !ingest.backup {
+        return Some("this is a backup key and the event has no backup ingest".to_string());
+    }
+    let (opens, closes) = publish_window(event, config);
+    let format = |at: OffsetDateTime| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| at.to_string())
+    };
+    if let Some(opens) = opens
+        && now < opens
+    {
+        return Some(format!("publishing opens at {}", format(opens)));
+    }
+    if let Some(closes) = closes
+        && now > closes
+    {
+        return Some(format!("publishing closed at {}", format(closes)));
+    }
+    None
+}
+
+/// What the reconciler does with one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReconcileStep {
+    Nothing,
+    /// A live event's publisher is gone: start the grace period now.
+    MarkGone,
+    /// The publisher is back: forget the grace period.
+    ClearGone,
+    /// End the event, for this cause.
+    End(&'static str),
+}
+
+/// The reconciler's decision for `event` (scheduled or live), given whether a publisher
+/// is on air and since when it has been gone.
+pub(crate) fn reconcile_step(
+    event: &Event,
+    publishing: bool,
+    gone_since: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+    config: &ControlConfig,
+) -> ReconcileStep {
+    let (_, closes) = publish_window(event, config);
+    if closes.is_some_and(|closes| now > closes) && event.state.is_open() {
+        return ReconcileStep::End("window_closed");
+    }
+    if event.state != EventState::Live {
+        return ReconcileStep::Nothing;
+    }
+    match (publishing, gone_since) {
+        (true, Some(_)) => ReconcileStep::ClearGone,
+        (true, None) => ReconcileStep::Nothing,
+        (false, None) => ReconcileStep::MarkGone,
+        (false, Some(since)) if now - since >= secs(config.reconnect_grace_secs) => {
+            ReconcileStep::End("publisher_gone")
+        }
+        (false, Some(_)) => ReconcileStep::Nothing,
+    }
+}
+
+/// Failed stream key attempts per source address within a fixed window. IPv6 sources
+/// count per /64, the block one subscriber usually holds, so rotating addresses within
+/// it does not reset the count.
+pub(crate) struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    capacity: usize,
+    table: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailureLimiter {
+    pub(crate) fn new(config: &ControlConfig) -> FailureLimiter {
+        FailureLimiter {
+            max: config.publish_failures_max,
+            window: Duration::from_secs(config.publish_failures_window_secs),
+            capacity: config.publish_failures_tracked_max,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(_) => ip,
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => {
+                    let mut segments = v6.segments();
+                    segments[4..].fill(0);
+                    IpAddr::V6(segments.into())
+                }
+            },
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
+        self.table
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `ip` has used up its failures in the current window.
+    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
+        self.table()
+            .get(&Self::key(ip))
+            .is_some_and(|&(start, count)| {
+                now.duration_since(start) < self.window && count >= self.max
+            })
+    }
+
+    /// Counts a failed attempt from `ip`.
+    pub(crate) fn record_failure(&self, ip: IpAddr, now: Instant) {
+        let mut table = self.table();
+        if table.len() >= self.capacity {
+            table.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let key = Self::key(ip);
+        if !table.contains_key(&key) && table.len() >= self.capacity {
+            tracing::warn!(
+                tracked = table.len(),
+                "control.publish_failures_tracked_max reached; a failing address goes uncounted"
+            );
+            return;
+        }
+        let entry = table.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// Forgets windows that have passed.
+    pub(crate) fn prune(&self, now: Instant) {
+        self.table()
+            .retain(|_, (start, _)| now.duration_since(*start) < self.window);
+    }
+}
+
+const PUBLISH_CHECKS: &str = "floodlight_control_publish_checks_total";
+
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(
+        PUBLISH_CHECKS,
+        "Publish checks by outcome (granted, unknown_key, forbidden, rate_limited, unavailable)"
+    );
+}
+
+/// The lifecycle side of the control plane, shared by the API and the binary's ingest
+/// adapter. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Lifecycle(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    config: ControlConfig,
+    bus: InProcessBus,
+    live: Arc<dyn LiveStatusSource>,
+    failures: FailureLimiter,
+}
+
+impl Lifecycle {
+    pub(crate) fn new(
+        store: Store,
+        config: ControlConfig,
+        live: Arc<dyn LiveStatusSource>,
+    ) -> Lifecycle {
+        Lifecycle(Arc::new(Inner {
+            bus: InProcessBus::new(config.event_bus_capacity),
+            failures: FailureLimiter::new(&config),
+            store,
+            config,
+            live,
+        }))
+    }
+
+    pub(crate) fn bus(&self) -> &InProcessBus {
+        &self.0.bus
+    }
+
+    pub(crate) fn announce(&self, kind: LifecycleKind, event_id: &EventId, cause: &str) {
+        self.0.bus.publish(LifecycleMessage::new(
+            kind,
+            event_id,
+            OffsetDateTime::now_utc(),
+            cause,
+        ));
+    }
+
+    pub(crate) fn announce_key_revoked(&self, event_id: &EventId, key_id: &str, cause: &str) {
+        let mut message = LifecycleMessage::new(
+            LifecycleKind::KeyRevoked,
+            event_id,
+            OffsetDateTime::now_utc(),
+            cause,
+        );
+        message.key_id = Some(key_id.to_string());
+        self.0.bus.publish(message);
+    }
+
+    pub(crate) async fn authorize_publish(
+        &self,
+        check: PublishCheck<'_>,
+    ) -> Result<PublishPermit, PublishDenied> {
+        let outcome = self.decide(check).await;
+        let label = match &outcome {
+            Ok(_) => "granted",
+            Err(PublishDenied::UnknownKey) => "unknown_key",
+            Err(PublishDenied::Forbidden(_)) => "forbidden",
+            Err(PublishDenied::RateLimited) => "rate_limited",
+            Err(PublishDenied::Unavailable(_)) => "unavailable",
+        };
+        metrics::counter!(PUBLISH_CHECKS, "outcome" => label).increment(1);
+        match &outcome {
+            Ok(permit) => tracing::info!(
+                event_id = %permit.event_id,
+                protocol = %check.protocol,
+                remote_ip = %check.remote_ip,
+                "publish granted"
+            ),
+            Err(denied) => tracing::info!(
+                protocol = %check.protocol,
+                remote_ip = %check.remote_ip,
+                reason = %denied,
+                "publish refused"
+            ),
+        }
+        outcome
+    }
+
+    async fn decide(&self, check: PublishCheck<'_>) -> Result<PublishPermit, PublishDenied> {
+        let inner = &self.0;
+        if inner.failures.blocked(check.remote_ip, Instant::now()) {
+            return Err(PublishDenied::RateLimited);
+        }
+        let keyed = inner
+            .store
+            .stream_key_event(check.stream_key)
+            .await
+            .map_err(|error| PublishDenied::Unavailable(error.to_string()))?;
+        let keyed = match keyed {
+            Some(keyed)
+                if check
+                    .event_id
+                    .is_none_or(|named| named == keyed.event.id.as_str()) =>
+            {
+                keyed
+            }
+            _ => {
+                inner
+                    .failures
+                    .record_failure(check.remote_ip, Instant::now());
+                return Err(PublishDenied::UnknownKey);
+            }
+        };
+        let now = OffsetDateTime::now_utc();
+        if let Some(reason) = publish_refusal(
+            &keyed.event,
+            Some(keyed.role),
+            check.protocol,
+            now,
+            &inner.config,
+        ) {
+            return Err(PublishDenied::Forbidden(reason));
+        }
+        if let Err(error) = inner.store.touch_stream_key(&keyed.key_id, now).await {
+            tracing::warn!(%error, "could not note the stream key's last use");
+        }
+        Ok(PublishPermit::for_event(&keyed.event))
+    }
+
+    pub(crate) async fn pull_sources(&self) -> Result<Vec<PullSourceSpec>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let events = self.0.store.events_with_rtsp_source().await?;
+        Ok(events
+            .into_iter()
+            .filter(|event| {
+                publish_refusal(event, None, IngestProtocol::Rtsp, now, &self.0.config).is_none()
+            })
+            .filter_map(|event| {
+                let source = event.settings.ingest.rtsp_source.clone()?;
+                Some(PullSourceSpec {
+                    event_id: event.id.clone(),
+                    url: source.url,
+                    transport: source.transport,
+                    permit: PublishPermit::for_event(&event),
+                })
+            })
+            .collect())
+    }
+
+    /// A publisher started: a scheduled event goes live (cause `publish`); a live one
+    /// forgets any grace period.
+    pub(crate) async fn publish_started(
+        &self,
+        event_id: &EventId,
+        protocol: IngestProtocol,
+    ) -> Result<(), StoreError> {
+        let store = &self.0.store;
+        store.set_publisher_gone(event_id, None).await?;
+        match store
+            .transition(
+                event_id,
+                EventState::Live,
+                "publish",
+                &Actor::system(),
+                Some("event.live"),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(%event_id, %protocol, "event live");
+                self.announce(LifecycleKind::EventLive, event_id, "publish");
+                Ok(())
+            }
+            // Already live (a reconnect or the backup), or no longer open: nothing to do.
+            Err(TransitionError::NotAllowed { .. } | TransitionError::NotFound) => Ok(()),
+            Err(TransitionError::Store(error)) => Err(error),
+        }
+    }
+
+    /// A publisher stopped: the grace period of a live event starts (the reconciler
+    /// ends it when nobody is back in time).
+    pub(crate) async fn publish_stopped(
+        &self,
+        event_id: &EventId,
+        protocol: IngestProtocol,
+    ) -> Result<(), StoreError> {
+        tracing::info!(%event_id, %protocol, "publisher stopped");
+        self.0
+            .store
+            .set_publisher_gone(event_id, Some(OffsetDateTime::now_utc()))
+            .await
+    }
+
+    /// One reconciler pass at `now`: ends live events whose publisher has been gone
+    /// longer than `control.reconnect_grace_secs`, and events past `ends_at` +
+    /// `control.late_close_secs`. Returns the events it ended.
+    pub(crate) async fn reconcile(&self, now: OffsetDateTime) -> Result<Vec<EventId>, StoreError> {
+        let inner = &self.0;
+        inner.failures.prune(Instant::now());
+        let closed_before = now.saturating_sub(secs(inner.config.late_close_secs));
+        let mut ended = Vec::new();
+        for (event, gone_since) in inner.store.reconcile_candidates(closed_before).await? {
+            let publishing = inner.live.live_status(&event.id).publishing;
+            match reconcile_step(&event, publishing, gone_since, now, &inner.config) {
+                ReconcileStep::Nothing => {}
+                ReconcileStep::MarkGone => {
+                    inner.store.set_publisher_gone(&event.id, Some(now)).await?
+                }
+                ReconcileStep::ClearGone => inner.store.set_publisher_gone(&event.id, None).await?,
+                ReconcileStep::End(cause) => {
+                    match inner
+                        .store
+                        .transition(
+                            &event.id,
+                            EventState::Ended,
+                            cause,
+                            &Actor::system(),
+                            Some("event.end"),
+                            now,
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            self.announce(LifecycleKind::EventEnded, &event.id, cause);
+                            ended.push(event.id);
+                        }
+                        // Another control plane (or the API) got there first.
+                        Err(TransitionError::NotAllowed { .. } | TransitionError::NotFound) => {}
+                        Err(TransitionError::Store(error)) => return Err(error),
+                    }
+                }
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Runs [`Lifecycle::reconcile`] every `control.reconcile_interval_ms` until
+    /// `shutdown` resolves.
+    pub(crate) async fn run_reconciler(&self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(self.0.config.reconcile_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    if let Err(error) = self.reconcile(OffsetDateTime::now_utc()).await {
+                        tracing::warn!(%error, "lifecycle reconciler pass failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::store::NewEvent;
+
+    fn event(
+        state: EventState,
+        starts: Option<OffsetDateTime>,
+        ends: Option<OffsetDateTime>,
+    ) -> Event {
+        let mut settings = NewEvent::titled("Final");
+        settings.starts_at = starts;
+        settings.ends_at = ends;
+        Event {
+            id: EventId::parse("0123456789abcdef").unwrap(),
+            state,
+            created_at: datetime!(2026-01-01 0:00 UTC),
+            updated_at: datetime!(2026-01-01 0:00 UTC),
+            settings,
+        }
+    }
+
+    #[test]
+    fn publishing_opens_early_and_closes_late() {
+        let config = ControlConfig::default(); // 1800 s early, 1800 s late
+        let starts = datetime!(2026-12-01 18:00 UTC);
+        let ends = datetime!(2026-12-01 21:00 UTC);
+        let e = event(EventState::Scheduled, Some(starts), Some(ends));
+        let refusal = |now| publish_refusal(&e, None, IngestProtocol::Rtmp, now, &config);
+        assert_eq!(
+            refusal(datetime!(2026-12-01 17:29:59 UTC)).unwrap(),
+            "publishing opens at 2026-12-01T17:30:00Z"
+        );
+        assert_eq!(refusal(datetime!(2026-12-01 17:30 UTC)), None);
+        assert_eq!(refusal(datetime!(2026-12-01 21:30 UTC)), None);
+        assert_eq!(
+            refusal(datetime!(2026-12-01 21:30:01 UTC)).unwrap(),
+            "publishing closed at 2026-12-01T21:30:00Z"
+        );
+        // No window: always open.
+        let open = event(EventState::Live, None, None);
+        assert_eq!(
+            publish_refusal(&open, None, IngestProtocol::Srt, starts, &config),
+            None
+        );
+    }
+
+    #[test]
+    fn closed_states_protocols_and_backup_keys_are_refused() {
+        let config = ControlConfig::default();
+        let now = datetime!(2026-12-01 18:00 UTC);
+        for state in [
+            EventState::Ended,
+            EventState::Cancelled,
+            EventState::Archived,
+        ] {
+            let e = event(state, None, None);
+            assert_eq!(
+                publish_refusal(&e, None, IngestProtocol::Rtmp, now, &config).unwrap(),
+                format!("the event is {state}")
+            );
+        }
+        let mut e = event(EventState::Scheduled, None, None);
+        e.settings.ingest.protocols = Some(vec![IngestProtocol::Srt, IngestProtocol::Whip]);
+        assert_eq!(
+            publish_refusal(&e, None, IngestProtocol::Rtmp, now, &config).unwrap(),
+            "rtmp is not allowed for this event (allowed: srt, whip)"
+        );
+        assert_eq!(
+            publish_refusal(&e, None, IngestProtocol::Srt, now, &config),
+            None
+        );
+        let backup = Some(StreamKeyRole::Backup);
+        assert!(publish_refusal(&e, backup, IngestProtocol::Srt, now, &config).is_some());
+        e.settings.ingest.backup = true;
+        assert_eq!(
+            publish_refusal(&e, backup, IngestProtocol::Srt, now, &config),
+            None
+        );
+    }
+
+    #[test]
+    fn the_reconciler_waits_out_the_grace_period_then_ends() {
+        let config = ControlConfig::default(); // 30 s grace
+        let now = datetime!(2026-12-01 18:00 UTC);
+        let live = event(EventState::Live, None, None);
+        assert_eq!(
+            reconcile_step(&live, true, None, now, &config),
+            ReconcileStep::Nothing
+        );
+        assert_eq!(
+            reconcile_step(&live, false, None, now, &config),
+            ReconcileStep::MarkGone
+        );
+        let gone = Some(now - time::Duration::seconds(29));
+        assert_eq!(
+            reconcile_step(&live, false, gone, now, &config),
+            ReconcileStep::Nothing
+        );
+        assert_eq!(
+            reconcile_step(&live, true, gone, now, &config),
+            ReconcileStep::ClearGone
+        );
+        let gone = Some(now - time::Duration::seconds(30));
+        assert_eq!(
+            reconcile_step(&live, false, gone, now, &config),
+            ReconcileStep::End("publisher_gone")
+        );
+        // Past ends_at + late_close_secs: ended even while publishing, and a scheduled
+        // event that never went live ends too.
+        let ends = Some(now - time::Duration::seconds(1801));
+        for state in [EventState::Live, EventState::Scheduled] {
+            let late = event(state, None, ends);
+            assert_eq!(
+                reconcile_step(&late, true, None, now, &config),
+                ReconcileStep::End("window_closed")
+            );
+        }
+        let scheduled = event(EventState::Scheduled, None, None);
+        assert_eq!(
+            reconcile_step(&scheduled, false, None, now, &config),
+            ReconcileStep::Nothing
+        );
+    }
+
+    #[test]
+    fn failures_are_limited_per_address_and_window() {
+        let config = ControlConfig {
+            publish_failures_max: 3,
+            publish_failures_window_secs: 60,
+            ..ControlConfig::default()
+        };
+        let limiter = FailureLimiter::new(&config);
+        let t0 = Instant::now();
+        let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+        for _ in 0..3 {
+            assert!(!limiter.blocked(a, t0));
+            limiter.record_failure(a, t0);
+        }
+        assert!(limiter.blocked(a, t0));
+        assert!(!limiter.blocked(b, t0), "per address");
+        // The window passes: a fresh start.
+        let later = t0 + Duration::from_secs(60);
+        assert!(!limiter.blocked(a, later));
+        limiter.record_failure(a, later);
+        assert!(!limiter.blocked(a, later));
+
+        // IPv6 counts per /64; IPv4-mapped addresses count as IPv4.
+        let v6 = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
+        for last in 1..=3 {
+            limiter.record_failure(v6(last), t0);
+        }
+        assert!(limiter.blocked(v6(99), t0));
+        let other_64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
+        assert!(!limiter.blocked(other_64, t0));
+        let c = Ipv4Addr::new(192, 0, 2, 3);
+        for _ in 0..3 {
+            limiter.record_failure(IpAddr::V6(c.to_ipv6_mapped()), t0);
+        }
+        assert!(limiter.blocked(IpAddr::V4(c), t0));
+        limiter.prune(t0 + Duration::from_secs(3600));
+        assert!(limiter.table().is_empty());
+    }
+}

@@ -1,0 +1,386 @@
+//! The SQL store: events, their transitions and stream keys, API keys, the audit log.
+//!
+//! One set of migrations and one set of queries run on SQLite (the embedded default) and
+//! PostgreSQL (distributed), through sqlx's `Any` driver, which picks the database from
+//! the URL's scheme. The SQL is portable: `$n` parameters (SQLite binds them too), TEXT
+//! and BIGINT columns only (booleans 0/1, lists as comma-separated TEXT), times as Unix
+//! microseconds, random TEXT ids instead of auto-increment. Everything outside this
+//! module sees only [`Store`] and its types.
+
+mod api_keys;
+mod audit;
+mod events;
+mod stream_keys;
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::AnyPool;
+use sqlx::any::{AnyArguments, AnyPoolOptions};
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{Arguments, ConnectOptions, Connection, Encode, SqlSafeStr, Type};
+use time::OffsetDateTime;
+
+use crate::config::{ControlConfig, DEFAULT_DATABASE_FILE};
+use crate::secret::{KeyHasher, KeySecretError};
+
+pub use api_keys::{
+    ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, Authenticated, NewApiKey, RevokeApiKeyError, Role,
+};
+pub use audit::{Actor, AuditCursor, AuditEntry, AuditPage};
+#[allow(
+    unused_imports,
+    reason = "for the entitlement store, which audits its changes"
+)]
+pub(crate) use audit::{AuditRecord, record_audit};
+pub use events::{
+    Event, EventAccess, EventCursor, EventFilter, EventId, EventPage, EventPatch, EventState,
+    GeoRules, IngestSettings, InvalidCursor, NewEvent, RtspSource, RtspTransport, Transition,
+    TransitionError, Visibility,
+};
+pub use stream_keys::{
+    CreatedEvent, KeyedEvent, StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole,
+};
+
+/// A store operation that failed. Messages never contain a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("control.database_url is not a database URL this build can open: {0}")]
+    DatabaseUrl(#[source] sqlx::Error),
+    #[error("cannot open the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] MigrateError),
+    #[error(transparent)]
+    KeySecret(#[from] KeySecretError),
+    #[error("database query failed ({operation}): {source}")]
+    Query {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("stored {what} is invalid: {value}")]
+    CorruptRow { what: &'static str, value: String },
+}
+
+/// The migrations in `control-plane/migrations`, embedded so the binary runs from any
+/// working directory. (`sqlx::migrate!` would embed them too, but needs sqlx's `macros`
+/// feature and its compile-time database machinery; this list is all it would produce.)
+/// A test checks the list against the directory.
+///
+/// Numbering: 0001–0099 events, keys and audit; 0100–0199 entitlement.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "events and stream keys",
+        include_str!("../../migrations/0001_events_and_stream_keys.sql"),
+    ),
+    (
+        2,
+        "schedule, keys and audit",
+        include_str!("../../migrations/0002_schedule_keys_and_audit.sql"),
+    ),
+];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The control plane's database. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    hasher: KeyHasher,
+}
+
+impl Store {
+    /// Opens the database `config` names (by default `floodlight.db` in `data_dir`,
+    /// creating the directory and file) and applies the embedded migrations. The key
+    /// secret comes from `control.key_secret` or `{data_dir}/control.key`.
+    pub async fn open(config: &ControlConfig, data_dir: &Path) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => default_sqlite_url(data_dir).await?,
+        };
+        let hasher = KeyHasher::load(
+            config.key_secret.as_ref().map(|s| s.expose_secret()),
+            data_dir,
+        )
+        .await?;
+        if config.key_secret.is_none() && !url.starts_with("sqlite:") {
+            tracing::warn!(
+                "control.key_secret is unset: stream and API keys are hashed with the secret \
+                 in this data dir; every control plane sharing this database needs the same"
+            );
+        }
+        let options =
+            sqlx::any::AnyConnectOptions::from_str(&url).map_err(StoreError::DatabaseUrl)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.database_max_connections)
+            .acquire_timeout(Duration::from_secs(config.database_acquire_timeout_secs))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::Connect)?;
+        migrator().run(&pool).await.map_err(StoreError::Migrate)?;
+        Ok(Store { pool, hasher })
+    }
+
+    /// The connection pool, for store modules of other parts of the control plane
+    /// (entitlement) that keep their tables in the same database.
+    #[allow(
+        dead_code,
+        reason = "the entitlement store's handle; unused until it lands"
+    )]
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers a trivial query (`/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed("ping"))?;
+        Ok(())
+    }
+}
+
+/// Creates the data dir and the SQLite file in WAL mode, and returns its URL.
+///
+/// WAL lets API reads proceed while a write commits; it is a property of the database
+/// file, so setting it once on a direct connection holds for the `Any` pool's
+/// connections, whose URL form cannot carry it.
+async fn default_sqlite_url(data_dir: &Path) -> Result<String, StoreError> {
+    tokio::fs::create_dir_all(data_dir)
+        .await
+        .map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+    let file = std::path::absolute(data_dir.join(DEFAULT_DATABASE_FILE)).map_err(|source| {
+        StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        }
+    })?;
+    tracing::info!(database = %file.display(), "opening SQLite database");
+    // Built from the path rather than parsed from text so any directory name works; the
+    // URL it renders percent-encodes the path.
+    let options = SqliteConnectOptions::new()
+        .filename(&file)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    options
+        .connect()
+        .await
+        .map_err(StoreError::Connect)?
+        .close()
+        .await
+        .map_err(StoreError::Connect)?;
+    Ok(options.to_url_lossy().to_string())
+}
+
+/// A statement assembled at run time with its bound values, numbering the placeholders
+/// `$1, $2, …` as both databases accept them. (sqlx's `QueryBuilder` writes `?` for the
+/// `Any` driver, which PostgreSQL refuses.)
+#[derive(Default)]
+pub(crate) struct Sql {
+    text: String,
+    args: AnyArguments,
+    binds: usize,
+}
+
+impl Sql {
+    pub(crate) fn new(text: &str) -> Sql {
+        Sql {
+            text: text.to_string(),
+            ..Sql::default()
+        }
+    }
+
+    /// Appends SQL text (never a value from a request).
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(crate) fn bind<'t, T>(&mut self, value: T) -> &mut Sql
+    where
+        T: Encode<'t, sqlx::Any> + Type<sqlx::Any>,
+    {
+        self.binds += 1;
+        self.text.push('$');
+        self.text.push_str(&self.binds.to_string());
+        // Encoding into the `Any` buffer only copies the value; it cannot fail for the
+        // plain types this store binds.
+        self.args
+            .add(value)
+            .expect("binding a plain value to an Any statement");
+        self
+    }
+
+    /// Appends `$a, $b, …` bound to `values`, for `IN (…)`.
+    pub(crate) fn bind_list<'t, T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Sql
+    where
+        T: Encode<'t, sqlx::Any> + Type<sqlx::Any>,
+    {
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.push(", ");
+            }
+            self.bind(value);
+        }
+        self
+    }
+
+    pub(crate) fn query(self) -> sqlx::query::Query<'static, sqlx::Any, AnyArguments> {
+        sqlx::query_with(sqlx::AssertSqlSafe(self.text), self.args)
+    }
+
+    pub(crate) fn query_as<O>(self) -> sqlx::query::QueryAs<'static, sqlx::Any, O, AnyArguments>
+    where
+        O: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow>,
+    {
+        sqlx::query_as_with(sqlx::AssertSqlSafe(self.text), self.args)
+    }
+}
+
+/// Maps a sqlx error to [`StoreError::Query`] naming the operation.
+pub(crate) fn query_failed(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| StoreError::Query { operation, source }
+}
+
+const ID_LEN: usize = 16;
+const ID_ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// 16 characters of `[0-9a-z]` (82 random bits): ids of events, keys, audit entries.
+/// One case only, so an id survives case-insensitive file systems and host names.
+pub(crate) fn random_id() -> String {
+    let mut rng = rand::rng();
+    (0..ID_LEN)
+        // random_range(0..36) is always a valid index into the 36-byte alphabet.
+        .map(|_| char::from(ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())]))
+        .collect()
+}
+
+fn is_id(text: &str) -> bool {
+    text.len() == ID_LEN && text.bytes().all(|b| ID_ALPHABET.contains(&b))
+}
+
+/// Unix time in microseconds, the stored form of every time. `OffsetDateTime` spans
+/// ±9999 years, ≈ ±3.2 × 10^17 µs, well inside i64.
+pub(crate) fn unix_micros(at: OffsetDateTime) -> i64 {
+    at.unix_timestamp() * 1_000_000 + i64::from(at.microsecond())
+}
+
+pub(crate) fn from_unix_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).map_err(|_| {
+        StoreError::CorruptRow {
+            what: "timestamp",
+            value: micros.to_string(),
+        }
+    })
+}
+
+/// `now` truncated to the microseconds the store keeps, so a value handed back from a
+/// write equals the same value read later.
+pub(crate) fn stored_time(now: OffsetDateTime) -> OffsetDateTime {
+    now.replace_nanosecond(now.microsecond() * 1000)
+        .unwrap_or(now)
+}
+
+const EVENTS_CREATED: &str = "floodlight_control_events_created_total";
+const STREAM_KEY_CHECKS: &str = "floodlight_control_stream_key_checks_total";
+const API_KEY_CHECKS: &str = "floodlight_control_api_key_checks_total";
+const TRANSITIONS: &str = "floodlight_control_event_transitions_total";
+
+/// Registers help texts with whatever recorder the binary installed.
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(EVENTS_CREATED, "Events created through the API");
+    metrics::describe_counter!(
+        STREAM_KEY_CHECKS,
+        "Stream key checks by outcome (accepted, refused); a run of refusals is someone guessing"
+    );
+    metrics::describe_counter!(
+        API_KEY_CHECKS,
+        "API key checks by outcome (accepted, refused)"
+    );
+    metrics::describe_counter!(
+        TRANSITIONS,
+        "Event state transitions by target state and cause"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_migrations_match_the_directory() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<(i64, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "sql"))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_str().unwrap().to_string();
+                let version = name.split('_').next().unwrap().parse().unwrap();
+                (version, std::fs::read_to_string(&path).unwrap())
+            })
+            .collect();
+        files.sort();
+        let embedded: Vec<(i64, String)> = MIGRATIONS
+            .iter()
+            .map(|&(version, _, sql)| (version, sql.to_string()))
+            .collect();
+        assert_eq!(
+            files, embedded,
+            "a migration file is missing from MIGRATIONS"
+        );
+    }
+
+    #[test]
+    fn sql_numbers_its_placeholders() {
+        let mut sql = Sql::new("SELECT 1 WHERE a = ");
+        sql.bind(1_i64)
+            .push(" AND b IN (")
+            .bind_list(["x", "y"])
+            .push(")");
+        assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
+    }
+
+    #[test]
+    fn ids_are_lowercase_alphanumeric() {
+        for _ in 0..100 {
+            assert!(is_id(&random_id()));
+        }
+        assert!(!is_id("0123456789ABCDEF"));
+        assert!(!is_id("short"));
+    }
+}
