@@ -39,6 +39,7 @@ if ! $runtime_only; then
     done
     # The control plane's store tests run on PostgreSQL too (control-plane/tests).
     dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"
@@ -50,21 +51,9 @@ fi
 
 $runtime_only && exit 0
 
-# Store tests connect to postgres://postgres@127.0.0.1:5432 without a password (unless
-# FLOODLIGHT_TEST_POSTGRES names another server): when nothing answers there, trust
-# loopback connections in the local cluster and start it.
-if [ -z "${FLOODLIGHT_TEST_POSTGRES:-}" ] && ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    SUDO=""
-    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-    read -r pg_version pg_cluster < <(pg_lsclusters -h | awk 'NR == 1 { print $1, $2 }')
-    hba="/etc/postgresql/$pg_version/$pg_cluster/pg_hba.conf"
-    if ! $SUDO grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
-        echo "trusting loopback connections in $hba (test database)"
-        $SUDO sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-    fi
-    $SUDO pg_ctlcluster "$pg_version" "$pg_cluster" restart
-    pg_isready -q -h 127.0.0.1 -p 5432 -t 30
-fi
+# Tests of the distributed mode use real services: PostgreSQL (control-plane store tests)
+# and Redis (viewer sessions). Start them when they are installed but not running.
+scripts/services.sh
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use floodlight_control::ControlConfig;
+use floodlight_control::sessions::SessionsConfig;
 use floodlight_ingest::IngestConfig;
 use floodlight_origin::OriginConfig;
 use floodlight_transcoder::TranscoderConfig;
@@ -28,6 +29,8 @@ pub struct Config {
     pub transcoder: TranscoderConfig,
     pub origin: OriginConfig,
     pub control: ControlConfig,
+    /// Viewer sessions shared by the control plane and the origins.
+    pub sessions: SessionsConfig,
 }
 
 impl Default for Config {
@@ -40,6 +43,7 @@ impl Default for Config {
             transcoder: TranscoderConfig::default(),
             origin: OriginConfig::default(),
             control: ControlConfig::default(),
+            sessions: SessionsConfig::default(),
         }
     }
 }
@@ -90,6 +94,15 @@ impl Config {
         self.transcoder.validate()?;
         self.origin.validate()?;
         self.control.validate()?;
+        self.sessions.validate()?;
+        // The control plane writes the token under this name; the origin reads it.
+        if self.control.entitlement.token_query_param != self.origin.token_query_param {
+            bail!(
+                "control.entitlement.token_query_param ({:?}) must equal origin.token_query_param ({:?})",
+                self.control.entitlement.token_query_param,
+                self.origin.token_query_param
+            );
+        }
         // The origin must not end a stream on its own while its transcoder is still
         // waiting for the publisher to come back.
         if self.origin.idle_end_secs <= self.transcoder.reconnect_grace_secs {

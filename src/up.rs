@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use floodlight_control::sessions::SessionStore;
 use floodlight_control::{
     Control, EventId, IngestProtocol, LiveStatus, LiveStatusSource, PublicUrls, PublishCheck,
     PublishDenied, PublishPermit, PublisherStatus, RenditionStatus,
@@ -15,16 +16,41 @@ use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
     PullSource, RtspTransport, SessionChange, StampedEvent, StreamHandler,
 };
+use floodlight_media::token::PlaybackClaims;
 use floodlight_media::{PlaybackAccess, StreamSettings};
-use floodlight_origin::Origin;
+use floodlight_origin::{Origin, ViewerSessions};
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Config;
+
+/// The origin asks the viewer-session store, shared with the control plane, whether a
+/// session was revoked, and reports its playlist requests as heartbeats.
+struct OriginSessions(SessionStore);
+
+impl ViewerSessions for OriginSessions {
+    fn is_revoked(&self, sid: &str) -> bool {
+        self.0.is_revoked(sid)
+    }
+
+    fn heartbeat(&self, claims: &PlaybackClaims) {
+        self.0.heartbeat(&claims.sid);
+    }
+}
+
+/// The keys the control plane signs playback tokens with (configured, or generated once
+/// into the data dir), as `origin.playback_keys` takes them.
+async fn control_playback_keys(config: &Config) -> anyhow::Result<Vec<String>> {
+    let keys =
+        floodlight_control::playback_signing_keys(&config.control.entitlement, &config.data_dir)
+            .await
+            .context("control.entitlement.playback_signing_keys")?;
+    Ok(keys.iter().map(|k| k.expose_secret().to_string()).collect())
+}
 
 /// Ingest asks the control plane whether a stream key may publish, reports publishing
 /// sessions to it, and asks it what to pull over RTSP.
@@ -288,7 +314,20 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
         });
     config.origin.push_token = Some(token.clone());
     config.transcoder.push_token = Some(token);
-    let origin = Origin::new(config.origin.clone(), render.clone());
+    // Playback tokens: the origin verifies with the keys the control plane signs with,
+    // unless origin.playback_keys names its own; both share one viewer-session store
+    // (in-process here, unless sessions.redis_url is set).
+    if config.origin.playback_keys.is_empty() {
+        config.origin.playback_keys = control_playback_keys(&config).await?;
+    }
+    let sessions = SessionStore::open(&config.sessions)
+        .await
+        .context("sessions.redis_url: cannot open the viewer-session store")?;
+    let origin = Origin::with_viewer_sessions(
+        config.origin.clone(),
+        render.clone(),
+        Arc::new(OriginSessions(sessions.clone())),
+    );
     let whip_render = render.clone();
     let transcoder = Transcoder::new(config.transcoder.clone())?;
     let live = Arc::new(LiveView {
@@ -296,11 +335,12 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
         origin: origin.clone(),
     });
     let urls = PublicUrls::new(&config.public_host, rtmp_addr.port(), origin_addr.port());
-    let control = Control::new(
+    let control = Control::with_sessions(
         config.control.clone(),
         &config.data_dir,
         urls.clone(),
         live.clone(),
+        sessions,
         render,
     )
     .await
@@ -368,9 +408,31 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
              value to the transcoders (transcoder.push_token)"
         );
     }
+    // Revocations and heartbeats reach a standalone origin only through Redis.
+    let sessions = match &config.sessions.redis_url {
+        Some(_) => Some(
+            SessionStore::open(&config.sessions)
+                .await
+                .context("sessions.redis_url: cannot open the viewer-session store")?,
+        ),
+        None => {
+            if !config.origin.playback_keys.is_empty() {
+                warn!(
+                    "sessions.redis_url is unset: this origin checks playback tokens but sees no                      session revocation and sends no heartbeat (concurrency limits count only                      token issues)"
+                );
+            }
+            None
+        }
+    };
     let listener = bind("origin.listen", config.origin.listen).await?;
     info!(addr = %listener.local_addr()?, "origin listening");
-    let origin = Origin::new(config.origin, move || metrics.render());
+    let render = move || metrics.render();
+    let origin = match sessions {
+        Some(sessions) => {
+            Origin::with_viewer_sessions(config.origin, render, Arc::new(OriginSessions(sessions)))
+        }
+        None => Origin::new(config.origin, render),
+    };
     floodlight_origin::run(listener, origin, signalled(shutdown_signal())).await?;
     Ok(())
 }

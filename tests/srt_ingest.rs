@@ -126,6 +126,17 @@ async fn srt_publish_with_either_stream_id_form_plays_with_audio() {
         "audio parts: {}",
         audio.parts_fetched
     );
+    // The feed's health: 2 s GOP (60 frames at 29.97 fps), frames counted, live.
+    let status = live_status(&server, &event_id).await;
+    let publisher = &status["live"]["publishers"][0];
+    assert_eq!(publisher["protocol"], "srt", "{status}");
+    assert_eq!(publisher["live"], true, "{status}");
+    assert_eq!(publisher["keyframe_interval_ms"], 2002, "{status}");
+    assert!(publisher["frames"].as_u64().unwrap() > 300, "{status}");
+    assert!(
+        publisher["bitrate_bps"].as_u64().unwrap() > 100_000,
+        "{status}"
+    );
     let out = finish(ffmpeg).await;
     assert!(
         out.status.success(),
@@ -133,12 +144,21 @@ async fn srt_publish_with_either_stream_id_form_plays_with_audio() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // SRT drains a closed connection for twice its latency; until then the publisher
+    // holds the event and a new one would be refused (1409).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live_status(&server, &event_id).await["live"]["publishing"] == true {
+        assert!(Instant::now() < deadline, "the publisher never left");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The access-control form, as ffmpeg sends it (the `#` raw), continues the stream.
     let (msn, _) = last_part(&media).await;
     let stream_id = format!("#!::r={key},m=publish");
-    let ffmpeg = ffmpeg_publish_as("mpegts", &server.srt(&stream_id), 6);
+    let ffmpeg = ffmpeg_publish_as("mpegts", &server.srt(&stream_id), 10);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while last_part(&media).await.0 < msn + 2 {
+    // The reconnect starts a new segment: one after the last listed means new media.
+    while last_part(&media).await.0 <= msn {
         assert!(
             Instant::now() < deadline,
             "no new parts after the reconnect:\n{}",
@@ -261,6 +281,55 @@ async fn refusals_happen_in_the_handshake_and_garbage_hurts_no_publisher() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_passphrase_requires_aes_with_that_passphrase() {
+    let server = Server::start(&[]).await;
+    let passphrase = "correct-horse-battery-staple";
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(server.api("/v1/events"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&serde_json::json!({
+            "title": "srt aes",
+            "ingest": { "srt_passphrase": passphrase }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event_id = created["event_id"].as_str().unwrap().to_string();
+    let key = created["stream_key"].as_str().unwrap().to_string();
+    let media = server.http(&format!("/live/{event_id}/source/index.m3u8"));
+
+    // Unencrypted: srt-tokio answers SRT_REJ_UNSECURE in the handshake.
+    let out = finish(ffmpeg_publish_as("mpegts", &server.srt(&key), 10)).await;
+    assert!(!out.status.success(), "an unencrypted caller was accepted");
+    assert!(plain_log(&server).contains("srt handshake failed"));
+    // A wrong passphrase: the key material does not unwrap (SRT_REJ_BADSECRET).
+    let wrong = format!("{key}&passphrase=not-the-right-one");
+    let out = finish(ffmpeg_publish_as("mpegts", &server.srt(&wrong), 10)).await;
+    assert!(!out.status.success(), "a wrong passphrase was accepted");
+    let log = plain_log(&server);
+    assert!(!log.contains("publish started"), "{log}");
+    assert!(!log.contains(passphrase), "the passphrase is never logged");
+
+    let right = format!("{key}&passphrase={passphrase}");
+    let ffmpeg = ffmpeg_publish_as("mpegts", &server.srt(&right), 8);
+    assert!(
+        first_part(&media, Duration::from_secs(20)).await.is_some(),
+        "no part over AES:\n{}",
+        server.log()
+    );
+    assert!(plain_log(&server).contains("encrypted=true"));
+    let out = finish(ffmpeg).await;
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_publisher_takes_over_when_the_live_one_stalls() {
     let server = Server::start(&[
         ("FLOODLIGHT_TRANSCODER__RECONNECT_GRACE_SECS", "20"),
@@ -300,11 +369,21 @@ async fn a_backup_publisher_takes_over_when_the_live_one_stalls() {
         "no part:\n{}",
         server.log()
     );
-    let mut standby =
-        ffmpeg_publish_as("flv", &server.rtmp(&format!("/live/{backup_key}")), 60);
+    let mut standby = ffmpeg_publish_as("flv", &server.rtmp(&format!("/live/{backup_key}")), 60);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let status = live_status(&server, &event_id).await;
-    assert_eq!(status["live"]["protocol"], "srt", "the standby waits: {status}");
+    assert_eq!(
+        status["live"]["protocol"], "srt",
+        "the standby waits: {status}"
+    );
+    let publishers = status["live"]["publishers"].as_array().unwrap();
+    assert_eq!(publishers.len(), 2, "{status}");
+    assert!(
+        publishers
+            .iter()
+            .any(|p| p["protocol"] == "rtmp" && p["live"] == false),
+        "{status}"
+    );
 
     // The live encoder freezes (its connection stays open, nothing comes): after
     // backup_takeover_secs the standby's media goes on air, as a reconnect.

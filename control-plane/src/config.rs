@@ -54,6 +54,8 @@ pub struct ControlConfig {
     /// Lifecycle messages buffered per event-bus subscriber; a slower subscriber misses
     /// the oldest ones (and is told how many).
     pub event_bus_capacity: usize,
+    /// `[control.entitlement]`: playback token signing, geo header, payment webhook.
+    pub entitlement: crate::entitlement::EntitlementConfig,
 }
 
 /// A configured secret: `Debug` redacts it so it cannot reach a log with the config.
@@ -102,6 +104,7 @@ impl Default for ControlConfig {
             publish_failures_tracked_max: 100_000,
             max_stream_keys_per_event: 10,
             event_bus_capacity: 1024,
+            entitlement: crate::entitlement::EntitlementConfig::default(),
         }
     }
 }
@@ -117,6 +120,7 @@ pub enum ConfigError {
 impl ControlConfig {
     /// Checks the values against each other; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.entitlement.validate()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",

@@ -15,10 +15,12 @@
 mod api;
 mod bus;
 mod config;
+mod entitlement;
 mod lifecycle;
 mod live;
 mod rfc3339;
 mod secret;
+pub mod sessions;
 mod store;
 
 use std::future::Future;
@@ -30,6 +32,11 @@ use tokio::net::TcpListener;
 
 pub use bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
 pub use config::{ConfigError, ControlConfig, PublicUrls, Secret};
+pub use entitlement::{
+    Account, EntitlementConfig, EntitlementStoreError, Grants, ListCursor, NewPlan,
+    NewSubscription, Page, Plan, Purchase, SigningKeyError, Subscription, SubscriptionState,
+    playback_signing_keys,
+};
 pub use lifecycle::{PublishCheck, PublishDenied, PublishPermit, PullSourceSpec};
 pub use live::{IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus};
 pub use secret::KeySecretError;
@@ -49,6 +56,8 @@ pub enum ControlError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    SigningKeys(#[from] SigningKeyError),
 }
 
 /// The control-plane service: its store and the neighbours its answers draw on.
@@ -74,10 +83,28 @@ impl Control {
         live: Arc<dyn LiveStatusSource>,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
     ) -> Result<Control, ControlError> {
+        let sessions = sessions::SessionStore::in_process(&sessions::SessionsConfig::default());
+        Control::with_sessions(config, data_dir, urls, live, sessions, render_metrics).await
+    }
+
+    /// [`Control::new`] with the viewer-session store the origins share (`floodlight up`
+    /// gives both the same in-process store; distributed, both open the same Redis).
+    /// `Control::new` keeps its sessions in-process, seen by no origin.
+    pub async fn with_sessions(
+        config: ControlConfig,
+        data_dir: &Path,
+        urls: PublicUrls,
+        live: Arc<dyn LiveStatusSource>,
+        sessions: sessions::SessionStore,
+        render_metrics: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Result<Control, ControlError> {
         config.validate()?;
         let store = Store::open(&config, data_dir).await?;
         store::describe_metrics();
         lifecycle::describe_metrics();
+        sessions::describe_metrics();
+        let entitlement =
+            entitlement::Entitlement::new(config.entitlement.clone(), data_dir, sessions).await?;
         let bootstrap_key = store
             .bootstrap_admin_key(
                 config.admin_key.as_ref().map(Secret::expose_secret),
@@ -85,7 +112,14 @@ impl Control {
             )
             .await?;
         Ok(Control {
-            state: api::AppState::new(config, store, urls, live, Box::new(render_metrics)),
+            state: api::AppState::new(
+                config,
+                store,
+                urls,
+                live,
+                entitlement,
+                Box::new(render_metrics),
+            ),
             bootstrap_key: Arc::new(Mutex::new(bootstrap_key)),
         })
     }

@@ -28,7 +28,7 @@ pub struct LiveStatus {
     pub since: Option<SystemTime>,
     /// How the publisher is connected.
     pub protocol: Option<IngestProtocol>,
-    /// Media bit rate the publisher is sending, averaged over its session.
+    /// Media bit rate the live publisher is sending, over the last couple of seconds.
     pub ingest_bitrate_bps: Option<u64>,
     /// Renditions the origin is serving, as the master playlist lists them.
     pub renditions: Vec<RenditionStatus>,
@@ -49,7 +49,7 @@ pub struct PublisherStatus {
     /// Bit rate received over the last couple of seconds.
     pub bitrate_bps: u64,
     pub frames: u64,
-    /// Frames ingest had to drop (a downstream that could not keep up).
+    /// Frames ingest dropped: broken on arrival, or video before the first keyframe.
     pub dropped_frames: u64,
     /// Media time between the last two video keyframes; segments need it near the
     /// segment target (2 s).

@@ -198,7 +198,7 @@ mod tests {
     fn tampered_token_is_refused() {
         let key = TokenKey::parse(&format!("k1:{SECRET}")).unwrap();
         let other = TokenKey::parse(&format!("k1:{SECRET}-other")).unwrap();
-        let verifier = TokenVerifier::new(&[key.clone()]);
+        let verifier = TokenVerifier::new(std::slice::from_ref(&key));
         assert_eq!(
             verifier.verify(&other.sign(&claims(2000)), 1500),
             Err(TokenError::BadSignature)

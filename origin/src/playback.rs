@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -142,7 +142,6 @@ pub(crate) async fn master(
 pub(crate) async fn rendition_file(
     State(origin): State<Origin>,
     path: Result<Path<(String, String, String)>, PathRejection>,
-    query: Result<Query<HlsDirectives>, QueryRejection>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let Path((event_id, rendition, file)) = path?;
@@ -174,7 +173,8 @@ pub(crate) async fn rendition_file(
     let timeout = block_timeout(&origin, target_duration);
     match file {
         RenditionFile::Playlist => {
-            let Query(directives) = query?;
+            // Only playlists take delivery directives: parts and segments skip the parse.
+            let Query(directives) = Query::<HlsDirectives>::try_from_uri(&uri)?;
             let request = directives.parse()?;
             let delta = request.delta;
             let (rendered, cache): (RenderedPlaylist, HeaderValue) = match request.awaited {

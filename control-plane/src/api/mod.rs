@@ -38,6 +38,7 @@ struct Shared {
     urls: PublicUrls,
     live: Arc<dyn LiveStatusSource>,
     lifecycle: Lifecycle,
+    entitlement: crate::entitlement::Entitlement,
     render_metrics: RenderMetrics,
 }
 
@@ -50,6 +51,7 @@ impl AppState {
         store: Store,
         urls: PublicUrls,
         live: Arc<dyn LiveStatusSource>,
+        entitlement: crate::entitlement::Entitlement,
         render_metrics: RenderMetrics,
     ) -> AppState {
         AppState(Arc::new(Shared {
@@ -58,6 +60,7 @@ impl AppState {
             store,
             urls,
             live,
+            entitlement,
             render_metrics,
         }))
     }
@@ -82,6 +85,11 @@ impl AppState {
     pub(crate) fn live(&self) -> &dyn LiveStatusSource {
         self.0.live.as_ref()
     }
+
+    /// Signing keys, the session store and the entitlement config.
+    pub(crate) fn entitlement(&self) -> &crate::entitlement::Entitlement {
+        &self.0.entitlement
+    }
 }
 
 /// All routes. Each area of the API contributes a `Router<AppState>`; they are merged
@@ -93,6 +101,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(stream_keys::routes())
         .merge(api_keys::routes())
         .merge(audit::routes())
+        .merge(crate::entitlement::routes())
         .merge(openapi::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -129,7 +129,7 @@ impl Modify for BearerAuth {
 
 /// The whole document. Other areas of the control plane merge theirs in here.
 pub(crate) fn document() -> utoipa::openapi::OpenApi {
-    ControlApi::openapi()
+    ControlApi::openapi().merge_from(crate::entitlement::EntitlementApi::openapi())
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

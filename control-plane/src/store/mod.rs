@@ -91,6 +91,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "schedule, keys and audit",
         include_str!("../../migrations/0002_schedule_keys_and_audit.sql"),
     ),
+    (
+        100,
+        "entitlement",
+        include_str!("../../migrations/0100_entitlement.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -45,6 +45,8 @@ enum RtmpError {
     },
     #[error("refused: {0}")]
     Refused(String),
+    #[error("malformed RTMP message within bytes {offset}..{end} of the connection")]
+    Malformed { offset: u64, end: u64 },
     #[error(transparent)]
     DownstreamGone(#[from] DownstreamGone),
 }
@@ -100,6 +102,25 @@ pub async fn serve_rtmp(ingest: Ingest, listener: TcpListener, shutdown: impl Fu
     }
 }
 
+/// Feeds `bytes` (which start at `offset` of the connection's post-handshake stream) to
+/// the RTMP session. rml_rtmp 0.8 panics on some malformed input (an AMF0 command with
+/// fewer than three values, found by fuzz/rtmp_chunks); the panic is contained here and
+/// closes this connection like any other protocol error.
+fn handle_input(
+    session: &mut ServerSession,
+    bytes: &[u8],
+    offset: &mut u64,
+) -> Result<Vec<ServerSessionResult>, RtmpError> {
+    let start = *offset;
+    *offset += bytes.len() as u64;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)))
+        .map_err(|_| RtmpError::Malformed {
+            offset: start,
+            end: *offset,
+        })?
+        .map_err(RtmpError::from)
+}
+
 fn reject(reason: &'static str) {
     metrics::counter!("floodlight_ingest_rejected_total", "protocol" => "rtmp", "reason" => reason)
         .increment(1);
@@ -151,7 +172,8 @@ impl Connection {
         let (mut session, results) = ServerSession::new(ServerSessionConfig::new())?;
         let result = async {
             self.process(&mut session, &mut socket, results).await?;
-            let results = session.handle_input(&leftover)?;
+            let mut offset = 0u64;
+            let results = handle_input(&mut session, &leftover, &mut offset)?;
             self.process(&mut session, &mut socket, results).await?;
             while !self.finished {
                 let read = if self.publishing.is_some() {
@@ -167,7 +189,7 @@ impl Connection {
                 if n == 0 {
                     break;
                 }
-                let results = session.handle_input(&buf[..n])?;
+                let results = handle_input(&mut session, &buf[..n], &mut offset)?;
                 self.process(&mut session, &mut socket, results).await?;
             }
             Ok(())
@@ -437,4 +459,32 @@ async fn handshake(socket: &mut TcpStream, buf: &mut [u8]) -> Result<Vec<u8>, Rt
 /// the path part is what names the app and the key.
 fn strip_query(s: &str) -> &str {
     s.split('?').next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fuzz/README.md's reproducer: an AMF0 command message with fewer than three
+    /// values, on which rml_rtmp 0.8 panics. It must end as this connection's error.
+    #[test]
+    fn rml_rtmp_panic_on_a_short_amf0_command_is_a_connection_error() {
+        let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        let input = [
+            0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00, 0x00, 0x00, 0x09,
+            0x01, 0x04, 0x40, 0x2b, 0x2b,
+        ];
+        let mut offset = 100;
+        let mut result = Ok(Vec::new());
+        for piece in input.chunks(4) {
+            result = handle_input(&mut session, piece, &mut offset);
+            if result.is_err() {
+                break;
+            }
+        }
+        match result {
+            Err(RtmpError::Malformed { offset, end }) => assert!(100 <= offset && offset < end),
+            other => panic!("expected a contained panic, got {other:?}"),
+        }
+    }
 }

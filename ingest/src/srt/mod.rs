@@ -36,6 +36,10 @@ use crate::session::{
 };
 use stream_id::publish_key;
 
+/// Pause before a listener that died is started again, so a packet that kills it over
+/// and over cannot spin a core.
+const LISTENER_RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// `[ingest.srt]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -181,7 +185,7 @@ pub async fn serve_srt(ingest: Ingest, socket: UdpSocket, shutdown: impl Future<
         metrics::counter!("floodlight_ingest_srt_listener_restarts_total").increment(1);
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(LISTENER_RESTART_DELAY) => {}
         }
     }
 }
@@ -239,10 +243,10 @@ async fn handle_request(ingest: Ingest, request: ConnectionRequest, limit: Arc<S
     let socket = match tokio::time::timeout_at(deadline, request.accept(keys)).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(e)) => {
-            // srt-tokio rejected it itself: a wrong passphrase (1010 BADSECRET), or an
-            // encryption mismatch (1011 UNSECURE).
+            // srt-tokio rejected it itself: a wrong passphrase (SRT_REJ_BADSECRET), or no
+            // encryption towards an event with a passphrase (SRT_REJ_UNSECURE).
             rejected("handshake_failed");
-            warn!(error = %e, "srt handshake failed (wrong passphrase?)");
+            warn!(error = %e, "srt handshake failed: wrong or missing passphrase");
             return;
         }
         Err(_) => {
@@ -327,24 +331,23 @@ fn conflict(taken: &SlotTaken) -> Refusal {
     Refusal::new("already_publishing", ServerRejectReason::Conflict, taken)
 }
 
-/// The keys to accept with: the event's passphrase at the key length the caller chose.
-/// Both sides must agree on encrypting (srt-tokio 0.4 panics on a caller that encrypts
-/// towards a listener that does not).
+/// The keys to accept with: the event's passphrase, at the key length the caller asks
+/// for. libsrt callers leave the handshake's key length unset unless `pbkeylen` is given
+/// (their default is AES-128, which srt-tokio assumes for an unset length), so an unset
+/// length does not tell whether the caller encrypts. With a passphrase that is harmless:
+/// srt-tokio rejects an unencrypted caller itself (SRT_REJ_UNSECURE). Without one, a
+/// caller that encrypts at the default length reaches an `unimplemented!` in srt-protocol
+/// 0.4 (the listener is then restarted, see [`serve_srt`]); one that names its length is
+/// refused here.
 fn key_settings(grant: &PublishGrant, key_size: KeySize) -> Result<Option<KeySettings>, Refusal> {
-    let unsecure = |reason: &str| Refusal {
-        metric: "encryption_mismatch",
-        // SRT_REJ_UNSECURE (1011): "password required or unexpected".
-        code: RejectReason::Core(srt_protocol::packet::CoreRejectReason::Unsecure),
-        reason: reason.to_string(),
-    };
     match (&grant.srt_passphrase, key_size) {
         (None, KeySize::Unspecified) => Ok(None),
-        (None, _) => Err(unsecure(
-            "the caller encrypts; this event has no SRT passphrase",
-        )),
-        (Some(_), KeySize::Unspecified) => Err(unsecure(
-            "this event requires an SRT passphrase; the caller does not encrypt",
-        )),
+        (None, _) => Err(Refusal {
+            metric: "encryption_mismatch",
+            // SRT_REJ_UNSECURE (1011): "password required or unexpected".
+            code: RejectReason::Core(srt_protocol::packet::CoreRejectReason::Unsecure),
+            reason: "the caller encrypts; this event has no SRT passphrase".to_string(),
+        }),
         (Some(passphrase), key_size) => {
             let passphrase = Passphrase::try_from(passphrase.clone()).map_err(|_| {
                 Refusal::new(

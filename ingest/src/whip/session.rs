@@ -35,8 +35,6 @@ pub(crate) enum SessionEnd {
     ConnectTimeout(u64),
     #[error("no packet for {0} s")]
     Idle(u64),
-    #[error("the publisher disconnected (ICE)")]
-    Disconnected,
     #[error("webrtc: {0}")]
     Rtc(#[from] RtcError),
     #[error("udp: {0}")]
@@ -97,8 +95,7 @@ impl Session {
         let mut buf = vec![0u8; RECV_BUFFER];
         loop {
             let timeout = match self.poll(&mut connected, &mut counters).await {
-                Ok(Some(timeout)) => timeout,
-                Ok(None) => return SessionEnd::Disconnected,
+                Ok(timeout) => timeout,
                 Err(end) => return end,
             };
             let quiet_deadline = if connected {
@@ -167,15 +164,15 @@ impl Session {
     }
 
     /// Sends what str0m has to send and handles its events, until it names its next
-    /// timeout; `None` when the publisher is gone.
+    /// timeout.
     async fn poll(
         &mut self,
         connected: &mut bool,
         counters: &mut Counters,
-    ) -> Result<Option<Instant>, SessionEnd> {
+    ) -> Result<Instant, SessionEnd> {
         loop {
             match self.rtc.poll_output()? {
-                Output::Timeout(at) => return Ok(Some(at)),
+                Output::Timeout(at) => return Ok(at),
                 Output::Transmit(t) => {
                     if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
                         debug!(error = %e, destination = %t.destination, "udp send failed");
@@ -187,11 +184,13 @@ impl Session {
                     // The encoder's first keyframe may have gone out before DTLS was up.
                     self.request_keyframe(true, counters);
                 }
+                // ICE consent policy: FFmpeg 8's WHIP muxer sends no consent checks
+                // after its first (RFC 7675 §5.1 wants one every ~5 s), so the ICE-lite
+                // agent gives its pair up after 15 s while media still flows. A session
+                // ends on silence instead: no datagram at all for `idle_timeout_secs`.
                 Output::Event(Event::IceConnectionStateChange(
                     IceConnectionState::Disconnected,
-                )) => {
-                    return Ok(None);
-                }
+                )) => debug!("ice consent lapsed; the session lives while packets arrive"),
                 Output::Event(Event::MediaData(data)) => self.media(data, counters).await?,
                 Output::Event(_) => {}
             }
