@@ -84,8 +84,8 @@ EOF
 # Sanity: the token stream refuses without the token and serves with it.
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/live/tok/video/1.2.m4s")" = 401 ]
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/live/tok/video/1.2.m4s?token=$TOKEN")" = 200 ]
-curl -sf "$BASE/live/tok/video/index.m3u8?token=$TOKEN" | grep -q "1.2.m4s?token=" || {
-    echo "the token playlist does not carry the token" >&2; exit 1; }
+playlist=$(curl -sf "$BASE/live/tok/video/index.m3u8?token=$TOKEN")
+grep -q "1.2.m4s?token=" <<<"$playlist" || { echo "the token playlist does not carry the token" >&2; exit 1; }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
 measure() { # url → "requests/s origin-CPU-µs/request"

@@ -2,8 +2,8 @@
 //! same thing, a sequence of [`StampedEvent`]s (track parameters, then `Frame`s) per
 //! publisher session. It authorizes the stream key before accepting a single media byte.
 //!
-//! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`, `srt/`; WHIP and
-//! RTSP come next). What ingest needs from its neighbours is named by two small traits,
+//! Protocols live in their own module and end in `StreamEvent`s (`rtmp/`, `srt/`, `whip/`;
+//! RTSP comes next). What ingest needs from its neighbours is named by two small traits,
 //! [`IngestAuthority`] (the control plane) and [`StreamHandler`] (the transcoder),
 //! which the binary wires in-process or over the network.
 #![forbid(unsafe_code)]

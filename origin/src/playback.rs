@@ -4,13 +4,12 @@
 use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist};
 use floodlight_media::push::RenditionKind;
-use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::origin::{Origin, WaitFor, now_ms};
@@ -35,13 +34,10 @@ const REVALIDATE: &str = "no-cache";
 const BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS: u32 = 3;
 
 /// The delivery directives of a media playlist request (RFC 8216bis §6.2.5).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(crate) struct HlsDirectives {
-    #[serde(rename = "_HLS_msn")]
     msn: Option<String>,
-    #[serde(rename = "_HLS_part")]
     part: Option<String>,
-    #[serde(rename = "_HLS_skip")]
     skip: Option<String>,
 }
 
@@ -53,6 +49,32 @@ struct PlaylistRequest {
 }
 
 impl HlsDirectives {
+    /// The directives in a query string; other parameters (a playback token) are passed
+    /// over without being decoded. A directive given twice is a bad request.
+    fn from_query(query: &str) -> Result<Self, ApiError> {
+        let mut directives = HlsDirectives::default();
+        for pair in query.split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                "_HLS_msn" => &mut directives.msn,
+                "_HLS_part" => &mut directives.part,
+                "_HLS_skip" => &mut directives.skip,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} appears twice (RFC 8216bis §6.2.5)"
+                )));
+            }
+            let value = form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(_, value)| value.into_owned())
+                .unwrap_or_else(|| value.to_string());
+            *slot = Some(value);
+        }
+        Ok(directives)
+    }
+
     fn parse(&self) -> Result<PlaylistRequest, ApiError> {
         let number = |name: &str, value: &str| {
             value.parse::<u64>().map_err(|_| {
@@ -174,7 +196,7 @@ pub(crate) async fn rendition_file(
     match file {
         RenditionFile::Playlist => {
             // Only playlists take delivery directives: parts and segments skip the parse.
-            let Query(directives) = Query::<HlsDirectives>::try_from_uri(&uri)?;
+            let directives = HlsDirectives::from_query(uri.query().unwrap_or_default())?;
             let request = directives.parse()?;
             let delta = request.delta;
             let (rendered, cache): (RenderedPlaylist, HeaderValue) = match request.awaited {
@@ -372,6 +394,22 @@ mod tests {
             }
         );
         assert_eq!(directives(None, None, None).parse().unwrap().awaited, None);
+    }
+
+    #[test]
+    fn directives_are_read_from_the_query_around_other_parameters() {
+        let directives =
+            HlsDirectives::from_query("token=a.b.c&_HLS_msn=12&_HLS_part=%33&_HLS_skip=YES")
+                .unwrap();
+        assert_eq!(directives.msn.as_deref(), Some("12"));
+        assert_eq!(directives.part.as_deref(), Some("3"));
+        assert_eq!(directives.skip.as_deref(), Some("YES"));
+        let none = HlsDirectives::from_query("").unwrap();
+        assert_eq!(none.parse().unwrap().awaited, None);
+        assert!(matches!(
+            HlsDirectives::from_query("_HLS_msn=1&_HLS_msn=2"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -292,6 +292,10 @@ impl Rendition {
     }
 }
 
+/// Fraction added to PART-TARGET for video whose SPS gives no frame rate
+/// ([`part_target_ms`]).
+const UNKNOWN_RATE_SLACK: f64 = 0.025;
+
 /// The PART-TARGET a rendition advertises, ms.
 ///
 /// RFC 8216bis §4.4.4.9: a part that is neither INDEPENDENT nor the last of its segment
@@ -301,8 +305,14 @@ impl Rendition {
 /// of frames at the SPS frame rate, up to the next millisecond (timestamps in ms or
 /// 90 kHz spans of n frames never exceed that): 200 ms stays 200 at 25/30/50/60 fps
 /// and becomes 201 at 29.97/59.94, 209 at 23.976/24. Audio frames (~21 ms) fit any
-/// target ≥ 100 ms within the 85% floor, so audio keeps the configured value. Without a
-/// frame rate in the SPS the configured value is used as is.
+/// target ≥ 100 ms within the 85% floor, so audio keeps the configured value.
+///
+/// Without a frame rate in the SPS (WebRTC cameras send none) frame times come from a
+/// capture clock with a millisecond or two of jitter: at 20 fps four frames may span
+/// 201 ms, and an exact 200 ms target would close the part after three (150 ms, under
+/// the floor). Such video advertises the configured value plus [`UNKNOWN_RATE_SLACK`],
+/// which absorbs that jitter at the usual camera rates whose frames divide the target
+/// (10, 15, 20, 25, 30, 60 fps at 200 ms).
 fn part_target_ms(params: &TrackParams, config: &PackagerConfig) -> u32 {
     let configured = config.part_target / 90;
     let CodecParams::H264(avc) = &params.codec else {
@@ -312,7 +322,7 @@ fn part_target_ms(params: &TrackParams, config: &PackagerConfig) -> u32 {
         .frame_rate
         .filter(|f| f.is_finite() && (1.0..=240.0).contains(f))
     else {
-        return configured;
+        return (f64::from(configured) * (1.0 + UNKNOWN_RATE_SLACK)).ceil() as u32;
     };
     let frame_ms = 1000.0 / fps;
     let frames = (f64::from(configured) / frame_ms).round().max(1.0);

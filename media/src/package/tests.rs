@@ -408,6 +408,35 @@ fn synthetic_streams_keep_every_packaging_rule() {
 }
 
 #[test]
+fn camera_video_without_sps_frame_rate_keeps_the_part_floor_despite_jitter() {
+    // WebRTC cameras: no VUI frame rate, 20 fps on a capture clock that jitters by ±1 ms,
+    // so four frames may span 201 ms. PART-TARGET gets UNKNOWN_RATE_SLACK (205 ms) and
+    // every part keeps four frames, within §4.4.4.9's floor and never over the target.
+    let shape = VideoShape {
+        steps: &[4500, 4590, 4410, 4500, 4590, 4500, 4410],
+        gop: 40,
+        bframes: false,
+    };
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let params = TrackParams::video(AvcConfig {
+        frame_rate: None,
+        ..avc_config()
+    });
+    start(&mut packager, vec![params, TrackParams::audio(aac_48k())]);
+    let frames = interleave(
+        video_frames(shape, 8 * 90_000, 0),
+        audio_frames(48_000, 8 * 90_000, 0),
+    );
+    feed(&mut packager, frames, 0);
+    packager.handle_event(StreamEvent::Ended, EPOCH_MS).unwrap();
+    let outputs = drain(&mut packager);
+    let video = parts(&outputs, "source");
+    check_rendition(&video, 90_000, part_target(&outputs, "source"));
+    assert!(video.len() > 30, "{} parts", video.len());
+    assert_eq!(part_target(&outputs, "source"), 0.205);
+}
+
+#[test]
 fn audio_durations_are_exact_sample_counts() {
     // FLV's millisecond stamps at 44.1 kHz jitter by up to 0.5 ms; the part durations
     // still add up from exact 1024-sample frames.
