@@ -105,24 +105,37 @@ declare -A paths=([part]="video/1.2.m4s" [playlist]="video/index.m3u8" [master]=
 for round in $(seq 1 "$ROUNDS"); do
     line="round $round:"
     for resource in "${resources[@]}"; do
-        read -r public_rps public_cpu < <(measure "$BASE/live/pub/${paths[$resource]}")
-        read -r token_rps token_cpu < <(measure "$BASE/live/tok/${paths[$resource]}?token=$TOKEN")
-        results[$resource]+="$public_rps $token_rps $public_cpu $token_cpu;"
-        line="$line $resource $public_rps/$token_rps req/s, $public_cpu/$token_cpu µs |"
+        path=${paths[$resource]}
+        # The public stream ignores a token: B is A's request bytes without the check.
+        a="$BASE/live/pub/$path" b="$BASE/live/pub/$path?token=$TOKEN" c="$BASE/live/tok/$path?token=$TOKEN"
+        # Odd rounds run A B C, even ones C B A, so a drift of the machine's load cancels.
+        if ((round % 2)); then
+            read -r public_rps public_cpu < <(measure "$a")
+            read -r carried_rps carried_cpu < <(measure "$b")
+            read -r token_rps token_cpu < <(measure "$c")
+        else
+            read -r token_rps token_cpu < <(measure "$c")
+            read -r carried_rps carried_cpu < <(measure "$b")
+            read -r public_rps public_cpu < <(measure "$a")
+        fi
+        results[$resource]+="$public_rps $carried_rps $token_rps $public_cpu $carried_cpu $token_cpu;"
+        line="$line $resource $public_rps/$carried_rps/$token_rps req/s, $public_cpu/$carried_cpu/$token_cpu µs |"
     done
-    echo "$line (public/token)"
+    echo "$line (public / public+token query / token stream)"
 done
 verified=$(curl -sf "$BASE/metrics" | awk '/^floodlight_origin_playback_tokens_verified_total/ { print $2 }')
 
 echo "origin: release, pinned to CPU 0; wrk -t1 -c$CONNS -d${SECS}s on CPU 1; session store: $sessions"
 echo "token signatures computed over the whole run: ${verified:-0} (the rest came from the cache)"
+echo "medians of $ROUNDS rounds; A = public stream, B = public stream with the token in the query"
+echo "(ignored: same request bytes), C = token stream with the token (checked)"
 for resource in "${resources[@]}"; do
     python3 - "$resource" "${results[$resource]}" <<'EOF'
 import statistics, sys
 rows = [tuple(map(float, p.split())) for p in sys.argv[2].split(";") if p.strip()]
-pub_rps, tok_rps, pub_cpu, tok_cpu = (statistics.median(c) for c in zip(*rows))
-print(f"{sys.argv[1]:>8}: req/s public {pub_rps:,.0f}, token {tok_rps:,.0f} (ratio {tok_rps / pub_rps:.3f}) | "
-      f"origin CPU per request public {pub_cpu:.1f} µs, token {tok_cpu:.1f} µs "
-      f"({(tok_cpu / pub_cpu - 1) * 100:+.1f}%)")
+a_rps, b_rps, c_rps, a_cpu, b_cpu, c_cpu = (statistics.median(c) for c in zip(*rows))
+print(f"{sys.argv[1]:>8}: req/s A {a_rps:,.0f}  B {b_rps:,.0f}  C {c_rps:,.0f}  (C/A {c_rps / a_rps:.3f}, C/B {c_rps / b_rps:.3f}) | "
+      f"CPU µs/request A {a_cpu:.1f}  B {b_cpu:.1f}  C {c_cpu:.1f}  "
+      f"(C vs A {(c_cpu / a_cpu - 1) * 100:+.1f}%, C vs B {(c_cpu / b_cpu - 1) * 100:+.1f}%)")
 EOF
 done

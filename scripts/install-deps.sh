@@ -40,6 +40,8 @@ if ! $runtime_only; then
     # The control plane's store tests run on PostgreSQL too (control-plane/tests).
     dpkg -s postgresql >/dev/null 2>&1 || missing+=(postgresql)
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # bench/origin_tokens.sh drives the origin with wrk.
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 fi
 if ((${#missing[@]})); then
     echo "installing: ${missing[*]}"

@@ -203,7 +203,7 @@ fn tag_uri_ends(tag: &[u8], offset: usize, ends: &mut Vec<(usize, bool)>) {
 fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     query.split('&').find_map(|pair| {
         let value = pair.strip_prefix(name)?.strip_prefix('=')?;
-        Some(if value.bytes().any(|b| b == b'%' || b == b'+') {
+        Some(if memchr::memchr2(b'%', b'+', value.as_bytes()).is_some() {
             Cow::Owned(
                 form_urlencoded::parse(pair.as_bytes())
                     .next()
