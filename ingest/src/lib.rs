@@ -14,6 +14,7 @@ mod rtmp;
 mod rtsp;
 mod session;
 mod srt;
+mod tracks;
 mod whip;
 
 pub use config::{IngestConfig, RtmpConfig};

@@ -1,7 +1,8 @@
 //! RTMP audio/video messages (FLV tag bodies) → `StreamEvent`s. Sans-IO.
 
 use floodlight_media::flv::{self, AudioTag, FlvError, VideoTag};
-use floodlight_media::{AacConfig, AvcConfig, Frame, StreamEvent, TrackParams};
+
+use crate::tracks::{Converted, TrackAnnouncer};
 
 /// Extends RTMP's 32-bit millisecond timestamps past their wrap (~49.7 days).
 #[derive(Debug, Default)]
@@ -23,21 +24,11 @@ impl TimestampExtender {
     }
 }
 
-/// What a message produced, and what was dropped on the way (for counters).
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Converted {
-    pub(crate) events: Vec<StreamEvent>,
-    pub(crate) dropped: u64,
-}
-
 /// Collects the FLV sequence headers, announces the tracks once media starts, and turns
 /// every later tag into a `Frame`.
 #[derive(Debug, Default)]
 pub(crate) struct FlvToStream {
-    video: Option<AvcConfig>,
-    audio: Option<AacConfig>,
-    /// The tracks as last announced with `StreamEvent::Tracks`.
-    announced: Option<Vec<TrackParams>>,
+    tracks: TrackAnnouncer,
     /// Video frames before the first keyframe cannot start a segment: drop them.
     seen_keyframe: bool,
     video_ts: TimestampExtender,
@@ -49,18 +40,15 @@ impl FlvToStream {
         let ts = self.video_ts.extend(timestamp);
         match flv::parse_video_tag(body, ts)? {
             VideoTag::SequenceHeader(config) => {
-                self.video = Some(config);
-                Ok(self.reannounce_if_changed())
+                self.tracks.video = Some(config);
+                Ok(self.tracks.reannounce_if_changed())
             }
             VideoTag::Frame(frame) => {
-                if self.video.is_none() || !(self.seen_keyframe || frame.keyframe) {
-                    return Ok(Converted {
-                        events: vec![],
-                        dropped: 1,
-                    });
+                if self.tracks.video.is_none() || !(self.seen_keyframe || frame.keyframe) {
+                    return Ok(Converted::dropped());
                 }
                 self.seen_keyframe = true;
-                Ok(self.media(frame))
+                Ok(self.tracks.media(frame))
             }
             VideoTag::EndOfSequence | VideoTag::Command => Ok(Converted::default()),
         }
@@ -70,56 +58,16 @@ impl FlvToStream {
         let ts = self.audio_ts.extend(timestamp);
         match flv::parse_audio_tag(body, ts)? {
             AudioTag::SequenceHeader(config) => {
-                self.audio = Some(config);
-                Ok(self.reannounce_if_changed())
+                self.tracks.audio = Some(config);
+                Ok(self.tracks.reannounce_if_changed())
             }
             AudioTag::Frame(frame) => {
-                if self.audio.is_none() {
-                    return Ok(Converted {
-                        events: vec![],
-                        dropped: 1,
-                    });
+                if self.tracks.audio.is_none() {
+                    return Ok(Converted::dropped());
                 }
-                Ok(self.media(frame))
+                Ok(self.tracks.media(frame))
             }
         }
-    }
-
-    fn tracks(&self) -> Vec<TrackParams> {
-        let video = self.video.clone().map(TrackParams::video);
-        let audio = self.audio.clone().map(TrackParams::audio);
-        video.into_iter().chain(audio).collect()
-    }
-
-    /// Before media starts, sequence headers only accumulate. After, a changed header
-    /// (a new SPS from the encoder) is announced again.
-    fn reannounce_if_changed(&mut self) -> Converted {
-        let mut out = Converted::default();
-        if let Some(announced) = &self.announced {
-            let tracks = self.tracks();
-            if *announced != tracks {
-                self.announced = Some(tracks.clone());
-                out.events.push(StreamEvent::Tracks(tracks));
-            }
-        }
-        out
-    }
-
-    fn media(&mut self, frame: Frame) -> Converted {
-        let mut out = Converted::default();
-        // A frame of a track the announced set lacks (audio whose header came after the
-        // first video frame) means the set must be announced again first.
-        let known = self
-            .announced
-            .as_ref()
-            .is_some_and(|t| t.iter().any(|p| p.kind == frame.track));
-        if !known {
-            let tracks = self.tracks();
-            self.announced = Some(tracks.clone());
-            out.events.push(StreamEvent::Tracks(tracks));
-        }
-        out.events.push(StreamEvent::Frame(frame));
-        out
     }
 }
 
@@ -128,7 +76,7 @@ mod tests {
     use super::*;
 
     use floodlight_media::flv::{FlvFileReader, FlvTagType};
-    use floodlight_media::{TrackKind, TrackParams};
+    use floodlight_media::{StreamEvent, TrackKind, TrackParams};
 
     /// Feeds a real ffmpeg FLV capture through the converter as RTMP would deliver it.
     fn convert(flv: &[u8]) -> (Vec<StreamEvent>, u64) {

@@ -10,9 +10,10 @@
 use bytes::Bytes;
 use floodlight_media::aac::AacError;
 use floodlight_media::avc::AvcError;
-use floodlight_media::{
-    AacConfig, AvcConfig, Frame, StreamEvent, TIMESCALE, TrackKind, TrackParams,
-};
+use floodlight_media::{AacConfig, AvcConfig, Frame, TIMESCALE, TrackKind};
+
+pub(crate) use crate::tracks::Converted;
+use crate::tracks::TrackAnnouncer;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -50,23 +51,13 @@ impl RtpTime {
     }
 }
 
-/// What one input produced, and what was dropped on the way (for counters).
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Converted {
-    pub(crate) events: Vec<StreamEvent>,
-    pub(crate) dropped: u64,
-}
-
 /// Collects the tracks' parameters, announces them with the session's first frame (a
 /// video keyframe when the source has video, so the session starts decodable), and turns
 /// every later frame into a `Frame`.
 #[derive(Debug)]
 pub(crate) struct RtpToStream {
     has_video: bool,
-    video: Option<AvcConfig>,
-    audio: Option<AacConfig>,
-    /// The tracks as last announced with `StreamEvent::Tracks`.
-    announced: Option<Vec<TrackParams>>,
+    tracks: TrackAnnouncer,
     last_video_pts: Option<i64>,
 }
 
@@ -75,9 +66,7 @@ impl RtpToStream {
     pub(crate) fn new(has_video: bool) -> Self {
         RtpToStream {
             has_video,
-            video: None,
-            audio: None,
-            announced: None,
+            tracks: TrackAnnouncer::default(),
             last_video_pts: None,
         }
     }
@@ -89,14 +78,14 @@ impl RtpToStream {
         sps: &[u8],
         pps: &[u8],
     ) -> Result<Converted, RtpMediaError> {
-        self.video = Some(AvcConfig::from_parameter_sets(sps, pps)?);
-        Ok(self.reannounce_if_changed())
+        self.tracks.video = Some(AvcConfig::from_parameter_sets(sps, pps)?);
+        Ok(self.tracks.reannounce_if_changed())
     }
 
     /// The AudioSpecificConfig from the SDP's `config` (RFC 3640 §4.1, mpeg4-generic).
     pub(crate) fn audio_config(&mut self, asc: &[u8]) -> Result<Converted, RtpMediaError> {
-        self.audio = Some(AacConfig::from_asc(Bytes::copy_from_slice(asc))?);
-        Ok(self.reannounce_if_changed())
+        self.tracks.audio = Some(AacConfig::from_asc(Bytes::copy_from_slice(asc))?);
+        Ok(self.tracks.reannounce_if_changed())
     }
 
     /// One H.264 access unit, its NAL units each preceded by a 4-byte length.
@@ -111,10 +100,10 @@ impl RtpToStream {
             return Err(RtpMediaError::Reordered { pts, previous });
         }
         self.last_video_pts = Some(pts);
-        if self.video.is_none() || (self.announced.is_none() && !keyframe) {
-            return Ok(dropped());
+        if self.tracks.video.is_none() || (!self.tracks.announced() && !keyframe) {
+            return Ok(Converted::dropped());
         }
-        Ok(self.media(Frame {
+        Ok(self.tracks.media(Frame {
             track: TrackKind::Video,
             dts: pts,
             pts,
@@ -127,11 +116,11 @@ impl RtpToStream {
     pub(crate) fn audio(&mut self, time: RtpTime, data: Bytes) -> Converted {
         // With video, the session starts at its first keyframe: audio before it would
         // only be trimmed downstream.
-        if self.audio.is_none() || (self.announced.is_none() && self.has_video) {
-            return dropped();
+        if self.tracks.audio.is_none() || (!self.tracks.announced() && self.has_video) {
+            return Converted::dropped();
         }
         let ts = time.to_90khz();
-        self.media(Frame {
+        self.tracks.media(Frame {
             track: TrackKind::Audio,
             dts: ts,
             pts: ts,
@@ -139,47 +128,13 @@ impl RtpToStream {
             data,
         })
     }
-
-    fn tracks(&self) -> Vec<TrackParams> {
-        let video = self.video.clone().map(TrackParams::video);
-        let audio = self.audio.clone().map(TrackParams::audio);
-        video.into_iter().chain(audio).collect()
-    }
-
-    fn reannounce_if_changed(&mut self) -> Converted {
-        let mut out = Converted::default();
-        if let Some(announced) = &self.announced {
-            let tracks = self.tracks();
-            if *announced != tracks {
-                self.announced = Some(tracks.clone());
-                out.events.push(StreamEvent::Tracks(tracks));
-            }
-        }
-        out
-    }
-
-    fn media(&mut self, frame: Frame) -> Converted {
-        let mut out = Converted::default();
-        if self.announced.is_none() {
-            let tracks = self.tracks();
-            self.announced = Some(tracks.clone());
-            out.events.push(StreamEvent::Tracks(tracks));
-        }
-        out.events.push(StreamEvent::Frame(frame));
-        out
-    }
-}
-
-fn dropped() -> Converted {
-    Converted {
-        events: vec![],
-        dropped: 1,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use floodlight_media::{StreamEvent, TrackParams};
 
     use floodlight_media::aac::AdtsHeader;
     use floodlight_media::avc::annexb_nal_units;
