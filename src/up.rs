@@ -459,6 +459,8 @@ fn print_next_steps(
          {key_note}\
          \n  control API  {api}/v1 (OpenAPI: {api}/v1/openapi.json, browse: {api}/v1/docs)\
          \n  RTMP ingest  {rtmp}\
+         \n  SRT ingest   srt://{host}:{srt_port}?streamid=<stream_key>\
+         \n  WHIP ingest  http://{host}:{whip_port}/whip/<event_id> (Authorization: Bearer <stream_key>)\
          \n  LL-HLS       {hls}/{{event_id}}/master.m3u8\n\
          \n1. Create an event (the answer shows its stream key once):\
          \n     curl -s -X POST {api}/v1/events -H \"Authorization: Bearer $FLOODLIGHT_API_KEY\" \\\
@@ -472,6 +474,9 @@ fn print_next_steps(
          \n     ffplay {hls}/<event_id>/master.m3u8\
          \n     or in Safari / any hls.js player (lowLatencyMode) with the same URL.\n",
         data = config.data_dir.display(),
+        host = config.public_host,
+        srt_port = config.ingest.srt.listen.port(),
+        whip_port = config.ingest.whip.listen.port(),
         rtmp = urls.rtmp_base,
         hls = urls.hls_base,
     );
