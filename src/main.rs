@@ -79,9 +79,14 @@ fn main() -> anyhow::Result<()> {
         match service {
             None => up::up(config, metrics).await,
             Some("origin") => up::origin_only(config, metrics).await,
-            // These run inside `floodlight up` until the media transport between ingest
-            // and a separate transcoder process lands (issue 4); say so rather than start
-            // a service that cannot do its job.
+            // These run inside `floodlight up` until the distributed wiring lands (issue
+            // 4); say so rather than start a service that cannot do its job.
+            Some("control-plane") => anyhow::bail!(
+                "`floodlight control-plane` as a separate process needs the shared live state \
+                 (which ingest session and origin serve each event, kept in Redis), which is not \
+                 built yet; run `floodlight up` (its store can be PostgreSQL: \
+                 control.database_url)"
+            ),
             Some(name) => anyhow::bail!(
                 "`floodlight {name}` as a separate process needs the internal media transport \
                  (ingest → transcoder over TCP), which is not built yet; run `floodlight up`"
