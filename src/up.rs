@@ -8,9 +8,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use floodlight_control::sessions::SessionStore;
 use floodlight_control::{
-    Control, EventId, IngestProtocol, LiveStatus, LiveStatusSource, PublicUrls, PublishCheck,
-    PublishDenied, PublishPermit, PublisherStatus, RenditionStatus,
-    RtspTransport as ControlRtspTransport, Visibility,
+    Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
+    LiveStatusSource, PublicUrls, PublishCheck, PublishDenied, PublishPermit, PublisherStatus,
+    RenditionStatus, RtspTransport as ControlRtspTransport, Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
@@ -22,7 +22,7 @@ use floodlight_origin::{Origin, ViewerSessions};
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -178,6 +178,31 @@ impl StreamHandler for LocalTranscoder {
         settings: &StreamSettings,
     ) -> mpsc::Sender<StampedEvent> {
         self.0.begin_session(event_id, settings)
+    }
+}
+
+/// Ends the publishing of events the control plane closes: cancelled or archived, or
+/// ended at their scheduled end (a publisher still sending is cut, as the schedule says).
+async fn stop_publishers_of_closed_events(
+    mut lifecycle: broadcast::Receiver<LifecycleMessage>,
+    ingest: Ingest,
+) {
+    loop {
+        let message = match lifecycle.recv().await {
+            Ok(message) => message,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "lifecycle messages missed by the publisher stopper");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let reason = match message.kind {
+            LifecycleKind::EventCancelled => "the event was cancelled",
+            LifecycleKind::EventArchived => "the event was archived",
+            LifecycleKind::EventEnded => "the event has ended",
+            _ => continue,
+        };
+        ingest.stop_publishing(message.event_id.as_str(), reason);
     }
 }
 
@@ -352,6 +377,10 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
         Arc::new(LocalTranscoder(transcoder)),
     );
     let _ = live.ingest.set(ingest.clone());
+    tokio::spawn(stop_publishers_of_closed_events(
+        control.subscribe(),
+        ingest.clone(),
+    ));
 
     let stop = shutdown_signal();
     // One task per listener; the process ends when the first one fails or all finish.

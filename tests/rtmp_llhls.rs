@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, ffmpeg_publish, wait_for_ok};
+use common::{ADMIN_KEY, Server, ffmpeg_publish, wait_for_ok};
 use floodlight_player::{PlayerConfig, follow};
 
 /// The last (msn, part) listed in a media playlist, from its EXT-X-PART URIs
@@ -365,4 +365,51 @@ async fn publisher_reconnect_continues_numbering_with_a_discontinuity() {
         report.errors
     );
     assert!(report.discontinuities >= 1, "player saw the discontinuity");
+}
+
+/// Cancelling an event while it is on air cuts its publisher: the connection closes at
+/// the next frame, and the publisher cannot come back.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_live_event_disconnects_its_publisher() {
+    let server = Server::start(&[]).await;
+    let (event_id, key, _) = server.create_event("cancelled on air").await;
+    let media = server.http(&format!("/live/{event_id}/source/index.m3u8"));
+    let url = server.rtmp(&format!("/live/{key}"));
+    let mut publisher = ffmpeg_publish(&url, 60);
+    assert!(
+        wait_for_ok(&media, Duration::from_secs(15)).await,
+        "{}",
+        server.log()
+    );
+
+    let cancel = reqwest::Client::new()
+        .post(server.api(&format!("/v1/events/{event_id}/cancel")))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(cancel.status().is_success(), "{}", cancel.status());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while publisher.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = publisher.kill();
+            panic!(
+                "publisher still connected 15 s after the cancel\n{}",
+                server.log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        server.log().contains("publishing stopped"),
+        "{}",
+        server.log()
+    );
+
+    // A cancelled event takes no publisher: ffmpeg is refused and exits at once.
+    let again = ffmpeg_publish(&url, 5).wait_with_output().unwrap();
+    assert!(
+        !again.status.success(),
+        "a cancelled event accepted a publisher"
+    );
 }

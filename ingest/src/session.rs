@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floodlight_media::{
@@ -199,10 +199,16 @@ pub enum SlotTaken {
     LiveAndBackup,
 }
 
-/// The transcoder side of a stream went away (it stopped reading this session's events).
+/// Why a publisher's media can go nowhere: its protocol closes the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the transcoder for this stream is gone")]
-pub(crate) struct DownstreamGone;
+pub(crate) enum PublishStopped {
+    /// The transcoder side of the stream went away (it stopped reading the events).
+    #[error("the transcoder for this stream is gone")]
+    DownstreamGone,
+    /// The control plane stopped the event's publishing ([`Ingest::stop_publishing`]).
+    #[error("publishing stopped: {0}")]
+    Stopped(&'static str),
+}
 
 /// Frames a standby publisher keeps for a takeover (its GOP since the last video
 /// keyframe); past this it keeps nothing until its next keyframe.
@@ -248,6 +254,8 @@ struct PublisherState {
     remote_addr: SocketAddr,
     started_at_ms: i64,
     stats: Mutex<PublisherStats>,
+    /// Set when the control plane stops the event's publishing: why.
+    stopped: OnceLock<&'static str>,
 }
 
 struct PublisherStats {
@@ -364,6 +372,28 @@ impl Ingest {
         feeds.iter().flat_map(|f| f.statuses()).collect()
     }
 
+    /// Stops the event's publishers (the event was cancelled, or ended at its scheduled
+    /// end): each one's connection closes at its next frame, with `reason` in its log
+    /// line. Returns how many were stopped.
+    pub fn stop_publishing(&self, event_id: &str, reason: &'static str) -> usize {
+        let Some(feed) = lock(&self.feeds).get(event_id).cloned() else {
+            return 0;
+        };
+        let members = lock(&feed.members);
+        for member in members.iter() {
+            let _ = member.stopped.set(reason);
+        }
+        if !members.is_empty() {
+            tracing::info!(
+                event = event_id,
+                reason,
+                publishers = members.len(),
+                "publishing stopped"
+            );
+        }
+        members.len()
+    }
+
     /// Whether [`Ingest::start_publish`] would find a place for `grant` now: lets a
     /// protocol refuse in its handshake before it accepts the connection (SRT). The
     /// place is only taken by `start_publish`, which may still refuse.
@@ -392,6 +422,7 @@ impl Ingest {
             protocol,
             remote_addr,
             started_at_ms: unix_millis(),
+            stopped: OnceLock::new(),
             stats: Mutex::new(PublisherStats {
                 bytes: 0,
                 frames: 0,
@@ -557,7 +588,7 @@ impl Publisher {
     pub(crate) async fn send_tracks(
         &mut self,
         tracks: Vec<TrackParams>,
-    ) -> Result<(), DownstreamGone> {
+    ) -> Result<(), PublishStopped> {
         lock(&self.state.stats).last_event = Instant::now();
         let video = |t: &Option<Vec<TrackParams>>| {
             t.as_ref()
@@ -574,7 +605,7 @@ impl Publisher {
 
     /// Hands one frame on, received now: downstream when this publisher is live, else
     /// into the standby buffer.
-    pub(crate) async fn send_frame(&mut self, frame: Frame) -> Result<(), DownstreamGone> {
+    pub(crate) async fn send_frame(&mut self, frame: Frame) -> Result<(), PublishStopped> {
         self.send_frame_at(frame, unix_millis()).await
     }
 
@@ -586,7 +617,7 @@ impl Publisher {
         &mut self,
         frame: Frame,
         received_at_ms: i64,
-    ) -> Result<(), DownstreamGone> {
+    ) -> Result<(), PublishStopped> {
         {
             let mut stats = lock(&self.state.stats);
             stats.last_event = Instant::now();
@@ -614,7 +645,10 @@ impl Publisher {
         &mut self,
         event: StreamEvent,
         received_at_ms: i64,
-    ) -> Result<(), DownstreamGone> {
+    ) -> Result<(), PublishStopped> {
+        if let Some(reason) = self.state.stopped.get() {
+            return Err(PublishStopped::Stopped(reason));
+        }
         let me = self.state.id;
         if self.feed.live.load(Ordering::SeqCst) == me {
             let mut downstream = self.feed.downstream.lock().await;
@@ -634,7 +668,7 @@ impl Publisher {
     /// video) takes the stream over when the live publisher is gone or has gone quiet:
     /// downstream sees the old session end and this one begin, the reconnect path, which
     /// continues the stream with a discontinuity.
-    async fn take_over_if_due(&mut self) -> Result<(), DownstreamGone> {
+    async fn take_over_if_due(&mut self) -> Result<(), PublishStopped> {
         let Some(tracks) = self.tracks.clone() else {
             return Ok(());
         };
@@ -684,7 +718,7 @@ impl Publisher {
         downstream: &mut Downstream,
         event: StreamEvent,
         received_at_ms: i64,
-    ) -> Result<(), DownstreamGone> {
+    ) -> Result<(), PublishStopped> {
         let tx = downstream.tx.get_or_insert_with(|| {
             self.ingest
                 .handler
@@ -698,7 +732,7 @@ impl Publisher {
             received_at_ms,
         })
         .await
-        .map_err(|_| DownstreamGone)
+        .map_err(|_| PublishStopped::DownstreamGone)
     }
 
     /// Ends this publisher's session: downstream gets `Ended` if it was live, its place

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
-use crate::session::{DownstreamGone, Ingest, Protocol, PublishRefusal, PublishRequest, Publisher};
+use crate::session::{Ingest, Protocol, PublishRefusal, PublishRequest, PublishStopped, Publisher};
 use to_stream::FlvToStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ enum RtmpError {
     #[error("malformed RTMP message within bytes {offset}..{end} of the connection")]
     Malformed { offset: u64, end: u64 },
     #[error(transparent)]
-    DownstreamGone(#[from] DownstreamGone),
+    PublishStopped(#[from] PublishStopped),
 }
 
 impl From<HandshakeError> for RtmpError {

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::to_stream::{Converted, RtpMediaError, RtpTime, RtpToStream};
 use super::{SourceUrl, SourceUrlError};
 use crate::session::{
-    DownstreamGone, Ingest, Protocol, PublishGrant, Publisher, PullSource, RtspTransport, SlotTaken,
+    Ingest, Protocol, PublishGrant, PublishStopped, Publisher, PullSource, RtspTransport, SlotTaken,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ enum PullError {
     #[error("{0}")]
     SlotTaken(SlotTaken),
     #[error("{0}")]
-    DownstreamGone(#[from] DownstreamGone),
+    PublishStopped(#[from] PublishStopped),
 }
 
 impl PullError {
@@ -70,7 +70,7 @@ impl PullError {
             PullError::Media { .. } => "malformed_media",
             PullError::Panicked => "panic",
             PullError::SlotTaken(_) => "already_publishing",
-            PullError::DownstreamGone(_) => "downstream_gone",
+            PullError::PublishStopped(_) => "stopped",
         }
     }
 }

@@ -31,7 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, error, info, warn};
 
 use crate::session::{
-    DownstreamGone, Ingest, Protocol, PublishGrant, PublishRefusal, PublishRequest, SlotTaken,
+    Ingest, Protocol, PublishGrant, PublishRefusal, PublishRequest, PublishStopped, SlotTaken,
     unix_millis,
 };
 use stream_id::publish_key;
@@ -104,7 +104,7 @@ enum SrtError {
     #[error("malformed MPEG-TS: {0}")]
     Media(#[from] TsError),
     #[error(transparent)]
-    DownstreamGone(#[from] DownstreamGone),
+    PublishStopped(#[from] PublishStopped),
 }
 
 /// Why a connection request is refused: the metric label, the SRT rejection code, and

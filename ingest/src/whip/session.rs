@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use super::config::WhipConfig;
 use super::stun;
 use super::to_stream::{MediaError, RtpFrame, WebRtcToStream};
-use crate::session::{DownstreamGone, Publisher};
+use crate::session::{PublishStopped, Publisher};
 
 /// Largest datagram read; WebRTC stays under the path MTU (str0m's DATAGRAM_MTU_WARN).
 const RECV_BUFFER: usize = 2048;
@@ -42,7 +42,7 @@ pub(crate) enum SessionEnd {
     #[error("media: {0}")]
     Media(#[from] MediaError),
     #[error("{0}")]
-    DownstreamGone(#[from] DownstreamGone),
+    PublishStopped(#[from] PublishStopped),
 }
 
 /// Everything a negotiated session needs to run.
