@@ -337,17 +337,7 @@ impl Store {
         if let Some(email) = email {
             sql.push(" AND email = ").bind(email.to_string());
         }
-        if let Some(cursor) = after {
-            sql.push(" AND (created_at < ")
-                .bind(cursor.created_at_us)
-                .push(" OR (created_at = ")
-                .bind(cursor.created_at_us)
-                .push(" AND id < ")
-                .bind(cursor.id.clone())
-                .push("))");
-        }
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(i64::from(limit) + 1);
+        sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.clone())), limit);
         let rows: Vec<AccountRow> = sql
             .query_as()
             .fetch_all(self.pool())
@@ -443,17 +433,7 @@ impl Store {
         let mut sql = crate::store::Sql::new(
             "SELECT id, name, max_concurrent_sessions, created_at FROM plans WHERE 1 = 1",
         );
-        if let Some(cursor) = after {
-            sql.push(" AND (created_at < ")
-                .bind(cursor.created_at_us)
-                .push(" OR (created_at = ")
-                .bind(cursor.created_at_us)
-                .push(" AND id < ")
-                .bind(cursor.id.clone())
-                .push("))");
-        }
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(i64::from(limit) + 1);
+        sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.clone())), limit);
         let rows: Vec<PlanRow> = sql
             .query_as()
             .fetch_all(self.pool())

@@ -422,18 +422,10 @@ impl Store {
         limit: u32,
         after: Option<&ApiKeyCursor>,
     ) -> Result<(Vec<ApiKeyInfo>, Option<ApiKeyCursor>), StoreError> {
-        let mut sql = super::Sql::new(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys"));
-        if let Some(cursor) = after {
-            sql.push(" WHERE created_at < ")
-                .bind(cursor.created_at_us)
-                .push(" OR (created_at = ")
-                .bind(cursor.created_at_us)
-                .push(" AND id < ")
-                .bind(cursor.id.clone())
-                .push(")");
-        }
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(i64::from(limit) + 1);
+        let mut sql = super::Sql::new(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE 1 = 1"
+        ));
+        sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.clone())), limit);
         let rows: Vec<ApiKeyRow> = sql
             .query_as()
             .fetch_all(&self.pool)

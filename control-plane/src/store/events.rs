@@ -849,18 +849,7 @@ impl Store {
         if let Some(owner) = &filter.owner {
             sql.push(" AND owner = ").bind(owner.clone());
         }
-        if let Some(cursor) = after {
-            sql.push(" AND (created_at < ")
-                .bind(cursor.created_at_us)
-                .push(" OR (created_at = ")
-                .bind(cursor.created_at_us)
-                .push(" AND id < ")
-                .bind(cursor.id.0.clone())
-                .push("))");
-        }
-        // One extra row tells whether another page follows.
-        sql.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .bind(i64::from(limit) + 1);
+        sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.0.clone())), limit);
         let rows: Vec<EventRow> = sql
             .query_as()
             .fetch_all(&self.pool)

@@ -250,6 +250,28 @@ impl Sql {
         self
     }
 
+    /// Keyset pagination, newest first: keeps the rows after the previous page's last one
+    /// (`after`: its `created_at` in µs and id), orders by `created_at DESC, id DESC`, and
+    /// limits to one row past `limit`, which tells whether another page follows. The text
+    /// so far must end inside a `WHERE` clause.
+    pub(crate) fn newest_first_page(
+        &mut self,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> &mut Sql {
+        if let Some((created_at_us, id)) = after {
+            self.push(" AND (created_at < ")
+                .bind(created_at_us)
+                .push(" OR (created_at = ")
+                .bind(created_at_us)
+                .push(" AND id < ")
+                .bind(id)
+                .push("))");
+        }
+        self.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .bind(i64::from(limit) + 1)
+    }
+
     /// Appends `$a, $b, …` bound to `values`, for `IN (…)`.
     pub(crate) fn bind_list<'t, T>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Sql
     where
