@@ -177,7 +177,7 @@ impl StreamHandler for LocalTranscoder {
         event_id: &str,
         settings: &StreamSettings,
     ) -> mpsc::Sender<StampedEvent> {
-        self.0.begin_session(event_id, settings)
+        self.0.begin_session(event_id, settings, None).events
     }
 }
 

@@ -17,8 +17,12 @@ pub mod push;
 pub mod stream;
 pub mod token;
 pub mod track;
+pub mod transport;
 pub mod ts;
 
 pub use frame::{Frame, TIMESCALE, TrackKind};
-pub use stream::{PlaybackAccess, StampedEvent, StreamEvent, StreamSettings};
+pub use stream::{
+    LadderEvent, PlaybackAccess, RenditionTrack, StampedEvent, StampedLadderEvent, StreamEvent,
+    StreamSettings,
+};
 pub use track::{AacConfig, AvcConfig, CodecParams, OpusConfig, TrackParams};

@@ -12,6 +12,11 @@
 //!   the grace period): playlists get EXT-X-ENDLIST.
 //! - `GET  /push/v1/{event_id}/{rendition}/last` — JSON [`LastPart`], so a transcoder
 //!   taking over continues the numbering.
+//! - `DELETE /push/v1/{event_id}/{rendition}?reason=…` — the transcoder stopped producing
+//!   a rendition (a rung shed under load): it leaves the master playlist and the
+//!   rendition reports; the stream's status names it with the reason.
+//! - `PUT  /push/v1/{event_id}/thumbnail.jpg` — body: a JPEG poster of the live picture,
+//!   served at `/live/{event_id}/thumbnail.jpg`; replaced by each new one.
 
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +52,10 @@ pub struct RenditionDescriptor {
     /// Who may play the stream; the latest descriptor pushed for any rendition decides.
     #[serde(default)]
     pub access: PlaybackAccess,
+    /// The bit rate the rendition is encoded at (a ladder rung's profile), bits per
+    /// second: the master playlist's BANDWIDTH until segments have been measured.
+    #[serde(default)]
+    pub bandwidth_hint_bps: Option<u64>,
 }
 
 /// Metadata of one pushed part, sent as the query string of its PUT.
@@ -70,6 +79,12 @@ pub struct PartMeta {
     /// Wall clock (ms since epoch) when the last frame of this part reached ingest; the
     /// origin measures ingest-to-playable latency from it.
     pub last_frame_arrival_ms: i64,
+    /// Video parts that start with a sync sample: bytes from the start of the part
+    /// through the end of that sample (moof, mdat header, the sample). The origin's
+    /// I-frame playlists address the sync sample of each segment with it
+    /// (EXT-X-BYTERANGE, RFC 8216bis §4.4.4.4).
+    #[serde(default)]
+    pub sync_sample_bytes: Option<u32>,
 }
 
 /// Answer of `GET .../last`.
@@ -78,4 +93,8 @@ pub struct LastPart {
     pub msn: u64,
     pub part: u32,
     pub ends_segment: bool,
+    /// The init segment version that part decodes with: a transcoder taking over
+    /// numbers its init segments after it (the origin refuses versions going back).
+    #[serde(default)]
+    pub init_version: u32,
 }

@@ -51,3 +51,39 @@ pub struct StampedEvent {
     /// Milliseconds since the Unix epoch.
     pub received_at_ms: i64,
 }
+
+/// One rendition of a transcoded stream, as the transcoder hands it to the packager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionTrack {
+    /// Rendition name: its path segment in playback URLs (`source`, `720p`, `audio`).
+    pub name: String,
+    pub params: TrackParams,
+    /// The bit rate it is encoded at (a rung's profile), bits per second; `None` for the
+    /// publisher's own tracks passed through.
+    pub bandwidth_hint_bps: Option<u64>,
+}
+
+/// What the transcoder hands the packager for one live stream: the renditions of its
+/// ABR ladder and their frames. The ladder form of [`StreamEvent`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LadderEvent {
+    /// Starts a session, or changes the renditions within one: every rendition the stream
+    /// has from now on, video first, in ladder order (the first video rendition leads:
+    /// audio follows its segment boundaries). A rendition listed before and missing now
+    /// has stopped (a rung shed under load): its last part is closed. A rendition whose
+    /// parameters changed gets a new init segment at its next segment start.
+    Renditions(Vec<RenditionTrack>),
+    /// A frame of the rendition at `rendition`, an index into the latest `Renditions`.
+    /// Video renditions of a ladder carry sync samples at the same presentation times.
+    Frame { rendition: usize, frame: Frame },
+    /// The publisher session ended (as [`StreamEvent::Ended`]).
+    Ended,
+}
+
+/// A [`LadderEvent`] with the wall clock at which ingest received what it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StampedLadderEvent {
+    pub event: LadderEvent,
+    /// Milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+}

@@ -639,7 +639,8 @@ mod tests {
             Some(LastPart {
                 msn: 1,
                 part: 3,
-                ends_segment: true
+                ends_segment: true,
+                init_version: 0,
             })
         );
         assert_eq!(status.renditions[1].bitrate_bps, None);

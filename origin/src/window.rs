@@ -450,6 +450,7 @@ impl RenditionWindow {
             msn,
             part,
             ends_segment: meta.ends_segment,
+            init_version: meta.init_version,
         });
         self.last_push_ms = Some(now_ms);
         if meta.ends_segment {
@@ -935,6 +936,7 @@ pub(crate) mod tests {
             part_target_ms: 250,
             segment_target_ms: 1000,
             access: Default::default(),
+            bandwidth_hint_bps: None,
         }
     }
 
@@ -979,6 +981,7 @@ pub(crate) mod tests {
             discontinuity: false,
             ends_segment: part + 1 == parts_per_segment,
             last_frame_arrival_ms: 0,
+            sync_sample_bytes: None,
         }
     }
 

@@ -126,6 +126,7 @@ fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
         part_target_ms: 250,
         segment_target_ms: 1000,
         access: Default::default(),
+        bandwidth_hint_bps: None,
     }
 }
 
@@ -753,7 +754,8 @@ async fn last_part_and_stream_status_follow_the_pushes() {
         LastPart {
             msn: 1,
             part: 1,
-            ends_segment: false
+            ends_segment: false,
+            init_version: 0,
         }
     );
 

@@ -6,16 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use floodlight_media::package::{
-    AUDIO_RENDITION, PackagerConfig, SOURCE_RENDITION, StreamPackager,
+    AUDIO_RENDITION, PackagerConfig, PackagerOutput, SOURCE_RENDITION, StreamPackager,
 };
+use floodlight_media::push::LastPart;
 use floodlight_media::{StampedEvent, StreamEvent, StreamSettings, TIMESCALE};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
 
 use crate::audio_stage::{AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
-use crate::push::{OriginPusher, PushItem, PushSettings, next_msn};
+use crate::push::{OriginPusher, PushItem, PushSettings, resume_point};
 
 /// Events queued from ingest to a stream's pipeline.
 const SESSION_QUEUE: usize = 1024;
@@ -32,8 +33,18 @@ struct Inner {
     streams: Mutex<HashMap<String, StreamEntry>>,
 }
 
+/// A publisher session's way into its stream's pipeline.
+pub struct StreamSession {
+    /// The session's events, in order.
+    pub events: mpsc::Sender<StampedEvent>,
+    /// The last part the stream's pipeline has packaged (`None` before the first): what
+    /// ingest hands the next transcoder if this one dies, so numbering continues.
+    pub progress: watch::Receiver<Option<LastPart>>,
+}
+
 struct StreamEntry {
     tx: mpsc::Sender<StampedEvent>,
+    progress: watch::Receiver<Option<LastPart>>,
     /// Publisher sessions begun on this pipeline; lets a pipeline whose grace period
     /// expires see a session that began but has not sent anything yet.
     sessions: Arc<AtomicU64>,
@@ -64,28 +75,36 @@ impl Transcoder {
         })
     }
 
-    /// The sender for a new publisher session of `event_id`: the stream's running pipeline
-    /// if it is still within its reconnect grace period, a new pipeline otherwise.
-    /// `settings` apply to a new pipeline; a running one keeps those it started with
-    /// (PART-TARGET, say, is fixed for a stream's life).
+    /// A new publisher session of `event_id`: into the stream's running pipeline if it is
+    /// still within its reconnect grace period, a new pipeline otherwise. `settings`
+    /// apply to a new pipeline; a running one keeps those it started with (PART-TARGET,
+    /// say, is fixed for a stream's life). `resume` is the last part another transcoder
+    /// packaged for the stream (it died, and ingest moved the stream here): a new
+    /// pipeline continues after it, with EXT-X-DISCONTINUITY.
     pub fn begin_session(
         &self,
         event_id: &str,
         settings: &StreamSettings,
-    ) -> mpsc::Sender<StampedEvent> {
+        resume: Option<LastPart>,
+    ) -> StreamSession {
         let mut streams = lock(&self.inner.streams);
         if let Some(entry) = streams.get(event_id)
             && !entry.tx.is_closed()
         {
             entry.sessions.fetch_add(1, Ordering::SeqCst);
-            return entry.tx.clone();
+            return StreamSession {
+                events: entry.tx.clone(),
+                progress: entry.progress.clone(),
+            };
         }
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+        let (progress_tx, progress) = watch::channel(None);
         let sessions = Arc::new(AtomicU64::new(1));
         streams.insert(
             event_id.to_string(),
             StreamEntry {
                 tx: tx.clone(),
+                progress: progress.clone(),
                 sessions: sessions.clone(),
             },
         );
@@ -95,12 +114,19 @@ impl Transcoder {
                 self.inner.clone(),
                 event_id.to_string(),
                 settings.clone(),
-                rx,
-                sessions,
+                Plumbing {
+                    rx,
+                    sessions,
+                    resume,
+                    progress: progress_tx,
+                },
             )
             .instrument(span),
         );
-        tx
+        StreamSession {
+            events: tx,
+            progress,
+        }
     }
 
     /// Streams with a running pipeline (publishing or within their grace period).
@@ -109,23 +135,42 @@ impl Transcoder {
     }
 }
 
+/// A pipeline's channels to the sessions feeding it.
+struct Plumbing {
+    rx: mpsc::Receiver<StampedEvent>,
+    sessions: Arc<AtomicU64>,
+    resume: Option<LastPart>,
+    progress: watch::Sender<Option<LastPart>>,
+}
+
 async fn run_stream(
     inner: Arc<Inner>,
     event_id: String,
     settings: StreamSettings,
-    mut rx: mpsc::Receiver<StampedEvent>,
-    sessions: Arc<AtomicU64>,
+    plumbing: Plumbing,
 ) {
+    let Plumbing {
+        mut rx,
+        sessions,
+        resume,
+        progress,
+    } = plumbing;
     let config = &inner.config;
     let ticks = |ms: u32| ms * (TIMESCALE / 1000);
     let renditions = [SOURCE_RENDITION, AUDIO_RENDITION];
-    let first_msn = next_msn(&inner.push, &config.origins, &event_id, &renditions).await;
+    let mut start = resume_point(&inner.push, &config.origins, &event_id, &renditions).await;
+    if let Some(last) = &resume {
+        start = start.after(last);
+    }
     let packager = StreamPackager::new(PackagerConfig {
         part_target: ticks(settings.part_target_ms.unwrap_or(config.part_target_ms)),
         segment_target: ticks(config.segment_target_ms),
-        first_msn,
+        first_msn: start.msn,
+        first_init_version: start.init_version,
+        continues: resume.is_some(),
         access: settings.access,
     });
+    let first_msn = start.msn;
     let pushers: Vec<OriginPusher> = config
         .origins
         .iter()
@@ -134,6 +179,7 @@ async fn run_stream(
     let mut output = Packaging {
         packager,
         pushers,
+        progress,
         errors: 0,
     };
     let grace = Duration::from_secs(config.reconnect_grace_secs);
@@ -242,6 +288,7 @@ async fn stage_output(stage: &mut Option<AudioStage>) -> Option<StampedEvent> {
 struct Packaging {
     packager: StreamPackager,
     pushers: Vec<OriginPusher>,
+    progress: watch::Sender<Option<LastPart>>,
     errors: u64,
 }
 
@@ -258,6 +305,23 @@ impl Packaging {
             }
         }
         while let Some(output) = self.packager.poll_output() {
+            if let PackagerOutput::Part { meta, .. } = &output {
+                let last = LastPart {
+                    msn: meta.msn,
+                    part: meta.part,
+                    ends_segment: meta.ends_segment,
+                    init_version: meta.init_version,
+                };
+                self.progress.send_if_modified(|current| {
+                    let later = current
+                        .as_ref()
+                        .is_none_or(|c| (last.msn, last.part) > (c.msn, c.part));
+                    if later {
+                        *current = Some(last);
+                    }
+                    later
+                });
+            }
             for pusher in &mut self.pushers {
                 pusher.push(PushItem::Output(output.clone()));
             }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use floodlight_media::package::PackagerOutput;
-use floodlight_media::push::{PUSH_PREFIX, RenditionDescriptor};
+use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor};
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 use tracing::{Instrument, warn};
@@ -242,16 +242,17 @@ async fn send(
     Ok(response.status())
 }
 
-/// The MSN a new pipeline for the stream starts at: one past the last segment any origin
-/// knows for any of `renditions` (a transcoder taking over, or a publisher returning after
-/// the stream ended, continues the numbering instead of restarting it), else 0.
-pub(crate) async fn next_msn(
+/// Where a new pipeline for the stream starts: the MSN one past the last segment any
+/// origin knows for any of `renditions`, and the init version one past the last (a
+/// transcoder taking over, or a publisher returning after the stream ended, continues the
+/// numbering instead of restarting it); else 0 and 0.
+pub(crate) async fn resume_point(
     settings: &PushSettings,
     origins: &[String],
     event_id: &str,
     renditions: &[&str],
-) -> u64 {
-    let mut next = 0;
+) -> ResumePoint {
+    let mut next = ResumePoint::default();
     for origin in origins {
         let base = PushSettings::stream_url(origin, event_id);
         for rendition in renditions {
@@ -267,10 +268,27 @@ pub(crate) async fn next_msn(
             if !response.status().is_success() {
                 continue;
             }
-            if let Ok(last) = response.json::<floodlight_media::push::LastPart>().await {
-                next = next.max(last.msn + 1);
+            if let Ok(last) = response.json::<LastPart>().await {
+                next = next.after(&last);
             }
         }
     }
     next
+}
+
+/// The first MSN and init version of a pipeline that continues a stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ResumePoint {
+    pub(crate) msn: u64,
+    pub(crate) init_version: u32,
+}
+
+impl ResumePoint {
+    /// The later of this point and the one right after `last`.
+    pub(crate) fn after(self, last: &LastPart) -> ResumePoint {
+        ResumePoint {
+            msn: self.msn.max(last.msn + 1),
+            init_version: self.init_version.max(last.init_version + 1),
+        }
+    }
 }

@@ -64,6 +64,12 @@ pub struct PackagerConfig {
     pub segment_target: u32,
     /// MSN of the first segment (a transcoder taking over continues the numbering).
     pub first_msn: u64,
+    /// Init segment version of each rendition's first init (a transcoder taking over
+    /// numbers after the versions the origin has).
+    pub first_init_version: u32,
+    /// The stream's first session continues one packaged elsewhere (a transcoder taking
+    /// over): its first segments carry EXT-X-DISCONTINUITY.
+    pub continues: bool,
     /// Who may play the stream, carried in every rendition descriptor.
     pub access: PlaybackAccess,
 }
@@ -74,6 +80,8 @@ impl Default for PackagerConfig {
             part_target: 18_000,
             segment_target: 180_000,
             first_msn: 0,
+            first_init_version: 0,
+            continues: false,
             access: PlaybackAccess::Public,
         }
     }
@@ -288,6 +296,7 @@ impl Rendition {
             part_target_ms: self.part_target_ms,
             segment_target_ms: config.segment_target / 90,
             access: config.access,
+            bandwidth_hint_bps: None,
         }
     }
 }
@@ -544,7 +553,7 @@ impl StreamPackager {
                 self.timeline.start_session(floor);
                 self.anchor = None;
                 self.video_start_90k = None;
-                self.realign(!first);
+                self.realign(!first || self.config.continues);
                 self.restart_renditions(true);
                 self.session = Session::Live;
                 Ok(())
@@ -686,7 +695,7 @@ impl StreamPackager {
             params,
             part_target_ms,
             timescale: timing.timescale,
-            init_version: 0,
+            init_version: self.config.first_init_version,
             in_session: false,
             segment_target: timing.segment_target,
             cutter: PartCutter::new(
@@ -1015,6 +1024,8 @@ fn emit_part(
         discontinuity,
         ends_segment: part.ends_segment,
         last_frame_arrival_ms: part.samples.last().map_or(0, |s| s.sample.arrival_ms),
+        // Filled in by the ladder work (issue 4): the I-frame playlists' byte range.
+        sync_sample_bytes: None,
     };
     rendition.end_decode_time = Some(part.base_decode_time + part.duration);
     let shift = *rendition

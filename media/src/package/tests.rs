@@ -704,6 +704,8 @@ fn default_config_is_200ms_parts_and_2s_segments() {
             part_target: 18_000,
             segment_target: 180_000,
             first_msn: 0,
+            first_init_version: 0,
+            continues: false,
             access: PlaybackAccess::Public,
         }
     );
