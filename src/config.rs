@@ -31,6 +31,118 @@ pub struct Config {
     pub control: ControlConfig,
     /// Viewer sessions shared by the control plane and the origins.
     pub sessions: SessionsConfig,
+    /// Which transcoder serves each stream.
+    pub assignment: AssignmentConfig,
+}
+
+/// Where ingest hands streams: the transcoder in the same process, or remote ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssignmentMode {
+    /// `floodlight up` transcodes in its own process.
+    #[default]
+    Local,
+    /// Streams go to `floodlight transcoder` processes registered in Redis, over the
+    /// media transport (always so for `floodlight ingest`).
+    Remote,
+}
+
+/// `[assignment]`: the transcoder registry and how ingest uses it.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssignmentConfig {
+    pub mode: AssignmentMode,
+    /// Redis holding the registry (`redis://host:port/db`); required by `floodlight
+    /// transcoder`, `floodlight ingest` and `mode = "remote"`. Never logged.
+    pub redis_url: Option<String>,
+    /// Prefix of the registry's Redis keys.
+    pub key_prefix: String,
+    /// How often a transcoder renews its registration, ms.
+    pub heartbeat_ms: u64,
+    /// A registration not renewed for this long is gone, ms: a dead transcoder stops being
+    /// picked after it.
+    pub expiry_ms: u64,
+    /// Time ingest gives a transcoder to accept a stream, ms.
+    pub connect_timeout_ms: u64,
+    /// Frames since the last keyframe ingest keeps per stream to replay to a transcoder
+    /// taking over, bytes.
+    pub gop_cache_bytes: usize,
+    /// Events queued per transcoder connection before ingest drops frames.
+    pub send_queue_events: usize,
+}
+
+impl Default for AssignmentConfig {
+    fn default() -> Self {
+        AssignmentConfig {
+            mode: AssignmentMode::Local,
+            redis_url: None,
+            key_prefix: "floodlight:transcoders:".to_string(),
+            heartbeat_ms: 1000,
+            expiry_ms: 3000,
+            connect_timeout_ms: 1000,
+            gop_cache_bytes: 16 << 20,
+            send_queue_events: 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for AssignmentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssignmentConfig")
+            .field("mode", &self.mode)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<redacted>"))
+            .field("key_prefix", &self.key_prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("expiry_ms", &self.expiry_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("gop_cache_bytes", &self.gop_cache_bytes)
+            .field("send_queue_events", &self.send_queue_events)
+            .finish()
+    }
+}
+
+impl AssignmentConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.mode == AssignmentMode::Remote && self.redis_url.is_none() {
+            bail!("assignment.redis_url: required with assignment.mode = \"remote\"");
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.chars().any(char::is_whitespace) {
+            bail!("assignment.key_prefix: must be non-empty without whitespace");
+        }
+        if !(100..=10_000).contains(&self.heartbeat_ms) {
+            bail!(
+                "assignment.heartbeat_ms: {} is outside 100..=10000",
+                self.heartbeat_ms
+            );
+        }
+        // Two missed heartbeats are tolerated before an entry expires.
+        if self.expiry_ms < 2 * self.heartbeat_ms {
+            bail!(
+                "assignment.expiry_ms: {} must be at least two heartbeats ({})",
+                self.expiry_ms,
+                2 * self.heartbeat_ms
+            );
+        }
+        if !(50..=30_000).contains(&self.connect_timeout_ms) {
+            bail!(
+                "assignment.connect_timeout_ms: {} is outside 50..=30000",
+                self.connect_timeout_ms
+            );
+        }
+        if self.gop_cache_bytes < 1 << 20 {
+            bail!(
+                "assignment.gop_cache_bytes: {} is below 1 MiB",
+                self.gop_cache_bytes
+            );
+        }
+        if self.send_queue_events < 16 {
+            bail!(
+                "assignment.send_queue_events: {} is below 16",
+                self.send_queue_events
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -44,6 +156,7 @@ impl Default for Config {
             origin: OriginConfig::default(),
             control: ControlConfig::default(),
             sessions: SessionsConfig::default(),
+            assignment: AssignmentConfig::default(),
         }
     }
 }
@@ -95,6 +208,7 @@ impl Config {
         self.origin.validate()?;
         self.control.validate()?;
         self.sessions.validate()?;
+        self.assignment.validate()?;
         // The control plane writes the token under this name; the origin reads it.
         if self.control.entitlement.token_query_param != self.origin.token_query_param {
             bail!(

@@ -1,7 +1,9 @@
 //! `floodlight`: the one binary. `floodlight up` runs every service in one process with
 //! embedded defaults; `floodlight <service>` runs one service.
 
+mod assignment;
 mod config;
+mod services;
 mod up;
 
 use std::path::PathBuf;
@@ -79,18 +81,17 @@ fn main() -> anyhow::Result<()> {
         match service {
             None => up::up(config, metrics).await,
             Some("origin") => up::origin_only(config, metrics).await,
-            // These run inside `floodlight up` until the distributed wiring lands (issue
-            // 4); say so rather than start a service that cannot do its job.
+            Some("transcoder") => services::transcoder(config, metrics).await,
+            Some("ingest") => services::ingest(config, metrics).await,
+            // The control API runs inside `floodlight up` until the shared live state
+            // lands; say so rather than start a service that cannot do its job.
             Some("control-plane") => anyhow::bail!(
                 "`floodlight control-plane` as a separate process needs the shared live state \
                  (which ingest session and origin serve each event, kept in Redis), which is not \
                  built yet; run `floodlight up` (its store can be PostgreSQL: \
                  control.database_url)"
             ),
-            Some(name) => anyhow::bail!(
-                "`floodlight {name}` as a separate process needs the internal media transport \
-                 (ingest → transcoder over TCP), which is not built yet; run `floodlight up`"
-            ),
+            Some(name) => anyhow::bail!("unknown service {name}"),
         }
     })
 }

@@ -10,7 +10,7 @@ use floodlight_control::sessions::SessionStore;
 use floodlight_control::{
     Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
     LiveStatusSource, PublicUrls, PublishCheck, PublishDenied, PublishPermit, PublisherStatus,
-    RenditionStatus, RtspTransport as ControlRtspTransport, Visibility,
+    RenditionStatus, RtspTransport as ControlRtspTransport, ShedRendition, Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
@@ -26,7 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{AssignmentMode, Config};
 
 /// The origin asks the viewer-session store, shared with the control plane, whether a
 /// session was revoked, and reports its playlist requests as heartbeats.
@@ -54,12 +54,12 @@ async fn control_playback_keys(config: &Config) -> anyhow::Result<Vec<String>> {
 
 /// Ingest asks the control plane whether a stream key may publish, reports publishing
 /// sessions to it, and asks it what to pull over RTSP.
-struct StoreAuthority(Control, mpsc::UnboundedSender<(String, SessionChange)>);
+pub(crate) struct StoreAuthority(Control, mpsc::UnboundedSender<(String, SessionChange)>);
 
 impl StoreAuthority {
     /// The adapter, and the task that records session changes one after another.
     /// Unbounded: changes come at the pace publishers connect and disconnect.
-    fn new(control: Control) -> StoreAuthority {
+    pub(crate) fn new(control: Control) -> StoreAuthority {
         let (changes, mut queue) = mpsc::unbounded_channel::<(String, SessionChange)>();
         let recorder = control.clone();
         tokio::spawn(async move {
@@ -207,9 +207,10 @@ async fn stop_publishers_of_closed_events(
 }
 
 /// The control plane's view of what is on air: ingest sessions plus origin renditions.
-struct LiveView {
-    ingest: OnceLock<Ingest>,
-    origin: Origin,
+pub(crate) struct LiveView {
+    pub(crate) ingest: OnceLock<Ingest>,
+    /// `None` in `floodlight ingest`, which has no origin.
+    pub(crate) origin: Option<Origin>,
 }
 
 impl LiveStatusSource for LiveView {
@@ -217,7 +218,8 @@ impl LiveStatusSource for LiveView {
         let session = self.ingest.get().and_then(|i| i.session(event_id.as_str()));
         let stream = self
             .origin
-            .stream_status(event_id.as_str())
+            .as_ref()
+            .and_then(|o| o.stream_status(event_id.as_str()))
             .filter(|s| !s.ended);
         let mut status = LiveStatus::default();
         if let Some(session) = session {
@@ -255,19 +257,28 @@ impl LiveStatusSource for LiveView {
                     bandwidth_bps: r.peak_bitrate_bps.or(r.bitrate_bps).unwrap_or(0),
                 })
                 .collect();
+            status.shed_renditions = stream
+                .shed_renditions
+                .into_iter()
+                .map(|s| ShedRendition {
+                    name: s.name,
+                    reason: s.reason,
+                    at: Some(UNIX_EPOCH + Duration::from_millis(s.at_ms.max(0) as u64)),
+                })
+                .collect();
         }
         status
     }
 }
 
-async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub(crate) async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-fn shutdown_signal() -> watch::Receiver<bool> {
+pub(crate) fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -286,7 +297,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-async fn signalled(mut rx: watch::Receiver<bool>) {
+pub(crate) async fn signalled(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
@@ -354,10 +365,16 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
         Arc::new(OriginSessions(sessions.clone())),
     );
     let whip_render = render.clone();
-    let transcoder = Transcoder::new(config.transcoder.clone())?;
+    // `[assignment] mode = "remote"`: streams go to `floodlight transcoder` processes.
+    let handler: Arc<dyn StreamHandler> = match config.assignment.mode {
+        AssignmentMode::Local => {
+            Arc::new(LocalTranscoder(Transcoder::new(config.transcoder.clone())?))
+        }
+        AssignmentMode::Remote => Arc::new(crate::services::remote_transcoders(&config).await?),
+    };
     let live = Arc::new(LiveView {
         ingest: OnceLock::new(),
-        origin: origin.clone(),
+        origin: Some(origin.clone()),
     });
     let urls = PublicUrls::new(&config.public_host, rtmp_addr.port(), origin_addr.port());
     let control = Control::with_sessions(
@@ -374,7 +391,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     let ingest = Ingest::new(
         config.ingest.clone(),
         Arc::new(StoreAuthority::new(control.clone())),
-        Arc::new(LocalTranscoder(transcoder)),
+        handler,
     );
     let _ = live.ingest.set(ingest.clone());
     tokio::spawn(stop_publishers_of_closed_events(

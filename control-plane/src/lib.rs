@@ -38,7 +38,9 @@ pub use entitlement::{
     playback_signing_keys,
 };
 pub use lifecycle::{PublishCheck, PublishDenied, PublishPermit, PullSourceSpec};
-pub use live::{IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus};
+pub use live::{
+    IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus, ShedRendition,
+};
 pub use secret::KeySecretError;
 pub use store::{
     Actor, ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, AuditCursor, AuditEntry, AuditPage,

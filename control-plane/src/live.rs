@@ -19,12 +19,13 @@ pub trait LiveStatusSource: Send + Sync {
 }
 
 /// An event's live stream as `GET /v1/events/{id}` shows it under `live`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LiveStatus {
     /// A publisher is connected and authorized for the event.
     pub publishing: bool,
     /// When the current publisher session began (RFC 3339 in JSON).
     #[serde(with = "crate::rfc3339::option_system_time", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub since: Option<SystemTime>,
     /// How the publisher is connected.
     pub protocol: Option<IngestProtocol>,
@@ -36,15 +37,33 @@ pub struct LiveStatus {
     /// of its feed.
     #[serde(default)]
     pub publishers: Vec<PublisherStatus>,
+    /// Renditions the transcoder stopped producing this session (ladder rungs shed
+    /// because the machine could not keep up), oldest first; left out while none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shed_renditions: Vec<ShedRendition>,
+}
+
+/// A rendition taken out of the ladder: gone from the master playlist, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ShedRendition {
+    /// Rendition name as it appeared in the playback path (`240p`, …).
+    pub name: String,
+    /// What the transcoder said, e.g. `cpu`.
+    pub reason: String,
+    /// When the origin was told (RFC 3339 in JSON).
+    #[serde(with = "crate::rfc3339::option_system_time", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub at: Option<SystemTime>,
 }
 
 /// One connected publisher and the health of its feed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublisherStatus {
     pub protocol: IngestProtocol,
     /// `true` for the publisher whose media goes downstream, `false` for a standby.
     pub live: bool,
     #[serde(with = "crate::rfc3339::option_system_time", default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub since: Option<SystemTime>,
     /// Bit rate received over the last couple of seconds.
     pub bitrate_bps: u64,
@@ -106,7 +125,7 @@ impl std::fmt::Display for IngestProtocol {
 
 /// One rendition, with the attributes its master-playlist entry carries
 /// (RFC 8216bis §4.4.6.2: CODECS, RESOLUTION, BANDWIDTH).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RenditionStatus {
     /// Rendition name as it appears in the playback path (`source`, `audio`, …).
     pub name: String,

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{harness, harness_with};
 use floodlight_control::{
-    ControlConfig, IngestProtocol, LiveStatus, PublisherStatus, RenditionStatus,
+    ControlConfig, IngestProtocol, LiveStatus, PublisherStatus, RenditionStatus, ShedRendition,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -261,6 +261,11 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
             keyframe_interval_ms: Some(2000),
             idle_ms: 12,
         }],
+        shed_renditions: vec![ShedRendition {
+            name: "240p".to_string(),
+            reason: "cpu".to_string(),
+            at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_750_000_010_000)),
+        }],
     };
     h.live.set(&id, status.clone());
 
@@ -278,6 +283,10 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
     );
     assert_eq!(body["live"]["since"], "2025-06-15T15:06:40.25Z");
     assert_eq!(body["live"]["protocol"], "rtmp");
+    assert_eq!(
+        body["live"]["shed_renditions"],
+        json!([{ "name": "240p", "reason": "cpu", "at": "2025-06-15T15:06:50Z" }])
+    );
     let live: LiveStatus = serde_json::from_value(body["live"].clone()).unwrap();
     assert_eq!(live, status);
 
@@ -530,6 +539,14 @@ async fn the_openapi_document_describes_every_route_and_the_docs_page_serves_off
     ] {
         assert!(request[field].is_object(), "EventRequest.{field}");
     }
+
+    // The event's live status, shed renditions included.
+    let live = &doc["components"]["schemas"]["LiveStatus"]["properties"];
+    for field in ["publishing", "renditions", "publishers", "shed_renditions"] {
+        assert!(live[field].is_object(), "LiveStatus.{field}: {live}");
+    }
+    let shed = &doc["components"]["schemas"]["ShedRendition"]["properties"];
+    assert_eq!(shed["at"]["format"], "date-time", "{shed}");
 
     // The browsable UI: a page and the vendored assets it loads, all from this server.
     let page = h.get("/v1/docs").await;

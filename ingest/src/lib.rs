@@ -10,6 +10,7 @@
 #![warn(unreachable_pub)]
 
 mod config;
+mod remote;
 mod rtmp;
 mod rtsp;
 mod session;
@@ -19,6 +20,7 @@ mod whip;
 
 pub use config::{IngestConfig, RtmpConfig};
 pub use floodlight_media::StampedEvent;
+pub use remote::{DirectoryError, RemoteSettings, RemoteTranscoders, TranscoderDirectory};
 pub use rtmp::serve_rtmp;
 pub use rtsp::{InvalidRtspConfig, RtspConfig, pull_rtsp};
 pub use session::{

@@ -53,6 +53,9 @@ pub struct SegmentEntry {
     pub map_uri: String,
     /// EXT-X-PART tags, in order. Empty once the parts have aged out of the playlist.
     pub parts: Vec<PartEntry>,
+    /// EXT-X-GAP (§4.4.4.7): a segment number the stream skipped; it has no media and
+    /// clients do not load its URI.
+    pub gap: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,8 +89,53 @@ pub enum DeltaUpdate {
 /// A multivariant ("master") playlist (§4.4.6).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MasterPlaylist {
+    /// In the order listed; players start with the first (Apple HLS authoring spec).
     pub variants: Vec<Variant>,
     pub audio: Vec<AudioRendition>,
+    /// EXT-X-I-FRAME-STREAM-INF, one per video rendition with an I-frame playlist.
+    pub iframe_variants: Vec<IFrameVariant>,
+}
+
+/// EXT-X-I-FRAME-STREAM-INF (§4.4.6.3): an I-frame playlist for trick play and scrubbing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFrameVariant {
+    pub uri: String,
+    /// Peak bit rate of the I-frames alone: I-frame bytes over the interval each one
+    /// stands for, bits/s.
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    /// The video codec alone (an I-frame playlist has no audio).
+    pub codecs: String,
+    pub resolution: Option<(u32, u32)>,
+}
+
+/// An I-frame playlist (§4.4.3.6 EXT-X-I-FRAMES-ONLY): one entry per I-frame, each a byte
+/// range of a media segment. No parts, no blocking: players reload it as a plain live
+/// playlist (§6.3.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFramePlaylist {
+    pub target_duration: u32,
+    /// EXT-X-MEDIA-SEQUENCE: the number of `entries[0]`.
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    pub entries: Vec<IFrameEntry>,
+    /// EXT-X-ENDLIST.
+    pub ended: bool,
+}
+
+/// One I-frame (§4.4.3.6): EXTINF is the time until the next I-frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFrameEntry {
+    pub duration: f64,
+    /// The media segment holding the I-frame.
+    pub uri: String,
+    /// EXT-X-BYTERANGE length and offset into `uri` (§4.4.4.2); `None` for a segment
+    /// number the stream skipped, rendered with EXT-X-GAP (§4.4.4.7).
+    pub byte_range: Option<(u64, u64)>,
+    pub program_date_time_ms: Option<i64>,
+    pub discontinuity: bool,
+    /// EXT-X-MAP URI, written before the first entry and wherever it changes (§4.4.4.5).
+    pub map_uri: String,
 }
 
 /// EXT-X-STREAM-INF (§4.4.6.2).
@@ -221,6 +269,9 @@ impl MediaPlaylist {
                 );
             }
             if let Some(uri) = &segment.uri {
+                if segment.gap {
+                    line(&mut out, format_args!("#EXT-X-GAP"));
+                }
                 line(
                     &mut out,
                     format_args!("#EXTINF:{},", duration(segment.duration)),
@@ -267,6 +318,63 @@ impl MediaPlaylist {
             skipped += 1;
         }
         skipped
+    }
+}
+
+impl IFramePlaylist {
+    /// Renders the I-frame playlist. EXT-X-I-FRAMES-ONLY needs version 4 and EXT-X-MAP in
+    /// it version 5 (RFC 8216bis §7); the fMP4 media playlists' 6 covers both.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        line(&mut out, format_args!("#EXTM3U"));
+        line(&mut out, format_args!("#EXT-X-VERSION:{VERSION_FMP4}"));
+        line(
+            &mut out,
+            format_args!("#EXT-X-TARGETDURATION:{}", self.target_duration),
+        );
+        line(
+            &mut out,
+            format_args!("#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence),
+        );
+        line(
+            &mut out,
+            format_args!(
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            ),
+        );
+        line(&mut out, format_args!("#EXT-X-I-FRAMES-ONLY"));
+        let mut map_uri: Option<&str> = None;
+        for entry in &self.entries {
+            if entry.discontinuity {
+                line(&mut out, format_args!("#EXT-X-DISCONTINUITY"));
+            }
+            if map_uri != Some(entry.map_uri.as_str()) {
+                line(
+                    &mut out,
+                    format_args!("#EXT-X-MAP:URI={}", quoted(&entry.map_uri)),
+                );
+                map_uri = Some(&entry.map_uri);
+            }
+            if let Some(pdt) = entry.program_date_time_ms.and_then(program_date_time) {
+                line(&mut out, format_args!("#EXT-X-PROGRAM-DATE-TIME:{pdt}"));
+            }
+            line(
+                &mut out,
+                format_args!("#EXTINF:{},", duration(entry.duration)),
+            );
+            match entry.byte_range {
+                Some((length, offset)) => {
+                    line(&mut out, format_args!("#EXT-X-BYTERANGE:{length}@{offset}"));
+                }
+                None => line(&mut out, format_args!("#EXT-X-GAP")),
+            }
+            line(&mut out, format_args!("{}", uri_line(&entry.uri)));
+        }
+        if self.ended {
+            line(&mut out, format_args!("#EXT-X-ENDLIST"));
+        }
+        out
     }
 }
 
@@ -324,6 +432,21 @@ impl MasterPlaylist {
                 format_args!("#EXT-X-STREAM-INF:{}", attributes.join(",")),
             );
             line(&mut out, format_args!("{}", uri_line(&variant.uri)));
+        }
+        for iframe in &self.iframe_variants {
+            let mut attributes = vec![format!("BANDWIDTH={}", iframe.bandwidth)];
+            if let Some(average) = iframe.average_bandwidth {
+                attributes.push(format!("AVERAGE-BANDWIDTH={average}"));
+            }
+            attributes.push(format!("CODECS={}", quoted(&iframe.codecs)));
+            if let Some((width, height)) = iframe.resolution {
+                attributes.push(format!("RESOLUTION={width}x{height}"));
+            }
+            attributes.push(format!("URI={}", quoted(&iframe.uri)));
+            line(
+                &mut out,
+                format_args!("#EXT-X-I-FRAME-STREAM-INF:{}", attributes.join(",")),
+            );
         }
         out
     }
@@ -427,6 +550,7 @@ mod tests {
             discontinuity: false,
             map_uri: map.into(),
             parts,
+            gap: false,
         }
     }
 
@@ -716,6 +840,13 @@ mod tests {
                 channels: Some(2),
                 language: None,
             }],
+            iframe_variants: vec![IFrameVariant {
+                uri: "source/iframes.m3u8".into(),
+                bandwidth: 400_000,
+                average_bandwidth: Some(300_000),
+                codecs: "avc1.64001f".into(),
+                resolution: Some((1280, 720)),
+            }],
         };
         let text = master.render();
         // §4.4.6.1 (DEFAULT=YES implies AUTOSELECT=YES), §4.4.6.2 (FRAME-RATE rounded to
@@ -728,9 +859,16 @@ mod tests {
 #EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"audio/index.m3u8\"
 #EXT-X-STREAM-INF:BANDWIDTH=2500000,AVERAGE-BANDWIDTH=2000000,CODECS=\"avc1.64001f,mp4a.40.2\",RESOLUTION=1280x720,FRAME-RATE=29.970,AUDIO=\"audio\"
 source/index.m3u8
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=400000,AVERAGE-BANDWIDTH=300000,CODECS=\"avc1.64001f\",RESOLUTION=1280x720,URI=\"source/iframes.m3u8\"
 "
         );
         let tags = parse(&text);
+        // §4.4.6.3: every attribute of EXT-X-STREAM-INF but FRAME-RATE, AUDIO…, plus URI.
+        let iframe = tags.iter().find_map(|t| match t {
+            hls::Tag::IFrameStreamInf(i) => Some((i.bandwidth(), i.uri().to_string())),
+            _ => None,
+        });
+        assert_eq!(iframe, Some((400_000, "source/iframes.m3u8".to_string())));
         let stream_inf = tags.iter().find_map(|t| match t {
             hls::Tag::StreamInf(s) => Some((s.bandwidth(), s.codecs(), s.frame_rate())),
             _ => None,
@@ -738,6 +876,130 @@ source/index.m3u8
         assert_eq!(
             stream_inf,
             Some((2_500_000, Some("avc1.64001f,mp4a.40.2"), Some(29.97)))
+        );
+    }
+
+    #[test]
+    fn iframe_playlist_golden() {
+        let playlist = IFramePlaylist {
+            target_duration: 3,
+            media_sequence: 7,
+            discontinuity_sequence: 1,
+            entries: vec![
+                IFrameEntry {
+                    duration: 2.0,
+                    uri: "7.m4s".into(),
+                    byte_range: Some((41_234, 0)),
+                    program_date_time_ms: Some(T0),
+                    discontinuity: false,
+                    map_uri: "init0.mp4".into(),
+                },
+                IFrameEntry {
+                    duration: 1.2,
+                    uri: "8.m4s".into(),
+                    byte_range: Some((40_001, 0)),
+                    program_date_time_ms: Some(T0 + 2000),
+                    discontinuity: false,
+                    map_uri: "init0.mp4".into(),
+                },
+                IFrameEntry {
+                    duration: 2.0,
+                    uri: "9.m4s".into(),
+                    byte_range: Some((39_999, 0)),
+                    program_date_time_ms: Some(T0 + 3200),
+                    discontinuity: true,
+                    map_uri: "init1.mp4".into(),
+                },
+            ],
+            ended: false,
+        };
+        let text = playlist.render();
+        // §4.4.3.6: EXT-X-I-FRAMES-ONLY; §4.4.4.2: EXT-X-BYTERANGE length@offset; the
+        // discontinuity and the new map before the entry after a takeover (§4.4.4.3).
+        assert_eq!(
+            text,
+            "#EXTM3U
+#EXT-X-VERSION:6
+#EXT-X-TARGETDURATION:3
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-DISCONTINUITY-SEQUENCE:1
+#EXT-X-I-FRAMES-ONLY
+#EXT-X-MAP:URI=\"init0.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z
+#EXTINF:2.00000,
+#EXT-X-BYTERANGE:41234@0
+7.m4s
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z
+#EXTINF:1.20000,
+#EXT-X-BYTERANGE:40001@0
+8.m4s
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI=\"init1.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:23.200Z
+#EXTINF:2.00000,
+#EXT-X-BYTERANGE:39999@0
+9.m4s
+"
+        );
+        let tags = parse(&text);
+        assert!(tags.iter().any(|t| matches!(t, hls::Tag::IFramesOnly(_))));
+        let ranges: Vec<u64> = tags
+            .iter()
+            .filter_map(|t| match t {
+                hls::Tag::Byterange(b) => Some(b.length()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ranges, vec![41_234, 40_001, 39_999]);
+        let ended = IFramePlaylist {
+            ended: true,
+            ..playlist
+        };
+        assert!(ended.render().ends_with("9.m4s\n#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn a_skipped_segment_number_is_a_gap() {
+        let mut playlist = live();
+        playlist.segments[1] = SegmentEntry {
+            gap: true,
+            parts: Vec::new(),
+            program_date_time_ms: None,
+            discontinuity: false,
+            ..segment(101, 2.0, "init-1.mp4", Vec::new())
+        };
+        let text = playlist.render(DeltaUpdate::Full);
+        // RFC 8216bis §4.4.4.7: EXT-X-GAP applies to the next segment; its URI is kept so
+        // the numbering holds, and clients do not load it.
+        assert!(
+            text.contains("#EXT-X-GAP\n#EXTINF:2.00000,\n101.m4s\n"),
+            "{text}"
+        );
+        let tags = parse(&text);
+        assert_eq!(
+            tags.iter()
+                .filter(|t| matches!(t, hls::Tag::Gap(_)))
+                .count(),
+            1
+        );
+        let iframes = IFramePlaylist {
+            target_duration: 2,
+            media_sequence: 101,
+            discontinuity_sequence: 0,
+            entries: vec![IFrameEntry {
+                duration: 2.0,
+                uri: "101.m4s".into(),
+                byte_range: None,
+                program_date_time_ms: None,
+                discontinuity: false,
+                map_uri: "init0.mp4".into(),
+            }],
+            ended: false,
+        };
+        assert!(
+            iframes
+                .render()
+                .ends_with("#EXTINF:2.00000,\n#EXT-X-GAP\n101.m4s\n")
         );
     }
 }

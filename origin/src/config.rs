@@ -75,6 +75,13 @@ pub struct OriginConfig {
     /// request. At the cap, expired entries are dropped, and if that frees nothing the
     /// cache starts over (each token then verifies once more).
     pub token_cache_entries: usize,
+    /// Largest JPEG poster a transcoder may push (`PUT /push/v1/{event_id}/thumbnail.jpg`),
+    /// bytes; larger ones are answered 413. One is held per stream.
+    pub max_thumbnail_bytes: usize,
+    /// The master playlist lists first (the variant players start with, per Apple's HLS
+    /// authoring spec) the highest variant whose BANDWIDTH is at or below this, bits/s; the
+    /// lowest when every variant is above it. The others follow, highest first.
+    pub start_variant_max_bandwidth_bps: u64,
 }
 
 impl Default for OriginConfig {
@@ -95,6 +102,8 @@ impl Default for OriginConfig {
             playback_keys: Vec::new(),
             token_query_param: "token".to_string(),
             token_cache_entries: 100_000,
+            max_thumbnail_bytes: 1024 * 1024,
+            start_variant_max_bandwidth_bps: 3_000_000,
         }
     }
 }
@@ -142,6 +151,11 @@ impl fmt::Debug for OriginConfig {
             )
             .field("token_query_param", &self.token_query_param)
             .field("token_cache_entries", &self.token_cache_entries)
+            .field("max_thumbnail_bytes", &self.max_thumbnail_bytes)
+            .field(
+                "start_variant_max_bandwidth_bps",
+                &self.start_variant_max_bandwidth_bps,
+            )
             .finish()
     }
 }
@@ -228,6 +242,9 @@ impl OriginConfig {
                 "max_window_segments",
                 format!("{} is below the minimum of 3", self.max_window_segments),
             );
+        }
+        if self.max_thumbnail_bytes == 0 {
+            return invalid("max_thumbnail_bytes", "must be at least 1".to_string());
         }
         if self.max_push_body_bytes == 0 {
             return invalid("max_push_body_bytes", "must be at least 1".to_string());

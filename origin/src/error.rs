@@ -37,6 +37,11 @@ pub(crate) enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Unavailable(String),
+    /// A body that is not the media type the route takes (a thumbnail that is no JPEG).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// An extractor refused the request (bad path, query or body, body too large).
     #[error("{detail}")]
     Rejected { status: StatusCode, detail: String },
@@ -56,7 +61,9 @@ impl ApiError {
         let detail = format!("{event_id}/{rendition}: {error}");
         match error {
             PushError::InvalidDescriptor(_) => ApiError::BadRequest(detail),
-            PushError::InvalidDuration { .. } => ApiError::Unprocessable(detail),
+            PushError::InvalidDuration { .. } | PushError::InvalidSyncSampleBytes { .. } => {
+                ApiError::Unprocessable(detail)
+            }
             PushError::UnknownRendition(_) => ApiError::NotFound(detail),
             _ => ApiError::Conflict(detail),
         }
@@ -72,6 +79,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Rejected { status, .. } => *status,
         }
     }

@@ -1,8 +1,8 @@
 //! Floodlight's LL-HLS origin: receives CMAF parts from transcoders over the push API
 //! (`floodlight_media::push`), keeps each stream's live window in memory, and serves
-//! master and media playlists, init segments, parts and segments, answering blocking
-//! playlist reloads and preload-hinted part requests the moment the awaited part lands
-//! (RFC 8216bis §6.2.5.2, §6.2.6).
+//! master, media and I-frame playlists, init segments, parts, segments and the stream's
+//! poster, answering blocking playlist reloads and preload-hinted part requests the
+//! moment the awaited part lands (RFC 8216bis §6.2.5.2, §6.2.6).
 //!
 //! The window logic (ordering, retention, blocking decisions, playlist models) is sans-IO
 //! in `window` and `stream`; `origin`, `push` and `playback` are the axum layer around it.
@@ -24,4 +24,4 @@ mod window;
 pub use access::ViewerSessions;
 pub use config::{ConfigError, OriginConfig};
 pub use origin::{Origin, run};
-pub use stream::{RenditionStatus, StreamStatus};
+pub use stream::{RenditionStatus, ShedRendition, StreamStatus};

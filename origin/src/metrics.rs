@@ -12,6 +12,8 @@ pub(crate) const STREAMS_ENDED_IDLE: &str = "floodlight_origin_streams_ended_idl
 pub(crate) const PLAYBACK_REFUSED: &str = "floodlight_origin_playback_refused_total";
 pub(crate) const PLAYBACK_TOKENS_VERIFIED: &str =
     "floodlight_origin_playback_tokens_verified_total";
+pub(crate) const GAP_SEGMENTS: &str = "floodlight_origin_gap_segments_total";
+pub(crate) const RENDITIONS_SHED: &str = "floodlight_origin_renditions_shed_total";
 
 /// Registers help texts with whatever recorder the binary installed.
 pub(crate) fn describe() {
@@ -47,6 +49,14 @@ pub(crate) fn describe() {
     metrics::describe_counter!(
         PLAYBACK_TOKENS_VERIFIED,
         "Playback token signatures computed (cache misses); requests with a remembered token skip the HMAC"
+    );
+    metrics::describe_counter!(
+        GAP_SEGMENTS,
+        "Segment numbers a rendition skipped, listed as EXT-X-GAP (RFC 8216bis §4.4.4.7): a rendition behind the others when a transcoder took over, or parts this origin never received"
+    );
+    metrics::describe_counter!(
+        RENDITIONS_SHED,
+        "Renditions the transcoder shed from a ladder (DELETE /push/v1/{event_id}/{rendition})"
     );
     metrics::describe_gauge!(
         ACTIVE_STREAMS,

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::stream::{Declared, StreamCore, StreamLimits, StreamStatus};
 use crate::window::{PushError, WindowLimits};
-use crate::{playback, push};
+use crate::{playback, push, resource};
 
 /// How often the sweeper looks for idle streams and expired ended ones.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -307,6 +307,10 @@ impl Origin {
         let playback = Router::new()
             .route("/live/{event_id}/master.m3u8", get(playback::master))
             .route(
+                &format!("/live/{{event_id}}/{}", resource::THUMBNAIL),
+                get(playback::thumbnail),
+            )
+            .route(
                 "/live/{event_id}/{rendition}/{file}",
                 get(playback::rendition_file),
             )
@@ -314,8 +318,12 @@ impl Origin {
         let push = Router::new()
             .route(&format!("{PUSH_PREFIX}/{{event_id}}/end"), post(push::end))
             .route(
+                &format!("{PUSH_PREFIX}/{{event_id}}/{}", resource::THUMBNAIL),
+                put(push::thumbnail),
+            )
+            .route(
                 &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}"),
-                put(push::rendition),
+                put(push::rendition).delete(push::shed),
             )
             .route(
                 &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}/init/{{version}}"),
@@ -390,6 +398,7 @@ impl Origin {
             },
             max_renditions: config.max_renditions_per_stream,
             target_duration_factor: config.target_duration_factor,
+            start_variant_max_bandwidth_bps: config.start_variant_max_bandwidth_bps,
         };
         let span = tracing::info_span!("stream", event_id);
         span.in_scope(|| info!("stream created"));

@@ -14,7 +14,7 @@ use floodlight_media::push::RenditionKind;
 use crate::error::ApiError;
 use crate::origin::{Origin, WaitFor, now_ms};
 use crate::resource::RenditionFile;
-use crate::stream::RenderedPlaylist;
+use crate::stream::{RenderedPlaylist, StreamCore};
 use crate::window::{Awaited, Lookup};
 
 const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
@@ -26,6 +26,8 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const LIVE_EDGE_PLAYLIST: &str = "public, max-age=1";
 /// The latest init (`init.mp4`) changes when the publisher's codec parameters do.
 const REVALIDATE: &str = "no-cache";
+/// The poster is replaced every few seconds; a CDN may hold one that long.
+const THUMBNAIL_CACHE: &str = "public, max-age=5";
 /// A blocking reload's answer is correct for its URL for good: it contains the awaited
 /// part, and every viewer asking for that part gets the same bytes, which is how a CDN
 /// collapses a crowd's reloads into one origin request. It may be cached while every part
@@ -121,9 +123,11 @@ impl HlsDirectives {
 
 /// `GET /live/{event_id}/master.m3u8`. Before every rendition has a part (a player that
 /// opens the stream as it starts), the request waits for them, up to the blocking timeout,
-/// so BANDWIDTH is measured rather than guessed. Then it answers what is right to cache
-/// for a session (see `StreamCore::master_playlist`): video variants that have parts, with
-/// every declared audio rendition; 503 while no video (or, without video, no audio) has.
+/// or until a video rendition completes a segment (a rung starting later is not waited
+/// for), so every variant has a BANDWIDTH from its rate or its segments. Then it answers
+/// what is right to cache for a session (see `StreamCore::master_playlist`): video
+/// variants that have parts, with every declared audio rendition; 503 while no video (or,
+/// without video, no audio) has.
 pub(crate) async fn master(
     State(origin): State<Origin>,
     path: Result<Path<String>, PathRejection>,
@@ -141,7 +145,7 @@ pub(crate) async fn master(
     let timeout = block_timeout(&origin, target_duration);
     let waited = origin
         .wait_until(&stream, WaitFor::Stream, timeout, "master", |core| {
-            Ok((core.is_ended() || core.every_rendition_started()).then(|| core.master_playlist()))
+            Ok(core.master_ready().then(|| core.master_playlist()))
         })
         .await;
     let master: Option<MasterPlaylist> = match waited {
@@ -192,6 +196,19 @@ pub(crate) async fn rendition_file(
     let (kind, target_duration) =
         window.ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
     let unknown_rendition = || ApiError::unknown_rendition(&event_id, &rendition);
+    // A shed rendition's playlists answer 410: hls.js and AVPlayer switch to another
+    // variant when a variant playlist fails (hls.js does not retry a 4xx, it switches
+    // level), whereas EXT-X-ENDLIST would make them play the rung to its end and stop.
+    // Its parts and segments stay fetchable, so a player finishes what it buffered.
+    let shed = |core: &StreamCore| -> Result<(), ApiError> {
+        match core.shed(&rendition) {
+            Some(shed) => Err(ApiError::Gone(format!(
+                "{event_id}/{rendition} was shed from the ladder ({}); play another variant of the master playlist",
+                shed.reason
+            ))),
+            None => Ok(()),
+        }
+    };
     let timeout = block_timeout(&origin, target_duration);
     match file {
         RenditionFile::Playlist => {
@@ -212,6 +229,7 @@ pub(crate) async fn rendition_file(
                             timeout,
                             "playlist",
                             |core| {
+                                shed(core)?;
                                 let window =
                                     core.rendition(&rendition).ok_or_else(unknown_rendition)?;
                                 if window.last().is_none() && !core.is_ended() {
@@ -228,6 +246,7 @@ pub(crate) async fn rendition_file(
                 Some((msn, part)) => {
                     let rendered = origin
                         .wait_until(&stream, WaitFor::Rendition(&rendition), timeout, "playlist", |core| {
+                            shed(core)?;
                             let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
                             match window.awaited(msn, part) {
                                 Awaited::Ready => core.media_playlist_text(&rendition, delta).map(Some).ok_or_else(unknown_rendition),
@@ -248,6 +267,39 @@ pub(crate) async fn rendition_file(
             };
             let text = admission.playlist(rendered.text, rendered.uri_ends.as_deref());
             Ok(playlist_response(text, cache))
+        }
+        RenditionFile::IFramePlaylist => {
+            if kind != RenditionKind::Video {
+                return Err(ApiError::NotFound(format!(
+                    "{event_id}/{rendition} is audio: I-frame playlists are for video renditions"
+                )));
+            }
+            // Not a low-latency playlist (no parts, no blocking reload): players reload it
+            // every target duration (RFC 8216bis §6.3.4). Its first request waits for the
+            // first complete segment, as the media playlist's waits for the first part.
+            let playlist = origin
+                .wait_until(
+                    &stream,
+                    WaitFor::Rendition(&rendition),
+                    timeout,
+                    "playlist",
+                    |core| {
+                        shed(core)?;
+                        let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
+                        if !window.has_complete_segment() && !core.is_ended() {
+                            return Ok(None);
+                        }
+                        core.iframe_playlist(&rendition)
+                            .map(Some)
+                            .ok_or_else(unknown_rendition)
+                    },
+                )
+                .await?;
+            let text = admission.playlist(Bytes::from(playlist.render()), None);
+            Ok(playlist_response(
+                text,
+                HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
+            ))
         }
         RenditionFile::Init(version) => {
             let lookup = stream
@@ -310,6 +362,33 @@ pub(crate) async fn rendition_file(
             Ok(media_response(bytes, kind, IMMUTABLE))
         }
     }
+}
+
+/// `GET /live/{event_id}/thumbnail.jpg`: the latest poster the transcoder pushed, under
+/// the same access rules as the playlists; 404 before the first.
+pub(crate) async fn thumbnail(
+    State(origin): State<Origin>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let Path(event_id) = path?;
+    let stream = origin.stream(&event_id)?;
+    let access = stream.lock().core.access();
+    origin
+        .gate()
+        .admit(&event_id, access, uri.query(), now_secs(), false)?;
+    let jpeg =
+        stream.lock().core.thumbnail().ok_or_else(|| {
+            ApiError::NotFound(format!("event {event_id:?} has no thumbnail yet"))
+        })?;
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg")),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(THUMBNAIL_CACHE),
+        ),
+    ];
+    Ok((headers, jpeg).into_response())
 }
 
 /// RFC 8216bis §6.2.5.2: `block_timeout_target_durations` target durations (in seconds

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
+use serde::Deserialize;
 use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
@@ -88,6 +89,10 @@ pub(crate) async fn rendition(
             "rendition declared"
         ),
         Declared::Updated => info!(rendition, codecs, "rendition descriptor updated"),
+        Declared::Resumed => info!(
+            rendition,
+            codecs, "shed rendition declared again: back in the master playlist"
+        ),
         Declared::NewSession => {
             ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
             info!(
@@ -157,6 +162,10 @@ pub(crate) async fn part(
     {
         let mut state = stream.lock();
         let over_target_before = state.core.segments_over_target();
+        let skipped = state
+            .core
+            .rendition(&rendition)
+            .and_then(|w| w.skipped_segments(&meta));
         let pushed = state
             .core
             .push_part(&rendition, &meta, bytes, now)
@@ -169,6 +178,15 @@ pub(crate) async fn part(
             return Ok(StatusCode::NO_CONTENT);
         }
         state.report_over_target(&event_id, over_target_before);
+        if let Some(skipped) = skipped {
+            ::metrics::counter!(metrics::GAP_SEGMENTS).increment(skipped.end - skipped.start);
+            info!(
+                rendition,
+                first = skipped.start,
+                last = skipped.end - 1,
+                "segment numbers skipped: listed as EXT-X-GAP"
+            );
+        }
         state.notify(Some(&rendition));
     }
     stream.notify_stream();
@@ -211,4 +229,91 @@ pub(crate) async fn last(
         .cloned()
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("{event_id}/{rendition}: no part pushed yet")))
+}
+
+/// Longest `reason` a shed request may give; it is shown on the event's status.
+const MAX_SHED_REASON_CHARS: usize = 200;
+
+/// The query of `DELETE {PUSH_PREFIX}/{event_id}/{rendition}`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ShedQuery {
+    reason: Option<String>,
+}
+
+/// `DELETE {PUSH_PREFIX}/{event_id}/{rendition}?reason=…`: the transcoder stopped
+/// producing the rendition (a rung shed under load). It leaves the master playlist and the
+/// rendition reports; its playlist answers 410 from now on (see the README: players move to
+/// another variant on a playlist error, where EXT-X-ENDLIST would end their playback), and
+/// its blocked requests are answered. 204, also when it was shed already.
+pub(crate) async fn shed(
+    State(origin): State<Origin>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<ShedQuery>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((event_id, rendition)) = path?;
+    let Query(query) = query?;
+    let reason = query
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "unspecified".to_string());
+    if reason.chars().count() > MAX_SHED_REASON_CHARS || reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "reason must be at most {MAX_SHED_REASON_CHARS} characters, without control characters"
+        )));
+    }
+    let stream = origin.stream(&event_id)?;
+    let _span = stream.span.enter();
+    {
+        let mut state = stream.lock();
+        let newly = state
+            .core
+            .shed_rendition(&rendition, &reason, now_ms())
+            .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
+        state.touch();
+        if !newly {
+            return Ok(StatusCode::NO_CONTENT);
+        }
+        state.notify(None);
+    }
+    stream.notify_stream();
+    ::metrics::counter!(metrics::RENDITIONS_SHED).increment(1);
+    warn!(rendition, reason, "rendition shed by the transcoder");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A JPEG starts with the SOI marker and the first marker's FF (ITU-T T.81 §B.1.1.3).
+const JPEG_SIGNATURE: [u8; 3] = [0xFF, 0xD8, 0xFF];
+
+/// `PUT {PUSH_PREFIX}/{event_id}/thumbnail.jpg`: the stream's latest JPEG poster, served
+/// at `/live/{event_id}/thumbnail.jpg`. 204; 413 over `max_thumbnail_bytes`; 415 for a
+/// body that is not a JPEG.
+pub(crate) async fn thumbnail(
+    State(origin): State<Origin>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path(event_id) = path?;
+    let bytes = body?;
+    let max = origin.config().max_thumbnail_bytes;
+    if bytes.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the thumbnail is {} bytes, over origin.max_thumbnail_bytes ({max})",
+            bytes.len()
+        )));
+    }
+    if !bytes.starts_with(&JPEG_SIGNATURE) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the thumbnail must be a JPEG (starting FF D8 FF)".to_string(),
+        ));
+    }
+    let stream = origin.stream(&event_id)?;
+    let mut state = stream.lock();
+    if state.core.is_ended() {
+        return Err(ApiError::Conflict(format!(
+            "{event_id}: the stream has ended; push a rendition descriptor to start a new session"
+        )));
+    }
+    state.core.set_thumbnail(bytes);
+    state.touch();
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,12 +6,19 @@ use crate::window::PartPosition;
 
 /// The media playlist of a rendition.
 pub(crate) const MEDIA_PLAYLIST: &str = "index.m3u8";
+/// The I-frame playlist of a video rendition (RFC 8216bis §4.4.3.6).
+pub(crate) const IFRAME_PLAYLIST: &str = "iframes.m3u8";
+/// The stream's poster, `/live/{event_id}/thumbnail.jpg` (also its push path's last
+/// segment, `/push/v1/{event_id}/thumbnail.jpg`).
+pub(crate) const THUMBNAIL: &str = "thumbnail.jpg";
 
 /// A file in a rendition's directory, `/live/{event_id}/{rendition}/{file}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RenditionFile {
     /// `index.m3u8`
     Playlist,
+    /// `iframes.m3u8`
+    IFramePlaylist,
     /// `init{version}.mp4` (immutable), or `init.mp4` for the latest version.
     Init(Option<u32>),
     /// `{msn}.{part}.m4s`
@@ -24,6 +31,9 @@ impl RenditionFile {
     pub(crate) fn parse(name: &str) -> Option<Self> {
         if name == MEDIA_PLAYLIST {
             return Some(RenditionFile::Playlist);
+        }
+        if name == IFRAME_PLAYLIST {
+            return Some(RenditionFile::IFramePlaylist);
         }
         if let Some(version) = name
             .strip_prefix("init")
@@ -69,6 +79,11 @@ pub(crate) fn init_uri(version: u32) -> String {
 /// A rendition's playlist, relative to the master playlist.
 pub(crate) fn variant_uri(rendition: &str) -> String {
     format!("{rendition}/{MEDIA_PLAYLIST}")
+}
+
+/// A rendition's I-frame playlist, relative to the master playlist.
+pub(crate) fn iframe_playlist_uri(rendition: &str) -> String {
+    format!("{rendition}/{IFRAME_PLAYLIST}")
 }
 
 /// A rendition's playlist, relative to another rendition's playlist (EXT-X-RENDITION-REPORT).
@@ -120,6 +135,10 @@ mod tests {
         assert_eq!(
             RenditionFile::parse("index.m3u8"),
             Some(RenditionFile::Playlist)
+        );
+        assert_eq!(
+            RenditionFile::parse("iframes.m3u8"),
+            Some(RenditionFile::IFramePlaylist)
         );
     }
 

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floodlight_media::PlaybackAccess;
 use floodlight_media::playlist::{
-    AudioRendition, DeltaUpdate, MasterPlaylist, MediaPlaylist, Variant,
+    AudioRendition, DeltaUpdate, IFramePlaylist, IFrameVariant, MasterPlaylist, MediaPlaylist,
+    Variant,
 };
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor, RenditionKind};
 use serde::Serialize;
@@ -28,7 +29,10 @@ const MAX_SEGMENT_TARGET_MS: u32 = 30_000;
 /// What a stream looks like right now, for the control plane.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamStatus {
+    /// The renditions the master playlist offers (shed ones are not among them).
     pub renditions: Vec<RenditionStatus>,
+    /// Renditions the transcoder stopped producing (rungs shed under load), oldest first.
+    pub shed_renditions: Vec<ShedRendition>,
     /// Sum of the renditions' current bit rates (their latest complete segment), bits/s.
     pub bitrate_bps: u64,
     /// Wall clock (ms since the Unix epoch) when the origin stored the latest part.
@@ -52,11 +56,24 @@ pub struct RenditionStatus {
     pub last_part: Option<LastPart>,
 }
 
+/// A rendition the transcoder stopped producing (`DELETE /push/v1/{event_id}/{rendition}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShedRendition {
+    pub name: String,
+    /// What the transcoder said (`reason=`), e.g. `cpu`.
+    pub reason: String,
+    /// Wall clock (ms since the Unix epoch) when the origin was told.
+    pub at_ms: i64,
+}
+
 /// How a descriptor push changed the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Declared {
     Added,
     Updated,
+    /// A shed rendition declared again: back in the master playlist, continuing at its
+    /// next segment.
+    Resumed,
     /// The stream had ended; this descriptor starts a new session with a fresh window.
     NewSession,
 }
@@ -67,6 +84,8 @@ pub(crate) struct StreamLimits {
     pub(crate) window: WindowLimits,
     pub(crate) max_renditions: usize,
     pub(crate) target_duration_factor: f64,
+    /// The start variant (listed first) is the highest one at or below this BANDWIDTH.
+    pub(crate) start_variant_max_bandwidth_bps: u64,
 }
 
 /// Rendered media playlist texts of one rendition, one per delta form, each with the
@@ -96,6 +115,11 @@ pub(crate) struct StreamCore {
     version: u64,
     /// So the blocked requests one part wakes render the playlist once, not each.
     rendered: HashMap<String, RenderedPlaylists>,
+    /// Renditions shed this session; their windows stay (parts and segments remain
+    /// fetchable) but leave the master playlist and the rendition reports.
+    shed: Vec<ShedRendition>,
+    /// The latest JPEG poster (`PUT .../thumbnail.jpg`) of this session.
+    thumbnail: Option<Bytes>,
 }
 
 impl StreamCore {
@@ -108,6 +132,8 @@ impl StreamCore {
             access: PlaybackAccess::Public,
             version: 0,
             rendered: HashMap::new(),
+            shed: Vec::new(),
+            thumbnail: None,
         }
     }
 
@@ -142,9 +168,19 @@ impl StreamCore {
                 .find(|w| w.descriptor().name == descriptor.name)
         {
             window.update_descriptor(descriptor)?;
+            let name = window.descriptor().name.clone();
+            let resumed = self.shed.iter().any(|s| s.name == name);
+            if resumed {
+                window.reopen();
+                self.shed.retain(|s| s.name != name);
+            }
             self.access = access;
             self.version += 1;
-            return Ok(Declared::Updated);
+            return Ok(if resumed {
+                Declared::Resumed
+            } else {
+                Declared::Updated
+            });
         }
         if !new_session && self.renditions.len() >= self.limits.max_renditions {
             return Err(PushError::TooManyRenditions {
@@ -154,6 +190,8 @@ impl StreamCore {
         if new_session {
             self.renditions.clear();
             self.rendered.clear();
+            self.shed.clear();
+            self.thumbnail = None;
             self.target_duration = None;
             self.ended = false;
         }
@@ -206,13 +244,74 @@ impl StreamCore {
         bytes: Bytes,
         now_ms: i64,
     ) -> Result<Pushed, PushError> {
+        if let Some(shed) = self.shed(rendition) {
+            return Err(PushError::Shed {
+                reason: shed.reason.clone(),
+            });
+        }
+        // Segment numbers this part skips (a transcoder that took over continues after
+        // the highest MSN of all renditions): gaps as long as the same numbers elsewhere.
+        let skipped = self
+            .rendition(rendition)
+            .and_then(|w| w.skipped_segments(meta));
+        let gap: Vec<f64> = skipped
+            .into_iter()
+            .flatten()
+            .map(|msn| {
+                self.renditions
+                    .iter()
+                    .find_map(|w| w.segment_duration(msn))
+                    .unwrap_or(0.0)
+            })
+            .collect();
         let pushed = self
             .rendition_mut(rendition)?
-            .push_part(meta, bytes, now_ms)?;
+            .push_part_after_gap(meta, bytes, now_ms, &gap)?;
         if pushed == Pushed::Stored {
             self.version += 1;
         }
         Ok(pushed)
+    }
+
+    /// Takes a rendition out of the ladder (a rung shed under load): its segment in
+    /// progress closes as it is, its playlist ends, and it leaves the master playlist and
+    /// the other renditions' reports. `false` if it was shed already (the first reason is
+    /// kept).
+    pub(crate) fn shed_rendition(
+        &mut self,
+        name: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, PushError> {
+        if self.shed(name).is_some() {
+            return Ok(false);
+        }
+        self.rendition_mut(name)?.end();
+        self.shed.push(ShedRendition {
+            name: name.to_string(),
+            reason: reason.to_string(),
+            at_ms: now_ms,
+        });
+        self.version += 1;
+        Ok(true)
+    }
+
+    /// The rendition's shedding, if it was shed this session.
+    pub(crate) fn shed(&self, name: &str) -> Option<&ShedRendition> {
+        self.shed.iter().find(|s| s.name == name)
+    }
+
+    fn is_shed(&self, window: &RenditionWindow) -> bool {
+        self.shed(&window.descriptor().name).is_some()
+    }
+
+    /// Keeps the latest poster of this session.
+    pub(crate) fn set_thumbnail(&mut self, jpeg: Bytes) {
+        self.thumbnail = Some(jpeg);
+    }
+
+    pub(crate) fn thumbnail(&self) -> Option<Bytes> {
+        self.thumbnail.clone()
     }
 
     pub(crate) fn end(&mut self) {
@@ -259,7 +358,7 @@ impl StreamCore {
         let reports = self
             .renditions
             .iter()
-            .filter(|w| w.descriptor().name != name)
+            .filter(|w| w.descriptor().name != name && !self.is_shed(w))
             .filter_map(|w| w.report());
         Some(window.media_playlist(reports.collect()))
     }
@@ -290,10 +389,43 @@ impl StreamCore {
         Some(rendered)
     }
 
-    /// Every declared rendition has at least one part, so the master playlist can list
-    /// them all with a measured bandwidth.
-    pub(crate) fn every_rendition_started(&self) -> bool {
-        !self.renditions.is_empty() && self.renditions.iter().all(|w| w.bandwidth().is_some())
+    /// A video rendition's I-frame playlist; `None` for an unknown or audio rendition.
+    pub(crate) fn iframe_playlist(&self, name: &str) -> Option<IFramePlaylist> {
+        self.rendition(name)
+            .filter(|w| w.descriptor().kind == RenditionKind::Video)
+            .map(RenditionWindow::iframe_playlist)
+    }
+
+    /// The master playlist can be answered: the stream ended, every rendition in the ladder
+    /// has a part, or a rendition of the kind that makes the variants has a complete
+    /// segment already, so a rung declared later than the others, or starting later, is
+    /// not waited for: it is left out of this master rather than holding every viewer's
+    /// startup until the blocking timeout.
+    pub(crate) fn master_ready(&self) -> bool {
+        if self.ended {
+            return true;
+        }
+        let ladder: Vec<&RenditionWindow> = self.ladder().collect();
+        if ladder.is_empty() {
+            return false;
+        }
+        let variant_kind = if ladder
+            .iter()
+            .any(|w| w.descriptor().kind == RenditionKind::Video)
+        {
+            RenditionKind::Video
+        } else {
+            RenditionKind::Audio
+        };
+        ladder.iter().all(|w| w.bandwidth().is_some())
+            || ladder
+                .iter()
+                .any(|w| w.descriptor().kind == variant_kind && w.has_complete_segment())
+    }
+
+    /// The renditions the master offers: all but the shed ones.
+    fn ladder(&self) -> impl Iterator<Item = &RenditionWindow> {
+        self.renditions.iter().filter(|w| !self.is_shed(w))
     }
 
     /// The master playlist; `None` while it cannot be right yet.
@@ -311,20 +443,18 @@ impl StreamCore {
     ///   adds the highest measured audio peak, none while no audio has parts yet.
     /// - A stream without video lists its audio renditions that have parts as variants.
     pub(crate) fn master_playlist(&self) -> Option<MasterPlaylist> {
-        let declared = |kind| {
-            self.renditions
-                .iter()
-                .filter(move |w| w.descriptor().kind == kind)
-        };
+        let declared = |kind| self.ladder().filter(move |w| w.descriptor().kind == kind);
         let started =
             |kind| declared(kind).filter_map(|w| w.bandwidth().map(|b| (w.descriptor(), b)));
         if declared(RenditionKind::Video).next().is_none() {
             let variants: Vec<Variant> = started(RenditionKind::Audio)
                 .map(|(d, b)| variant(d, b, d.codecs.clone(), None))
                 .collect();
+            let variants = self.start_variant_first(variants);
             return (!variants.is_empty()).then_some(MasterPlaylist {
                 variants,
                 audio: Vec::new(),
+                iframe_variants: Vec::new(),
             });
         }
         let video: Vec<(&RenditionDescriptor, Bandwidth)> = started(RenditionKind::Video).collect();
@@ -349,7 +479,7 @@ impl StreamCore {
             }
         }
         let audio_group = (!audio.is_empty()).then(|| AUDIO_GROUP.to_string());
-        let variants = video
+        let variants: Vec<Variant> = video
             .iter()
             .map(|&(descriptor, bandwidth)| {
                 let codecs =
@@ -380,13 +510,56 @@ impl StreamCore {
                 language: None,
             })
             .collect();
-        Some(MasterPlaylist { variants, audio })
+        let variants = self.start_variant_first(variants);
+        // The I-frame playlists, in the variants' order (RFC 8216bis §4.4.6.3): scrubbing
+        // for every rung a player may be on.
+        let iframe_variants = variants
+            .iter()
+            .filter_map(|variant| {
+                let window = declared(RenditionKind::Video)
+                    .find(|w| resource::variant_uri(&w.descriptor().name) == variant.uri)?;
+                let bandwidth = window.iframe_bandwidth()?;
+                let descriptor = window.descriptor();
+                Some(IFrameVariant {
+                    uri: resource::iframe_playlist_uri(&descriptor.name),
+                    bandwidth: bandwidth.peak,
+                    average_bandwidth: Some(bandwidth.average),
+                    codecs: descriptor.codecs.clone(),
+                    resolution: descriptor.width.zip(descriptor.height),
+                })
+            })
+            .collect();
+        Some(MasterPlaylist {
+            variants,
+            audio,
+            iframe_variants,
+        })
+    }
+
+    /// Variants by BANDWIDTH, highest first, with the start variant moved to the top.
+    /// Apple's HLS authoring spec: a player starts with the first variant listed (hls.js
+    /// likewise takes the first listed as its start level), before it has measured the
+    /// network. The top rung would stall phones on startup, the bottom one would show
+    /// every viewer a blurry first seconds: the start variant is the highest one at or
+    /// below `start_variant_max_bandwidth_bps` (a 720p rung by default), or the lowest
+    /// when all are above it. The rest follow highest first, the order the issue's
+    /// operators read a ladder in.
+    fn start_variant_first(&self, mut variants: Vec<Variant>) -> Vec<Variant> {
+        variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth).then(a.uri.cmp(&b.uri)));
+        let start = variants
+            .iter()
+            .position(|v| v.bandwidth <= self.limits.start_variant_max_bandwidth_bps)
+            .unwrap_or(variants.len().saturating_sub(1));
+        if start < variants.len() {
+            let first = variants.remove(start);
+            variants.insert(0, first);
+        }
+        variants
     }
 
     pub(crate) fn status(&self) -> StreamStatus {
         let renditions: Vec<RenditionStatus> = self
-            .renditions
-            .iter()
+            .ladder()
             .map(|window| {
                 let descriptor = window.descriptor();
                 let bandwidth = window.bandwidth();
@@ -414,6 +587,7 @@ impl StreamCore {
                 .max(),
             ended: self.ended,
             renditions,
+            shed_renditions: self.shed.clone(),
         }
     }
 }
@@ -476,6 +650,7 @@ mod tests {
         window: LIMITS,
         max_renditions: 3,
         target_duration_factor: 1.0,
+        start_variant_max_bandwidth_bps: 2_500_000,
     };
 
     fn push_segments(stream: &mut StreamCore, name: &str, segments: u64, extra_parts: u32) {
@@ -517,9 +692,8 @@ mod tests {
         let mut stream = stream_with_video_and_audio();
         assert_eq!(stream.master_playlist(), None);
         push_segments(&mut stream, "video", 2, 0);
-        assert!(!stream.every_rendition_started());
         push_segments(&mut stream, "audio", 2, 0);
-        assert!(stream.every_rendition_started());
+        assert!(stream.master_ready());
         let master = stream.master_playlist().unwrap();
         // 160 bit/s per rendition (5-byte parts, four per 1 s segment).
         assert_eq!(
@@ -785,5 +959,204 @@ mod tests {
                 .contains("URI=\"../audio/index.m3u8\",LAST-MSN=0,LAST-PART=0")
         );
         assert_eq!(stream.media_playlist_text("nope", DeltaUpdate::Full), None);
+    }
+
+    fn rung(name: &str, hint_bps: u64) -> RenditionDescriptor {
+        let mut rung = descriptor(name, RenditionKind::Video);
+        rung.bandwidth_hint_bps = Some(hint_bps);
+        rung
+    }
+
+    /// A 3-rung ladder and audio, each with one part.
+    fn ladder() -> StreamCore {
+        let mut stream = StreamCore::new(StreamLimits {
+            max_renditions: 8,
+            ..STREAM_LIMITS
+        });
+        for rung in [
+            rung("source", 5_000_000),
+            rung("720p", 2_000_000),
+            rung("360p", 800_000),
+        ] {
+            stream.declare(rung).unwrap();
+        }
+        stream
+            .declare(descriptor("audio", RenditionKind::Audio))
+            .unwrap();
+        for name in ["source", "720p", "360p", "audio"] {
+            push_segments(&mut stream, name, 0, 1);
+        }
+        stream
+    }
+
+    #[test]
+    fn a_ladder_lists_the_start_variant_first_then_highest_first() {
+        let stream = ladder();
+        assert!(stream.master_ready());
+        let master = stream.master_playlist().unwrap();
+        // Before a complete segment: BANDWIDTH = hint × 1.1 plus the audio's estimate
+        // (one 5-byte part in 0.25 s), AVERAGE-BANDWIDTH = hint plus the same.
+        let listed: Vec<(&str, u64, Option<u64>)> = master
+            .variants
+            .iter()
+            .map(|v| (v.uri.as_str(), v.bandwidth, v.average_bandwidth))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                // The highest at or below 2.5 Mbit/s starts; then highest first.
+                ("720p/index.m3u8", 2_200_160, Some(2_000_160)),
+                ("source/index.m3u8", 5_500_160, Some(5_000_160)),
+                ("360p/index.m3u8", 880_160, Some(800_160)),
+            ]
+        );
+        // RFC 8216bis §4.4.6.2: CODECS of every track the variant plays.
+        assert!(
+            master
+                .variants
+                .iter()
+                .all(|v| v.codecs == "avc1.64001f,mp4a.40.2")
+        );
+        // §4.4.6.3: an I-frame playlist per video variant, in their order, video codec only.
+        let iframes: Vec<(&str, &str)> = master
+            .iframe_variants
+            .iter()
+            .map(|i| (i.uri.as_str(), i.codecs.as_str()))
+            .collect();
+        assert_eq!(
+            iframes,
+            vec![
+                ("720p/iframes.m3u8", "avc1.64001f"),
+                ("source/iframes.m3u8", "avc1.64001f"),
+                ("360p/iframes.m3u8", "avc1.64001f"),
+            ]
+        );
+        // With every rung above the start limit, the lowest starts.
+        let mut stream = StreamCore::new(StreamLimits {
+            start_variant_max_bandwidth_bps: 100,
+            ..STREAM_LIMITS
+        });
+        stream.declare(rung("a", 5_000_000)).unwrap();
+        stream.declare(rung("b", 1_000_000)).unwrap();
+        push_segments(&mut stream, "a", 0, 1);
+        push_segments(&mut stream, "b", 0, 1);
+        let uris: Vec<String> = stream
+            .master_playlist()
+            .unwrap()
+            .variants
+            .into_iter()
+            .map(|v| v.uri)
+            .collect();
+        assert_eq!(uris, vec!["b/index.m3u8", "a/index.m3u8"]);
+    }
+
+    #[test]
+    fn a_rung_starting_late_does_not_hold_the_master() {
+        let mut stream = StreamCore::new(STREAM_LIMITS);
+        stream.declare(rung("720p", 2_000_000)).unwrap();
+        stream.declare(rung("360p", 800_000)).unwrap();
+        push_segments(&mut stream, "720p", 0, 2);
+        // 360p has nothing yet: wait, while no video segment is complete.
+        assert!(!stream.master_ready());
+        for part in 2..4 {
+            stream
+                .push_part("720p", &meta(0, part, 4), part_bytes(0, part), 0)
+                .unwrap();
+        }
+        // A complete video segment: answer with what has started.
+        assert!(stream.master_ready());
+        let master = stream.master_playlist().unwrap();
+        assert_eq!(master.variants.len(), 1);
+        assert_eq!(master.variants[0].uri, "720p/index.m3u8");
+    }
+
+    #[test]
+    fn a_shed_rendition_leaves_the_master_the_reports_and_the_status() {
+        let mut stream = ladder();
+        assert_eq!(stream.shed_rendition("360p", "cpu", 1_234), Ok(true));
+        // Again: nothing changes, the first reason stays.
+        assert_eq!(stream.shed_rendition("360p", "other", 2_000), Ok(false));
+        assert_eq!(
+            stream.shed_rendition("nope", "cpu", 0),
+            Err(PushError::UnknownRendition("nope".to_string()))
+        );
+        let master = stream.master_playlist().unwrap();
+        assert!(master.variants.iter().all(|v| v.uri != "360p/index.m3u8"));
+        assert!(
+            master
+                .iframe_variants
+                .iter()
+                .all(|v| v.uri != "360p/iframes.m3u8")
+        );
+        // RFC 8216bis §4.4.5.4: reports name the renditions a player may switch to.
+        let reports = stream.media_playlist("720p").unwrap().rendition_reports;
+        assert!(reports.iter().all(|r| r.uri != "../360p/index.m3u8"));
+        assert_eq!(reports.len(), 2);
+        let status = stream.status();
+        assert_eq!(
+            status.shed_renditions,
+            vec![ShedRendition {
+                name: "360p".to_string(),
+                reason: "cpu".to_string(),
+                at_ms: 1_234
+            }]
+        );
+        assert!(status.renditions.iter().all(|r| r.name != "360p"));
+        // Its segment in progress closed; its parts are refused from now on.
+        let shed = stream.rendition("360p").unwrap();
+        assert_eq!(shed.last().map(|l| l.ends_segment), Some(true));
+        assert_eq!(
+            stream.push_part("360p", &meta(1, 0, 4), part_bytes(1, 0), 0),
+            Err(PushError::Shed {
+                reason: "cpu".to_string()
+            })
+        );
+        // A shed rendition does not hold the master either.
+        assert!(stream.master_ready());
+        // Declared again (a transcoder with room for it): back, continuing at the next
+        // segment.
+        assert_eq!(stream.declare(rung("360p", 800_000)), Ok(Declared::Resumed));
+        assert!(stream.status().shed_renditions.is_empty());
+        let mut next = meta(1, 0, 4);
+        next.discontinuity = true;
+        assert_eq!(
+            stream.push_part("360p", &next, part_bytes(1, 0), 0),
+            Ok(Pushed::Stored)
+        );
+        assert!(
+            stream
+                .master_playlist()
+                .unwrap()
+                .variants
+                .iter()
+                .any(|v| v.uri == "360p/index.m3u8")
+        );
+    }
+
+    #[test]
+    fn the_thumbnail_is_kept_per_session() {
+        let mut stream = stream_with_video_and_audio();
+        assert_eq!(stream.thumbnail(), None);
+        stream.set_thumbnail(Bytes::from_static(b"\xFF\xD8\xFFone"));
+        stream.set_thumbnail(Bytes::from_static(b"\xFF\xD8\xFFtwo"));
+        assert_eq!(
+            stream.thumbnail(),
+            Some(Bytes::from_static(b"\xFF\xD8\xFFtwo"))
+        );
+        stream.end();
+        stream
+            .declare(descriptor("video", RenditionKind::Video))
+            .unwrap();
+        assert_eq!(stream.thumbnail(), None, "a new session has no poster yet");
+    }
+
+    #[test]
+    fn iframe_playlists_are_for_video_renditions() {
+        let mut stream = stream_with_video_and_audio();
+        push_segments(&mut stream, "video", 2, 1);
+        push_segments(&mut stream, "audio", 2, 0);
+        assert_eq!(stream.iframe_playlist("audio"), None);
+        assert_eq!(stream.iframe_playlist("nope"), None);
+        assert_eq!(stream.iframe_playlist("video").unwrap().entries.len(), 2);
     }
 }

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use floodlight_media::playlist::{
-    MediaPlaylist, PartEntry, RenditionReport, SegmentEntry, ServerControl,
+    IFrameEntry, IFramePlaylist, MediaPlaylist, PartEntry, RenditionReport, SegmentEntry,
+    ServerControl,
 };
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
 
@@ -30,6 +31,13 @@ const SKIP_UNTIL_TARGET_DURATIONS: f64 = 6.0;
 /// A part longer than this many segment targets is a pusher's error (a part is a fraction
 /// of a segment); refused so it cannot stretch segments, playlists and blocking timeouts.
 const MAX_PART_SEGMENT_TARGETS: f64 = 2.0;
+/// BANDWIDTH before a rendition has a complete segment, from the bit rate it is encoded at
+/// (`bandwidth_hint_bps`): the rate plus this many percent. A rung's encoder (CBR or capped VBR
+/// with a VBV buffer) keeps segment peaks near its rate, and Apple's mediastreamvalidator
+/// tolerates a measured peak up to 10% over the declared BANDWIDTH, so hint × 1.1 covers
+/// peaks up to 1.21 × the rate. A single part's rate would not do: the first part holds
+/// the IDR frame and overstates the rung several times over.
+const BANDWIDTH_HINT_HEADROOM_PERCENT: u64 = 10;
 
 /// Where a part sits in the stream: its segment's media sequence number and its index in
 /// that segment. Ordered as the stream plays.
@@ -109,6 +117,17 @@ pub(crate) enum PushError {
     KindChanged,
     #[error("the stream has ended; push a rendition descriptor to start a new session")]
     Ended,
+    #[error(
+        "part {msn}.{part}: sync_sample_bytes {sync_sample_bytes} must be between 1 and the part's {len} bytes"
+    )]
+    InvalidSyncSampleBytes {
+        msn: u64,
+        part: u32,
+        sync_sample_bytes: u32,
+        len: usize,
+    },
+    #[error("the rendition was shed ({reason}); declare it again to resume it at the next segment")]
+    Shed { reason: String },
 }
 
 /// The answer to "is what the client waits for there yet?" (RFC 8216bis §6.2.5.2).
@@ -150,13 +169,43 @@ pub(crate) struct OverTarget {
 }
 
 /// Bit rates measured over complete segments (RFC 8216bis §4.4.6.2 BANDWIDTH is the peak
-/// segment bit rate, AVERAGE-BANDWIDTH the average).
+/// segment bit rate, AVERAGE-BANDWIDTH the average). The peak counts only segments the
+/// packager completed: one cut short (a transcoder taken over mid-segment, a reconnect, the
+/// end) is mostly its IDR frame, and would overstate the rendition's peak.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct BitrateStats {
     peak_bps: f64,
+    /// The peak over every complete segment, cut short or not: used while no whole one.
+    any_peak_bps: f64,
     last_bps: f64,
     total_bits: f64,
     total_secs: f64,
+}
+
+impl BitrateStats {
+    fn add(&mut self, bits: f64, secs: f64, whole: bool) {
+        let bps = bits / secs;
+        if whole {
+            self.peak_bps = self.peak_bps.max(bps);
+        }
+        self.any_peak_bps = self.any_peak_bps.max(bps);
+        self.last_bps = bps;
+        self.total_bits += bits;
+        self.total_secs += secs;
+    }
+
+    fn bandwidth(&self) -> Option<Bandwidth> {
+        (self.total_secs > 0.0).then(|| Bandwidth {
+            peak: if self.peak_bps > 0.0 {
+                self.peak_bps
+            } else {
+                self.any_peak_bps
+            }
+            .ceil() as u64,
+            average: (self.total_bits / self.total_secs).ceil() as u64,
+            current: self.last_bps.ceil() as u64,
+        })
+    }
 }
 
 /// Bit rates of one rendition, bits/s.
@@ -185,11 +234,16 @@ struct Segment {
     program_date_time_ms: Option<i64>,
     discontinuity: bool,
     parts: Vec<StoredPart>,
+    /// Bytes from the segment's start through the end of its first sync sample
+    /// (`PartMeta.sync_sample_bytes` of part 0): the I-frame playlist's byte range.
+    sync_sample_bytes: Option<u32>,
     /// Set once complete: exactly its parts concatenated; the parts are then slices of it.
     bytes: Option<Bytes>,
     /// Set when it leaves the playlist: the edge (media seconds) up to which it stays
     /// fetchable (RFC 8216bis §6.2.2).
     available_until: Option<f64>,
+    /// A number the stream skipped (EXT-X-GAP, RFC 8216bis §4.4.4.7): no media, no parts.
+    gap: bool,
 }
 
 impl Segment {
@@ -203,6 +257,15 @@ impl Segment {
 
     fn in_progress(&self) -> bool {
         self.bytes.is_none()
+    }
+
+    /// The byte range (from the start) of the segment's first sync sample: what the
+    /// packager measured, or else its whole first part, which starts with the sync sample
+    /// and decodes on its own (a pusher that does not send `sync_sample_bytes`).
+    fn iframe_bytes(&self) -> Option<u64> {
+        self.sync_sample_bytes
+            .map(u64::from)
+            .or_else(|| self.parts.first().map(|p| p.bytes.len() as u64))
     }
 
     /// Joins the parts into the segment body and re-points every part at its slice of it,
@@ -249,6 +312,9 @@ pub(crate) struct RenditionWindow {
     /// Wall clock (ms since the epoch, passed in) of the last stored part.
     last_push_ms: Option<i64>,
     bitrate: BitrateStats,
+    /// The same over each segment's I-frame alone, per segment duration (RFC 8216bis
+    /// §4.4.6.3: an I-frame playlist's BANDWIDTH).
+    iframe_bitrate: BitrateStats,
     ended: bool,
     segments_over_target: u64,
     first_over_target: Option<OverTarget>,
@@ -274,6 +340,7 @@ impl RenditionWindow {
             last: None,
             last_push_ms: None,
             bitrate: BitrateStats::default(),
+            iframe_bitrate: BitrateStats::default(),
             ended: false,
             segments_over_target: 0,
             first_over_target: None,
@@ -356,17 +423,61 @@ impl RenditionWindow {
     /// Stores one part. Parts arrive in stream order: the next part of the current segment,
     /// or part 0 of the next segment (which also closes a segment the packager could not
     /// close itself, as when a publisher reconnects mid-segment).
+    #[cfg(test)]
     pub(crate) fn push_part(
         &mut self,
         meta: &PartMeta,
         bytes: Bytes,
         now_ms: i64,
     ) -> Result<Pushed, PushError> {
+        self.push_part_after_gap(meta, bytes, now_ms, &[])
+    }
+
+    /// The segment numbers `meta` would skip: it is part 0 of a segment past the next one.
+    /// That happens when a transcoder takes over (it continues after the highest MSN of
+    /// all renditions, and this one lagged behind) and in the packager's fallbacks. At most
+    /// `max_segments` are skipped; a longer jump is out of order.
+    pub(crate) fn skipped_segments(&self, meta: &PartMeta) -> Option<std::ops::Range<u64>> {
+        let next = self.last.as_ref()?.msn.saturating_add(1);
+        let skipped = meta.msn.checked_sub(next)?;
+        (meta.part == 0 && skipped > 0 && skipped <= self.limits.max_segments as u64)
+            .then_some(next..meta.msn)
+    }
+
+    /// The duration of a segment of this rendition that has media (for another
+    /// rendition's gap of the same number).
+    pub(crate) fn segment_duration(&self, msn: u64) -> Option<f64> {
+        self.segment(msn)
+            .filter(|s| !s.gap && !s.in_progress())
+            .map(|s| s.duration)
+    }
+
+    /// [`push_part`](Self::push_part), where `gap` holds the durations of the segments it
+    /// skips ([`skipped_segments`](Self::skipped_segments)): they are listed as EXT-X-GAP
+    /// (RFC 8216bis §4.4.4.7), so the numbers stay consecutive and every rendition keeps
+    /// the same MSN at the same time (players switch renditions by it).
+    pub(crate) fn push_part_after_gap(
+        &mut self,
+        meta: &PartMeta,
+        bytes: Bytes,
+        now_ms: i64,
+        gap: &[f64],
+    ) -> Result<Pushed, PushError> {
         let (msn, part) = (meta.msn, meta.part);
         if self.ended {
             return Err(PushError::Ended);
         }
         self.check_duration(meta)?;
+        if let Some(sync_sample_bytes) = meta.sync_sample_bytes
+            && (sync_sample_bytes == 0 || sync_sample_bytes as usize > bytes.len())
+        {
+            return Err(PushError::InvalidSyncSampleBytes {
+                msn,
+                part,
+                sync_sample_bytes,
+                len: bytes.len(),
+            });
+        }
         let position = PartPosition { msn, part };
         let starts_segment = match self.last.clone() {
             None if part == 0 => true,
@@ -390,7 +501,10 @@ impl RenditionWindow {
                     msn: last.msn,
                     part: last.part.saturating_add(1),
                 };
-                if position == next_segment {
+                let skipped = self.skipped_segments(meta).map(|r| r.end - r.start);
+                if position == next_segment
+                    || (skipped.is_some() && skipped == u64::try_from(gap.len()).ok())
+                {
                     true
                 } else if position == next_part && !last.ends_segment {
                     false
@@ -422,7 +536,10 @@ impl RenditionWindow {
         }
 
         if starts_segment {
-            self.complete_current_segment();
+            // A segment still in progress here was cut short: the packager that wrote it
+            // stopped (a transcoder taken over, a publisher reconnect). It closes as it is.
+            self.complete_current_segment(false);
+            self.push_gap(msn, gap);
             self.segments.push_back(Segment {
                 msn,
                 start: self.edge,
@@ -431,8 +548,10 @@ impl RenditionWindow {
                 program_date_time_ms: meta.program_date_time_ms,
                 discontinuity: meta.discontinuity,
                 parts: Vec::new(),
+                sync_sample_bytes: meta.sync_sample_bytes.filter(|_| meta.independent),
                 bytes: None,
                 available_until: None,
+                gap: false,
             });
         }
         let Some(segment) = self.segments.back_mut() else {
@@ -454,10 +573,42 @@ impl RenditionWindow {
         });
         self.last_push_ms = Some(now_ms);
         if meta.ends_segment {
-            self.complete_current_segment();
+            self.complete_current_segment(true);
         }
         self.evict();
         Ok(Pushed::Stored)
+    }
+
+    /// Lists the `gap` segments before segment `next_msn`: no media, the previous
+    /// segment's init section, each as long as the same number in another rendition (or
+    /// the segment target), so the renditions' timelines stay aligned.
+    fn push_gap(&mut self, next_msn: u64, gap: &[f64]) {
+        let Some(first) = next_msn.checked_sub(gap.len() as u64) else {
+            return;
+        };
+        let fallback = f64::from(self.descriptor.segment_target_ms) / 1000.0;
+        let init_version = self.segments.back().map_or(0, |s| s.init_version);
+        for (msn, &duration) in (first..).zip(gap) {
+            let duration = if duration.is_finite() && duration > 0.0 {
+                duration
+            } else {
+                fallback
+            };
+            self.segments.push_back(Segment {
+                msn,
+                start: self.edge,
+                duration,
+                init_version,
+                program_date_time_ms: None,
+                discontinuity: false,
+                parts: Vec::new(),
+                sync_sample_bytes: None,
+                bytes: Some(Bytes::new()),
+                available_until: None,
+                gap: true,
+            });
+            self.edge += duration;
+        }
     }
 
     /// A part's duration is a positive number of seconds, and no longer than twice the
@@ -483,14 +634,15 @@ impl RenditionWindow {
     /// The stream ended for good: close the segment in progress so the playlist ends on
     /// complete segments, and stop waiting for anything.
     pub(crate) fn end(&mut self) {
-        self.complete_current_segment();
+        self.complete_current_segment(false);
         if let Some(last) = &mut self.last {
             last.ends_segment = true;
         }
         self.ended = true;
     }
 
-    fn complete_current_segment(&mut self) {
+    /// `whole`: the packager ended it (`ends_segment`), rather than it being cut short.
+    fn complete_current_segment(&mut self, whole: bool) {
         let Some(segment) = self.segments.back_mut() else {
             return;
         };
@@ -511,11 +663,17 @@ impl RenditionWindow {
             });
         }
         let bits = segment.byte_len() as f64 * 8.0;
-        let bps = bits / segment.duration;
-        self.bitrate.peak_bps = self.bitrate.peak_bps.max(bps);
-        self.bitrate.last_bps = bps;
-        self.bitrate.total_bits += bits;
-        self.bitrate.total_secs += segment.duration;
+        self.bitrate.add(bits, segment.duration, whole);
+        if let Some(iframe_bytes) = segment.iframe_bytes() {
+            self.iframe_bitrate
+                .add(iframe_bytes as f64 * 8.0, segment.duration, whole);
+        }
+    }
+
+    /// A shed rendition taken back into the ladder (declared again): it continues at the
+    /// next segment, as after a takeover.
+    pub(crate) fn reopen(&mut self) {
+        self.ended = false;
     }
 
     fn min_playlist(&self) -> f64 {
@@ -753,6 +911,7 @@ impl RenditionWindow {
     /// are served until their availability ends (RFC 8216bis §6.2.2).
     pub(crate) fn segment_bytes(&self, msn: u64) -> Lookup {
         match self.segment(msn) {
+            Some(Segment { gap: true, .. }) => Lookup::NotFound,
             Some(Segment {
                 bytes: Some(bytes), ..
             }) => Lookup::Found(bytes.clone()),
@@ -815,6 +974,7 @@ impl RenditionWindow {
                 program_date_time_ms: segment.program_date_time_ms,
                 discontinuity: segment.discontinuity,
                 map_uri: resource::init_uri(segment.init_version),
+                gap: segment.gap,
                 parts: if self.parts_listed(segment) {
                     (0u32..)
                         .zip(&segment.parts)
@@ -840,12 +1000,7 @@ impl RenditionWindow {
                 part_hold_back: PART_HOLD_BACK_PART_TARGETS * part_target,
                 can_skip_until: Some(SKIP_UNTIL_TARGET_DURATIONS * target_duration),
             },
-            media_sequence: self.segments.get(self.unlisted).map_or_else(
-                // Nothing listed: the next segment's number, so the sequence never goes
-                // back (RFC 8216bis §6.2.2).
-                || self.segments.back().map_or(0, |s| s.msn.saturating_add(1)),
-                |s| s.msn,
-            ),
+            media_sequence: self.media_sequence(),
             discontinuity_sequence: self.discontinuity_sequence,
             segments,
             preload_hint: if self.ended {
@@ -869,23 +1024,99 @@ impl RenditionWindow {
         })
     }
 
-    /// Measured bit rates; before the first complete segment, estimated from the parts so
-    /// far. `None` before any part.
+    /// Measured bit rates over complete segments. Before the first, from the descriptor's
+    /// `bandwidth_hint_bps` (peak: [`BANDWIDTH_HINT_HEADROOM_PERCENT`] over it), or without one
+    /// estimated from the parts so far. `None` before any part.
     pub(crate) fn bandwidth(&self) -> Option<Bandwidth> {
-        if self.bitrate.total_secs > 0.0 {
-            return Some(Bandwidth {
-                peak: self.bitrate.peak_bps.ceil() as u64,
-                average: (self.bitrate.total_bits / self.bitrate.total_secs).ceil() as u64,
-                current: self.bitrate.last_bps.ceil() as u64,
-            });
+        if let Some(measured) = self.bitrate.bandwidth() {
+            return Some(measured);
         }
         let segment = self.segments.back()?;
+        if let Some(hint) = self.descriptor.bandwidth_hint_bps.filter(|&h| h > 0) {
+            return Some(Bandwidth {
+                peak: hint.saturating_add(
+                    hint.saturating_mul(BANDWIDTH_HINT_HEADROOM_PERCENT)
+                        .div_ceil(100),
+                ),
+                average: hint,
+                current: hint,
+            });
+        }
         let bps = (segment.byte_len() as f64 * 8.0 / segment.duration).ceil() as u64;
         Some(Bandwidth {
             peak: bps,
             average: bps,
             current: bps,
         })
+    }
+
+    /// The bit rate of the I-frames alone (RFC 8216bis §4.4.6.3), over complete segments;
+    /// before the first, the segment in progress's I-frame over the segment target. `None`
+    /// before any part.
+    pub(crate) fn iframe_bandwidth(&self) -> Option<Bandwidth> {
+        if let Some(measured) = self.iframe_bitrate.bandwidth() {
+            return Some(measured);
+        }
+        let segment = self.segments.back()?;
+        let secs = f64::from(self.descriptor.segment_target_ms) / 1000.0;
+        let bps = (segment.iframe_bytes()? as f64 * 8.0 / secs).ceil() as u64;
+        Some(Bandwidth {
+            peak: bps,
+            average: bps,
+            current: bps,
+        })
+    }
+
+    /// Whether a complete segment is listed: the I-frame playlist has an entry.
+    pub(crate) fn has_complete_segment(&self) -> bool {
+        self.segments
+            .iter()
+            .skip(self.unlisted)
+            .any(|s| !s.in_progress())
+    }
+
+    /// The I-frame playlist (RFC 8216bis §4.4.3.6): one entry per complete segment of the
+    /// media playlist, with the same numbers, discontinuities and init sections, each the
+    /// byte range of the segment's first sync sample. Segments start with one (ARCHITECTURE:
+    /// "Segments start on a keyframe"), so the I-frame interval is the segment's duration,
+    /// and the range starts at 0: a segment is its parts concatenated, the first part's
+    /// moof first.
+    pub(crate) fn iframe_playlist(&self) -> IFramePlaylist {
+        let listed = self.segments.iter().skip(self.unlisted);
+        let entries = listed
+            .filter(|segment| !segment.in_progress())
+            .filter_map(|segment| {
+                Some(IFrameEntry {
+                    duration: segment.duration,
+                    uri: resource::segment_uri(segment.msn),
+                    byte_range: if segment.gap {
+                        None
+                    } else {
+                        Some((segment.iframe_bytes()?, 0))
+                    },
+                    program_date_time_ms: segment.program_date_time_ms,
+                    discontinuity: segment.discontinuity,
+                    map_uri: resource::init_uri(segment.init_version),
+                })
+            })
+            .collect();
+        let media = self.media_sequence();
+        IFramePlaylist {
+            target_duration: self.target_duration,
+            media_sequence: media,
+            discontinuity_sequence: self.discontinuity_sequence,
+            entries,
+            ended: self.ended,
+        }
+    }
+
+    /// EXT-X-MEDIA-SEQUENCE: the first listed segment's number, or with nothing listed the
+    /// next segment's, so the sequence never goes back (RFC 8216bis §6.2.2).
+    fn media_sequence(&self) -> u64 {
+        self.segments.get(self.unlisted).map_or_else(
+            || self.segments.back().map_or(0, |s| s.msn.saturating_add(1)),
+            |s| s.msn,
+        )
     }
 }
 
@@ -1579,5 +1810,232 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(window_with(0, 0).bandwidth(), None);
+    }
+
+    #[test]
+    fn a_takeover_closes_the_abandoned_segment_and_continues_after_it() {
+        // Segments 0 and 1 complete, then two parts of segment 2: the transcoder dies.
+        let mut window = window_with(2, 2);
+        // The new one asks where to continue (GET .../last), pushes init version
+        // previous + 1, then part 0 of the segment after the abandoned one.
+        let last = window.last().cloned().unwrap();
+        assert_eq!((last.msn, last.part, last.ends_segment), (2, 1, false));
+        assert_eq!(last.init_version, 0);
+        // Blocked before the takeover: a reload for the abandoned segment's next part.
+        assert_eq!(window.awaited(2, Some(2)), Awaited::Wait);
+        assert_eq!(window.part(PartPosition { msn: 2, part: 2 }), Lookup::Wait);
+        window
+            .push_init(last.init_version + 1, Bytes::from_static(b"init1"))
+            .unwrap();
+        let mut first = meta(last.msn + 1, 0, 4);
+        first.discontinuity = true;
+        first.init_version = 1;
+        assert_eq!(
+            window.push_part(&first, part_bytes(3, 0), 0),
+            Ok(Pushed::Stored)
+        );
+        // The abandoned segment closed as it was: shorter, listed with its URI and its
+        // two parts, fetchable whole and part by part.
+        let playlist = window.media_playlist(Vec::new());
+        let abandoned = &playlist.segments[2];
+        assert_eq!(abandoned.uri.as_deref(), Some("2.m4s"));
+        assert_eq!(abandoned.duration, 0.5);
+        assert_eq!(abandoned.parts.len(), 2);
+        assert_eq!(
+            window.segment_bytes(2),
+            Lookup::Found(Bytes::from_static(b"[2.0][2.1]"))
+        );
+        // RFC 8216bis §4.4.4.3: the new segment follows a discontinuity, with its new
+        // init section (§4.4.4.5).
+        let next = &playlist.segments[3];
+        assert!(next.discontinuity);
+        assert_eq!(next.map_uri, "init1.mp4");
+        assert!(!playlist.segments[..3].iter().any(|s| s.discontinuity));
+        // The blocked reload is answered (§6.2.5.2: a part index past a complete segment's
+        // last part means the next segment's part 0), the part request is not found.
+        assert_eq!(window.awaited(2, Some(2)), Awaited::Ready);
+        assert_eq!(
+            window.part(PartPosition { msn: 2, part: 2 }),
+            Lookup::NotFound
+        );
+        // No MSN goes back.
+        assert!(matches!(
+            window.push_part(&meta(2, 2, 4), part_bytes(2, 2), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+        assert_eq!(window.last().map(|l| l.init_version), Some(1));
+    }
+
+    #[test]
+    fn a_segment_cut_short_does_not_set_the_peak() {
+        // Whole segments of 20 bytes per second (160 bit/s); then a cut-short segment that
+        // is mostly its IDR: 80 bytes in 0.25 s.
+        let mut window = window_with(2, 0);
+        let mut idr = meta(2, 0, 4);
+        idr.ends_segment = false;
+        window
+            .push_part(&idr, Bytes::from(vec![0u8; 80]), 0)
+            .unwrap();
+        let mut next = meta(3, 0, 4);
+        next.discontinuity = true;
+        window.push_part(&next, part_bytes(3, 0), 0).unwrap();
+        let bandwidth = window.bandwidth().unwrap();
+        // RFC 8216bis §4.4.6.2: the peak segment bit rate, of segments as packaged.
+        assert_eq!(bandwidth.peak, 160);
+        // The average counts every byte served.
+        assert_eq!(bandwidth.average, ((40 + 80) * 8 * 4u64).div_ceil(9));
+    }
+
+    #[test]
+    fn before_a_complete_segment_bandwidth_comes_from_the_hint() {
+        let mut descriptor = descriptor("720p", RenditionKind::Video);
+        descriptor.bandwidth_hint_bps = Some(3_000_000);
+        let mut window = RenditionWindow::new(descriptor, LIMITS, TARGET_DURATION);
+        window.push_init(0, Bytes::from_static(b"init0")).unwrap();
+        assert_eq!(window.bandwidth(), None);
+        // One part that is mostly an IDR frame would claim a huge rate.
+        let mut idr = meta(0, 0, 4);
+        idr.duration = 0.1;
+        window
+            .push_part(&idr, Bytes::from(vec![0u8; 200_000]), 0)
+            .unwrap();
+        assert_eq!(
+            window.bandwidth(),
+            Some(Bandwidth {
+                peak: 3_300_000,
+                average: 3_000_000,
+                current: 3_000_000
+            })
+        );
+        // Measured once a segment is complete: 4 parts of 5 bytes in 1 s and the IDR part.
+        for part in 1..4 {
+            window
+                .push_part(&meta(0, part, 4), part_bytes(0, part), 0)
+                .unwrap();
+        }
+        let measured = window.bandwidth().unwrap();
+        assert_eq!(measured.peak, ((200_000 + 15) * 8 * 20u64).div_ceil(17));
+    }
+
+    #[test]
+    fn sync_sample_bytes_are_checked_and_address_the_iframe() {
+        let mut window = empty_window(LIMITS);
+        for bad in [0, 6] {
+            let mut first = meta(0, 0, 4);
+            first.sync_sample_bytes = Some(bad);
+            assert!(matches!(
+                window.push_part(&first, part_bytes(0, 0), 0),
+                Err(PushError::InvalidSyncSampleBytes { .. })
+            ));
+        }
+        for msn in 0..3 {
+            for part in 0..4 {
+                let mut meta = meta(msn, part, 4);
+                // Segment 1's pusher did not measure its I-frame: the first part whole.
+                meta.sync_sample_bytes = (part == 0 && msn != 1).then_some(3);
+                window.push_part(&meta, part_bytes(msn, part), 0).unwrap();
+            }
+        }
+        window
+            .push_part(&meta(3, 0, 4), part_bytes(3, 0), 0)
+            .unwrap();
+        let playlist = window.iframe_playlist();
+        // RFC 8216bis §4.4.3.6: one I-frame per complete segment, EXTINF its interval (the
+        // segment), the byte range from the segment's start; the segment in progress has
+        // none yet.
+        assert_eq!(playlist.media_sequence, 0);
+        assert_eq!(playlist.target_duration, TARGET_DURATION);
+        let entries: Vec<_> = playlist
+            .entries
+            .iter()
+            .map(|e| (e.uri.clone(), e.byte_range, e.duration))
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("0.m4s".to_string(), Some((3, 0)), 1.0),
+                ("1.m4s".to_string(), Some((5, 0)), 1.0),
+                ("2.m4s".to_string(), Some((3, 0)), 1.0),
+            ]
+        );
+        assert_eq!(playlist.entries[0].map_uri, "init0.mp4");
+        assert_eq!(
+            playlist.entries[2].program_date_time_ms,
+            Some(1_700_000_002_000)
+        );
+        // BANDWIDTH of the I-frames (§4.4.6.3): the largest, 5 bytes per 1 s segment.
+        assert_eq!(window.iframe_bandwidth().map(|b| b.peak), Some(40));
+        assert!(window.has_complete_segment());
+    }
+
+    #[test]
+    fn the_peak_is_a_segments_rate_not_a_parts() {
+        // Segment 0: an 80-byte IDR part and three 5-byte parts (95 bytes in 1 s);
+        // segment 1: four 5-byte parts. The IDR part alone runs at 2560 bit/s.
+        let mut window = empty_window(LIMITS);
+        window
+            .push_part(&meta(0, 0, 4), Bytes::from(vec![0u8; 80]), 0)
+            .unwrap();
+        for part in 1..4 {
+            window
+                .push_part(&meta(0, part, 4), part_bytes(0, part), 0)
+                .unwrap();
+        }
+        push_segments(&mut window, 1..2);
+        // RFC 8216bis §4.4.6.2: BANDWIDTH is the peak segment bit rate.
+        assert_eq!(
+            window.bandwidth(),
+            Some(Bandwidth {
+                peak: 760,
+                average: 460,
+                current: 160
+            })
+        );
+    }
+
+    #[test]
+    fn skipped_segment_numbers_become_gaps() {
+        let mut window = window_with(2, 0);
+        let mut jump = meta(4, 0, 4);
+        jump.discontinuity = true;
+        assert_eq!(window.skipped_segments(&jump), Some(2..4));
+        // Without the gaps' durations the jump is out of order.
+        assert!(matches!(
+            window.push_part(&jump, part_bytes(4, 0), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+        window
+            .push_part_after_gap(&jump, part_bytes(4, 0), 0, &[0.5, 0.0])
+            .unwrap();
+        let playlist = window.media_playlist(Vec::new());
+        let gaps: Vec<(u64, f64, bool)> = playlist
+            .segments
+            .iter()
+            .map(|s| (s.msn, s.duration, s.gap))
+            .collect();
+        // RFC 8216bis §4.4.4.7; a duration not known elsewhere is the segment target.
+        assert_eq!(
+            gaps,
+            vec![
+                (0, 1.0, false),
+                (1, 1.0, false),
+                (2, 0.5, true),
+                (3, 1.0, true),
+                (4, 0.25, false)
+            ]
+        );
+        assert!(playlist.segments[4].discontinuity);
+        assert_eq!(window.segment_bytes(2), Lookup::NotFound);
+        assert_eq!(
+            window.part(PartPosition { msn: 3, part: 0 }),
+            Lookup::NotFound
+        );
+        assert_eq!(window.segment_duration(2), None);
+        assert_eq!(window.segment_duration(1), Some(1.0));
+        // Gaps are not measured: the peak stays that of the segments with media.
+        assert_eq!(window.bandwidth().map(|b| b.peak), Some(160));
+        let iframes = window.iframe_playlist();
+        assert_eq!(iframes.entries[2].byte_range, None);
+        assert_eq!(iframes.entries.len(), 4);
     }
 }

@@ -661,7 +661,9 @@ async fn pushes_are_validated() {
         .await
         .assert_problem(StatusCode::NOT_FOUND);
     push_parts(&app, "video", 0, 2).await;
-    // A retry of the last part is idempotent; parts never go backwards or skip ahead.
+    // A retry of the last part is idempotent; parts never go backwards or skip ahead
+    // within a segment, nor past the window's segment cap (part 0 of a later segment
+    // within it skips numbers as EXT-X-GAP segments: see the takeover tests).
     assert_eq!(
         push_part(&app, "video", 0, 1).await.status,
         StatusCode::NO_CONTENT
@@ -672,7 +674,7 @@ async fn pushes_are_validated() {
     push_part(&app, "video", 0, 3)
         .await
         .assert_problem(StatusCode::CONFLICT);
-    push_part(&app, "video", 2, 0)
+    push_part(&app, "video", 1_000, 0)
         .await
         .assert_problem(StatusCode::CONFLICT);
     // Path and query must agree.
@@ -1049,9 +1051,10 @@ async fn the_target_duration_is_fixed_when_declared_and_longer_segments_are_coun
 async fn the_master_playlist_keeps_the_audio_group_when_audio_is_late() {
     let app = app();
     live_stream(&app).await;
-    push_parts(&app, "video", 2, 0).await;
-    // The master waits for the audio (3 target durations), then answers without its
-    // bandwidth but with its group: a player keeps this master for the session.
+    push_parts(&app, "video", 0, 2).await;
+    // The master waits for the audio (3 target durations, or until the video completes a
+    // segment), then answers without its bandwidth but with its group: a player keeps
+    // this master for the session.
     let started = Instant::now();
     let reply = get(&app, "/live/ev1/master.m3u8").await;
     assert!(started.elapsed() >= Duration::from_millis(2900));
@@ -1318,7 +1321,8 @@ async fn token_stream_playlists_carry_the_token_in_every_uri() {
     assert_eq!(master.status, StatusCode::OK);
     let suffix = format!("?token={token}");
     let master_uris = playlist_uris(master.text());
-    assert_eq!(master_uris.len(), 2, "{}", master.text());
+    // The variant, the audio rendition and the I-frame playlist.
+    assert_eq!(master_uris.len(), 3, "{}", master.text());
     // Follow each URI as a player does: relative to the playlist's own URL.
     for uri in master_uris {
         assert!(uri.ends_with(&suffix), "{uri}");
@@ -1326,8 +1330,10 @@ async fn token_stream_playlists_carry_the_token_in_every_uri() {
         assert_eq!(playlist.status, StatusCode::OK, "{uri}");
         let rendition = uri.split('/').next().unwrap();
         let uris = playlist_uris(playlist.text());
-        // EXT-X-MAP, segments, parts, the preload hint, the rendition report.
-        assert!(uris.len() > 10, "{}", playlist.text());
+        // EXT-X-MAP, segments, parts, the preload hint, the rendition report; in the
+        // I-frame playlist EXT-X-MAP and the segments.
+        let expected = if uri.contains("iframes.m3u8") { 3 } else { 11 };
+        assert!(uris.len() >= expected, "{}", playlist.text());
         for uri in uris {
             assert!(uri.ends_with(&suffix), "{uri} in\n{}", playlist.text());
             let path = match uri.strip_prefix("../") {
@@ -1387,4 +1393,647 @@ async fn public_streams_ignore_tokens() {
     assert_eq!(with_token.status, StatusCode::OK);
     assert_eq!(plain.body, with_token.body);
     assert!(!plain.text().contains("token="));
+}
+
+/// A part push with every `PartMeta` field chosen: a transcoder's part, as sent.
+struct PartPush<'a> {
+    rendition: &'a str,
+    msn: u64,
+    part: u32,
+    init_version: u32,
+    discontinuity: bool,
+    ends_segment: bool,
+    sync_sample_bytes: Option<u32>,
+    body: Bytes,
+}
+
+impl PartPush<'_> {
+    async fn send(&self, app: &Router) -> Reply {
+        let mut query = format!(
+            "msn={}&part={}&duration=0.25&independent={}&init_version={}&discontinuity={}&ends_segment={}&last_frame_arrival_ms=0",
+            self.msn,
+            self.part,
+            self.part == 0,
+            self.init_version,
+            self.discontinuity,
+            self.ends_segment,
+        );
+        if self.part == 0 {
+            query.push_str(&format!(
+                "&program_date_time_ms={}",
+                1_700_000_000_000 + self.msn * 1000
+            ));
+        }
+        if let Some(bytes) = self.sync_sample_bytes {
+            query.push_str(&format!("&sync_sample_bytes={bytes}"));
+        }
+        let request = Request::put(format!(
+            "{PUSH_PREFIX}/{EVENT}/{}/part/{}/{}?{query}",
+            self.rendition, self.msn, self.part
+        ))
+        .body(Body::from(self.body.clone()))
+        .unwrap();
+        send(app, request).await
+    }
+}
+
+#[tokio::test]
+async fn a_ladder_master_lists_rungs_by_bandwidth_with_iframe_playlists() {
+    let app = app();
+    for (name, hint) in [
+        ("source", 5_000_000),
+        ("720p", 2_000_000),
+        ("360p", 800_000),
+    ] {
+        let rung = RenditionDescriptor {
+            bandwidth_hint_bps: Some(hint),
+            ..descriptor(name, RenditionKind::Video)
+        };
+        assert_eq!(declare(&app, &rung).await.status, StatusCode::CREATED);
+        assert_eq!(push_init(&app, name, 0).await.status, StatusCode::CREATED);
+    }
+    assert_eq!(
+        declare(&app, &descriptor("audio", RenditionKind::Audio))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        push_init(&app, "audio", 0).await.status,
+        StatusCode::CREATED
+    );
+    // The master waits for every rung's first part.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/master.m3u8").await }
+    });
+    for name in ["source", "720p", "360p"] {
+        push_parts(&app, name, 0, 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "answered before the audio started");
+    push_parts(&app, "audio", 0, 1).await;
+    let reply = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let master = reply.text();
+    let variants: Vec<(&str, &str)> = master
+        .lines()
+        .zip(master.lines().skip(1))
+        .filter(|(tag, _)| tag.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    // The start variant (the highest at or below 3 Mbit/s) first, then highest first.
+    // Before a complete segment, BANDWIDTH is the rung's rate × 1.1 (plus the audio's,
+    // estimated from its one 10-byte part in 0.25 s: 320 bit/s), not a part's rate.
+    let listed: Vec<&str> = variants.iter().map(|(_, uri)| *uri).collect();
+    assert_eq!(
+        listed,
+        ["720p/index.m3u8", "source/index.m3u8", "360p/index.m3u8"]
+    );
+    assert!(
+        variants[0]
+            .0
+            .contains("BANDWIDTH=2200320,AVERAGE-BANDWIDTH=2000320,"),
+        "{master}"
+    );
+    assert!(variants[1].0.contains("BANDWIDTH=5500320,"), "{master}");
+    // RFC 8216bis §4.4.6.3: an I-frame playlist per rung, its CODECS the video's alone.
+    let iframes: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-I-FRAME-STREAM-INF:"))
+        .collect();
+    assert_eq!(iframes.len(), 3, "{master}");
+    assert!(
+        iframes[0].contains("CODECS=\"avc1.64001f\",RESOLUTION=1280x720,URI=\"720p/iframes.m3u8\""),
+        "{master}"
+    );
+}
+
+#[tokio::test]
+async fn the_iframe_playlist_addresses_each_segments_sync_sample() {
+    let app = app();
+    live_stream(&app).await;
+    for msn in 0..3u64 {
+        for part in 0..PARTS_PER_SEGMENT {
+            // Part 0 is "IDR-frame-N|rest": its first 12 bytes are the sync sample.
+            let body = if part == 0 {
+                Bytes::from(format!("IDR-frame-{msn}|rest"))
+            } else {
+                Bytes::from(part_payload("video", msn, part))
+            };
+            let push = PartPush {
+                rendition: "video",
+                msn,
+                part,
+                init_version: 0,
+                discontinuity: false,
+                ends_segment: part + 1 == PARTS_PER_SEGMENT,
+                sync_sample_bytes: (part == 0).then_some(11),
+                body,
+            };
+            assert_eq!(push.send(&app).await.status, StatusCode::CREATED);
+        }
+    }
+    push_parts(&app, "audio", 3, 0).await;
+    let reply = get(&app, "/live/ev1/video/iframes.m3u8").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header(header::CONTENT_TYPE),
+        "application/vnd.apple.mpegurl"
+    );
+    let playlist = reply.text();
+    // RFC 8216bis §4.4.3.6: I-frames only, no LL-HLS tags (no parts, no blocking).
+    assert!(playlist.contains("#EXT-X-I-FRAMES-ONLY"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init0.mp4\""),
+        "{playlist}"
+    );
+    assert!(!playlist.contains("#EXT-X-PART"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-SERVER-CONTROL"), "{playlist}");
+    // Each entry's byte range, fetched from its segment, is exactly the sync sample.
+    let lines: Vec<&str> = playlist.lines().collect();
+    let mut entries = 0;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(range) = line.strip_prefix("#EXT-X-BYTERANGE:") else {
+            continue;
+        };
+        assert_eq!(lines[index - 1], "#EXTINF:1.00000,");
+        let (length, offset) = range.split_once('@').unwrap();
+        let (length, offset): (usize, usize) = (length.parse().unwrap(), offset.parse().unwrap());
+        let segment = get(&app, &format!("/live/ev1/video/{}", lines[index + 1])).await;
+        assert_eq!(segment.status, StatusCode::OK);
+        let sample = &segment.body[offset..offset + length];
+        assert_eq!(sample, format!("IDR-frame-{entries}").as_bytes());
+        entries += 1;
+    }
+    assert_eq!(entries, 3, "{playlist}");
+    // Audio has none; a bad sync_sample_bytes is refused.
+    get(&app, "/live/ev1/audio/iframes.m3u8")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    let too_long = PartPush {
+        rendition: "video",
+        msn: 3,
+        part: 0,
+        init_version: 0,
+        discontinuity: false,
+        ends_segment: false,
+        sync_sample_bytes: Some(1000),
+        body: Bytes::from_static(b"IDR"),
+    };
+    too_long
+        .send(&app)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn put_thumbnail(app: &Router, body: &'static [u8]) -> Reply {
+    let request = Request::put(format!("{PUSH_PREFIX}/{EVENT}/thumbnail.jpg"))
+        .header(header::CONTENT_TYPE, "image/jpeg")
+        .body(Body::from(body))
+        .unwrap();
+    send(app, request).await
+}
+
+#[tokio::test]
+async fn the_thumbnail_is_pushed_and_served() {
+    let (_, app) = origin_with(OriginConfig {
+        max_thumbnail_bytes: 64,
+        ..config()
+    });
+    // No stream yet.
+    put_thumbnail(&app, b"\xFF\xD8\xFF\xE0poster")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    live_stream(&app).await;
+    get(&app, "/live/ev1/thumbnail.jpg")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    put_thumbnail(&app, b"\x89PNG\r\n\x1a\n")
+        .await
+        .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    put_thumbnail(&app, &[0xFF; 65])
+        .await
+        .assert_problem(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        put_thumbnail(&app, b"\xFF\xD8\xFF\xE0first").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        put_thumbnail(&app, b"\xFF\xD8\xFF\xE0second").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let reply = get(&app, "/live/ev1/thumbnail.jpg").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.header(header::CONTENT_TYPE), "image/jpeg");
+    assert_eq!(reply.header(header::CACHE_CONTROL), "public, max-age=5");
+    assert_eq!(reply.header(header::ACCESS_CONTROL_ALLOW_ORIGIN), "*");
+    assert_eq!(&reply.body[..], b"\xFF\xD8\xFF\xE0second");
+}
+
+#[tokio::test]
+async fn a_token_streams_thumbnail_and_iframes_need_the_token() {
+    let sessions = Arc::new(RecordedSessions::default());
+    let app = token_stream(sessions).await;
+    assert_eq!(
+        put_thumbnail(&app, b"\xFF\xD8\xFF\xE0poster").await.status,
+        StatusCode::NO_CONTENT
+    );
+    for url in ["/live/ev1/thumbnail.jpg", "/live/ev1/video/iframes.m3u8"] {
+        get(&app, url)
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED);
+    }
+    let token = playback_token(PLAYBACK_KEY, EVENT, "ses_1", unix_now() + 60);
+    let reply = get(&app, &format!("/live/ev1/thumbnail.jpg?token={token}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = get(&app, &format!("/live/ev1/video/iframes.m3u8?token={token}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    for uri in playlist_uris(reply.text()) {
+        assert!(uri.ends_with(&format!("?token={token}")), "{uri}");
+    }
+}
+
+async fn shed(app: &Router, rendition: &str, reason: &str) -> Reply {
+    let request = Request::delete(format!("{PUSH_PREFIX}/{EVENT}/{rendition}?reason={reason}"))
+        .body(Body::empty())
+        .unwrap();
+    send(app, request).await
+}
+
+#[tokio::test]
+async fn a_shed_rendition_leaves_the_ladder_and_its_players_move_on() {
+    let (origin, app) = origin_with(config());
+    live_stream(&app).await;
+    let low = descriptor("360p", RenditionKind::Video);
+    assert_eq!(declare(&app, &low).await.status, StatusCode::CREATED);
+    assert_eq!(push_init(&app, "360p", 0).await.status, StatusCode::CREATED);
+    for name in ["video", "audio", "360p"] {
+        push_parts(&app, name, 2, 1).await;
+    }
+    assert!(
+        get(&app, "/live/ev1/master.m3u8")
+            .await
+            .text()
+            .contains("360p/index.m3u8")
+    );
+    // A player on the rung, blocked on its next part.
+    let waiting = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/360p/index.m3u8?_HLS_msn=2&_HLS_part=1").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished());
+    shed(&app, "nope", "cpu")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        shed(&app, "360p", "cpu").await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Answered at once: 410, which players treat as a failed variant and switch.
+    let reply = tokio::time::timeout(Duration::from_secs(1), waiting)
+        .await
+        .expect("answered at the shedding")
+        .unwrap();
+    reply.assert_problem(StatusCode::GONE);
+    get(&app, "/live/ev1/360p/index.m3u8")
+        .await
+        .assert_problem(StatusCode::GONE);
+    // What it had stays fetchable, so a player finishes its buffer.
+    assert_eq!(
+        get(&app, "/live/ev1/360p/1.m4s").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/live/ev1/360p/2.0.m4s").await.status,
+        StatusCode::OK
+    );
+    // Gone from the master and the other renditions' reports.
+    let master = get(&app, "/live/ev1/master.m3u8").await;
+    assert!(!master.text().contains("360p"), "{}", master.text());
+    let video = get(&app, "/live/ev1/video/index.m3u8").await;
+    assert!(!video.text().contains("360p"), "{}", video.text());
+    assert!(video.text().contains("../audio/index.m3u8"));
+    // Its parts are refused; the status names it with the reason.
+    push_part(&app, "360p", 3, 0)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    let status = origin.stream_status(EVENT).unwrap();
+    assert_eq!(status.shed_renditions.len(), 1);
+    assert_eq!(status.shed_renditions[0].name, "360p");
+    assert_eq!(status.shed_renditions[0].reason, "cpu");
+    assert!(status.renditions.iter().all(|r| r.name != "360p"));
+    // Shedding again is a no-op.
+    assert_eq!(
+        shed(&app, "360p", "again").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        origin.stream_status(EVENT).unwrap().shed_renditions[0].reason,
+        "cpu"
+    );
+}
+
+#[tokio::test]
+async fn a_transcoder_taking_over_mid_segment_continues_the_numbering() {
+    let app = app();
+    live_stream(&app).await;
+    push_parts(&app, "audio", 2, 0).await;
+    // The first transcoder dies two parts into segment 2.
+    push_parts(&app, "video", 2, 2).await;
+    // Players blocked on what would have come next.
+    let reload = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/index.m3u8?_HLS_msn=2&_HLS_part=2").await }
+    });
+    let part = tokio::spawn({
+        let app = app.clone();
+        async move { get(&app, "/live/ev1/video/2.2.m4s").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!reload.is_finished() && !part.is_finished());
+
+    // The new transcoder declares the same rendition, asks where to continue, pushes init
+    // version previous + 1 and part 0 of the segment after the abandoned one.
+    assert_eq!(
+        declare(&app, &descriptor("video", RenditionKind::Video))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let last = get(&app, &format!("{PUSH_PREFIX}/{EVENT}/video/last")).await;
+    let last: LastPart = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(
+        last,
+        LastPart {
+            msn: 2,
+            part: 1,
+            ends_segment: false,
+            init_version: 0
+        }
+    );
+    assert_eq!(
+        push_init(&app, "video", last.init_version + 1).await.status,
+        StatusCode::CREATED
+    );
+    let first = PartPush {
+        rendition: "video",
+        msn: last.msn + 1,
+        part: 0,
+        init_version: last.init_version + 1,
+        discontinuity: true,
+        ends_segment: false,
+        sync_sample_bytes: None,
+        body: Bytes::from(part_payload("video", 3, 0)),
+    };
+    assert_eq!(first.send(&app).await.status, StatusCode::CREATED);
+
+    // RFC 8216bis §6.2.5.2: the reload's part index is past the closed segment's last
+    // part, so it means part 0 of segment 3, which exists: answered.
+    let reply = tokio::time::timeout(Duration::from_secs(1), reload)
+        .await
+        .expect("reload answered")
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    let playlist = reply.text();
+    // The abandoned segment is listed as it is (two parts, 0.5 s), then the discontinuity
+    // and the new init section before segment 3 (§4.4.4.3, §4.4.4.5).
+    let expected = "#EXTINF:0.50000,\n2.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init1.mp4\"\n";
+    assert!(playlist.contains(expected), "{playlist}");
+    assert!(playlist.contains("#EXT-X-PART:DURATION=0.25000,URI=\"3.0.m4s\",INDEPENDENT=YES"));
+    // The part that will never exist: not found, at once.
+    let reply = tokio::time::timeout(Duration::from_secs(1), part)
+        .await
+        .expect("part request answered")
+        .unwrap();
+    reply.assert_problem(StatusCode::NOT_FOUND);
+    // The abandoned segment's parts and the segment are fetchable.
+    let segment = get(&app, "/live/ev1/video/2.m4s").await;
+    assert_eq!(segment.status, StatusCode::OK);
+    assert_eq!(&segment.body[..], b"video:2.0;video:2.1;");
+    // No MSN goes back.
+    push_part(&app, "video", 2, 2)
+        .await
+        .assert_problem(StatusCode::CONFLICT);
+    // The I-frame playlist follows: the short segment's interval (its first part whole
+    // addressed, as this pusher sent no sync_sample_bytes).
+    let iframes = get(&app, "/live/ev1/video/iframes.m3u8").await;
+    assert!(
+        iframes
+            .text()
+            .contains("#EXTINF:0.50000,\n#EXT-X-BYTERANGE:10@0\n2.m4s\n"),
+        "{}",
+        iframes.text()
+    );
+}
+
+/// Real CMAF parts: the packager's output for an ffmpeg capture (4 s of H.264 High with
+/// B-frames, IDR every 2 s), pushed as the transcoder pushes them.
+async fn push_packaged_capture(app: &Router) {
+    use floodlight_media::flv::{FlvFileReader, FlvTagType, VideoTag, parse_video_tag};
+    use floodlight_media::package::{PackagerConfig, PackagerOutput, StreamPackager};
+    use floodlight_media::stream::StreamEvent;
+    use floodlight_media::track::TrackParams;
+
+    const CAPTURE: &[u8] = include_bytes!("../../media/testdata/ffmpeg_h264_aac_bframes.flv");
+    let mut config = None;
+    let mut frames = Vec::new();
+    for tag in FlvFileReader::new(CAPTURE).unwrap() {
+        let tag = tag.unwrap();
+        if tag.tag_type == FlvTagType::Video {
+            match parse_video_tag(tag.body, tag.timestamp_ms).unwrap() {
+                VideoTag::SequenceHeader(c) => config = Some(c),
+                VideoTag::Frame(f) => frames.push(f),
+                _ => {}
+            }
+        }
+    }
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let now = 1_700_000_000_000;
+    packager
+        .handle_event(
+            StreamEvent::Tracks(vec![TrackParams::video(config.unwrap())]),
+            now,
+        )
+        .unwrap();
+    for frame in frames {
+        packager
+            .handle_event(StreamEvent::Frame(frame), now)
+            .unwrap();
+    }
+    packager.handle_event(StreamEvent::Ended, now).unwrap();
+    // The query exactly as the transcoder's reqwest `.query(&meta)` writes it.
+    let client = reqwest::Client::new();
+    while let Some(output) = packager.poll_output() {
+        let reply = match output {
+            PackagerOutput::Rendition(descriptor) => declare(app, &descriptor).await,
+            PackagerOutput::Init {
+                rendition,
+                version,
+                data,
+            } => {
+                let request =
+                    Request::put(format!("{PUSH_PREFIX}/{EVENT}/{rendition}/init/{version}"))
+                        .body(Body::from(data))
+                        .unwrap();
+                send(app, request).await
+            }
+            PackagerOutput::Part {
+                rendition,
+                meta,
+                data,
+            } => {
+                let url = client
+                    .put("http://origin.invalid/")
+                    .query(&meta)
+                    .build()
+                    .unwrap()
+                    .url()
+                    .clone();
+                let request = Request::put(format!(
+                    "{PUSH_PREFIX}/{EVENT}/{rendition}/part/{}/{}?{}",
+                    meta.msn,
+                    meta.part,
+                    url.query().unwrap()
+                ))
+                .body(Body::from(data))
+                .unwrap();
+                send(app, request).await
+            }
+        };
+        assert!(reply.status.is_success(), "{}", reply.text());
+    }
+}
+
+/// The boxes at the start of `bytes`: (type, start, size).
+fn boxes(bytes: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let kind = String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned();
+        out.push((kind, at, size));
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_iframe_byte_range_of_a_packaged_segment_is_its_idr_frame() {
+    let app = app();
+    push_packaged_capture(&app).await;
+    let master = get(&app, "/live/ev1/master.m3u8").await;
+    assert_eq!(master.status, StatusCode::OK);
+    let iframe_uri = master
+        .text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("#EXT-X-I-FRAME-STREAM-INF:")?
+                .split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+        })
+        .expect("an I-frame playlist in the master")
+        .to_string();
+    let playlist = get(&app, &format!("/live/ev1/{iframe_uri}")).await;
+    assert_eq!(playlist.status, StatusCode::OK);
+    let rendition = iframe_uri.split('/').next().unwrap();
+    let lines: Vec<&str> = playlist.text().lines().collect();
+    let mut checked = 0;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(range) = line.strip_prefix("#EXT-X-BYTERANGE:") else {
+            continue;
+        };
+        let (length, offset) = range.split_once('@').unwrap();
+        let (length, offset): (usize, usize) = (length.parse().unwrap(), offset.parse().unwrap());
+        let segment = get(&app, &format!("/live/ev1/{rendition}/{}", lines[index + 1])).await;
+        assert_eq!(segment.status, StatusCode::OK);
+        assert!(
+            offset + length < segment.body.len(),
+            "the range is one frame"
+        );
+        let range = &segment.body[offset..offset + length];
+        // ISO/IEC 23000-19 (CMAF) chunk: moof, then mdat, the range ending inside it.
+        let found = boxes(range);
+        assert_eq!(found[0].0, "moof", "{found:?}");
+        assert_eq!(found[1].0, "mdat", "{found:?}");
+        // The part's mdat goes on past the range: it is the first sample only (the
+        // packager's sync_sample_bytes), not the whole part.
+        assert!(found[1].1 + found[1].2 > range.len(), "{found:?}");
+        // The mdat payload up to the range's end is exactly one sample: length-prefixed
+        // NAL units (ISO/IEC 14496-15 §5.3.2), one of them an IDR slice (H.264 nal_unit_type
+        // 5, Table 7-1).
+        let mut at = found[1].1 + 8;
+        let mut idr = false;
+        while at < range.len() {
+            let len = u32::from_be_bytes(range[at..at + 4].try_into().unwrap()) as usize;
+            idr |= range[at + 4] & 0x1f == 5;
+            at += 4 + len;
+        }
+        assert_eq!(at, range.len(), "the range ends on a NAL unit boundary");
+        assert!(idr, "the first sample is an IDR frame");
+        checked += 1;
+    }
+    assert!(checked >= 1, "{}", playlist.text());
+}
+
+#[tokio::test]
+async fn a_rendition_that_lagged_at_a_takeover_gets_a_gap_not_a_refusal() {
+    let app = app();
+    live_stream(&app).await;
+    // The transcoder dies with video two parts into segment 2 and audio at the end of 1.
+    push_parts(&app, "video", 2, 2).await;
+    push_parts(&app, "audio", 2, 0).await;
+    // The new one continues after the highest MSN of all renditions: 3, for both.
+    for rendition in ["video", "audio"] {
+        assert_eq!(
+            push_init(&app, rendition, 1).await.status,
+            StatusCode::CREATED
+        );
+        let first = PartPush {
+            rendition,
+            msn: 3,
+            part: 0,
+            init_version: 1,
+            discontinuity: true,
+            ends_segment: false,
+            sync_sample_bytes: None,
+            body: Bytes::from(part_payload(rendition, 3, 0)),
+        };
+        assert_eq!(first.send(&app).await.status, StatusCode::CREATED);
+    }
+    // RFC 8216bis §4.4.4.7: audio's segment 2 never existed; it is listed as a gap as
+    // long as video's segment 2, so both renditions keep MSN 3 at the same time.
+    let audio = get(&app, "/live/ev1/audio/index.m3u8").await;
+    let playlist = audio.text();
+    assert!(
+        playlist.contains("#EXT-X-GAP\n#EXTINF:0.50000,\n2.m4s\n#EXT-X-DISCONTINUITY\n"),
+        "{playlist}"
+    );
+    get(&app, "/live/ev1/audio/2.m4s")
+        .await
+        .assert_problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&app, "/live/ev1/audio/3.0.m4s").await.status,
+        StatusCode::OK
+    );
+    // A jump beyond the window's segment cap is still out of order.
+    let far = PartPush {
+        rendition: "audio",
+        msn: 100_000,
+        part: 0,
+        init_version: 1,
+        discontinuity: true,
+        ends_segment: false,
+        sync_sample_bytes: None,
+        body: Bytes::from_static(b"far"),
+    };
+    far.send(&app).await.assert_problem(StatusCode::CONFLICT);
 }

@@ -127,8 +127,14 @@ pub(crate) fn parts_after(
         .collect();
     let gap = parts.first().and_then(|first| {
         let (msn, index) = last;
+        // Segment numbers between the last part's and the next one's may be EXT-X-GAP
+        // segments (§4.4.4.7: a rendition that lagged when a transcoder took over).
+        let skipped_are_gaps = first.position.1 == 0
+            && first.position.0 > msn
+            && (msn + 1..first.position.0)
+                .all(|m| playlist.segments.iter().any(|s| s.msn == m && s.gap));
         let contiguous = first.position == (msn, index + 1)
-            || (first.position == (msn + 1, 0)
+            || (skipped_are_gaps
                 && playlist
                     .segments
                     .iter()
@@ -779,6 +785,34 @@ s10.mp4
         assert_eq!(gap, None);
         let (parts, gap) = parts_after(&playlist, (9, 2));
         assert_eq!(parts.len(), 6);
+        assert!(gap.is_some());
+    }
+
+    #[test]
+    fn parts_after_a_gap_segment_keep_the_position() {
+        // §4.4.4.7: segment 11 is a gap (a rendition that lagged at a transcoder takeover).
+        let playlist = live(
+            10,
+            "#EXT-X-PART:DURATION=0.2,URI=\"p10.0.mp4\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.2,URI=\"p10.1.mp4\"
+#EXTINF:0.4,
+s10.mp4
+#EXT-X-GAP
+#EXTINF:0.8,
+s11.mp4
+#EXT-X-DISCONTINUITY
+#EXT-X-PART:DURATION=0.2,URI=\"p12.0.mp4\",INDEPENDENT=YES
+",
+        );
+        assert!(playlist.segments[1].gap);
+        let (parts, gap) = parts_after(&playlist, (10, 1));
+        assert_eq!(gap, None);
+        assert_eq!(
+            parts.iter().map(|p| p.position).collect::<Vec<_>>(),
+            [(12, 0)]
+        );
+        // Without the gap listed, the same jump is a lost position.
+        let (_, gap) = parts_after(&playlist, (9, 1));
         assert!(gap.is_some());
     }
 

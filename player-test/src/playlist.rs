@@ -107,6 +107,8 @@ pub struct Segment {
     pub map_uri: Option<String>,
     /// EXT-X-PART tags, in order; index in this list = part index.
     pub parts: Vec<Part>,
+    /// EXT-X-GAP (§4.4.4.7): a segment number with no media, not to be loaded.
+    pub gap: bool,
 }
 
 /// EXT-X-PART (§4.4.4.9).
@@ -229,6 +231,7 @@ struct PendingSegment {
     extinf: Option<f64>,
     program_date_time_ms: Option<i64>,
     discontinuity: bool,
+    gap: bool,
     parts: Vec<Part>,
 }
 
@@ -276,6 +279,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
                 hls::Tag::Skip(t) => playlist.skipped_segments = Some(t.skipped_segments()),
                 hls::Tag::Inf(t) => pending.extinf = Some(t.duration()),
                 hls::Tag::Discontinuity(_) => pending.discontinuity = true,
+                hls::Tag::Gap(_) => pending.gap = true,
                 hls::Tag::Map(t) => map_uri = Some(t.uri().to_owned()),
                 hls::Tag::ProgramDateTime(t) => match unix_ms(&t.program_date_time()) {
                     Some(ms) => pending.program_date_time_ms = Some(ms),
@@ -311,6 +315,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
                     discontinuity: done.discontinuity,
                     map_uri: map_uri.clone(),
                     parts: done.parts,
+                    gap: done.gap,
                 });
             }
             HlsLine::UnknownTag(tag) => {
@@ -334,6 +339,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             discontinuity: pending.discontinuity,
             map_uri,
             parts: pending.parts,
+            gap: false,
         });
     }
     for (segment, msn) in segments.iter_mut().zip(first_msn..) {

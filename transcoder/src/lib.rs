@@ -1,22 +1,27 @@
-//! Floodlight transcoder: turns a live stream's `StreamEvent`s into CMAF parts per
-//! rendition and pushes them to every origin of the stream.
+//! Floodlight transcoder: turns a live stream's `StreamEvent`s into an ABR ladder of CMAF
+//! parts and pushes them to every origin of the stream.
 //!
-//! This ladder is the `source` rendition (video passed through untouched) plus the
-//! publisher's audio as AAC: passed through when the publisher sends AAC, transcoded with
-//! libav (`av`, on a thread of its own per stream) when it sends Opus (WebRTC/WHIP). The
-//! packaging core is `floodlight_media::package`. One pipeline
-//! task per live stream outlives publisher reconnects for a grace period, so a reconnect
-//! continues the numbering with a discontinuity.
-// libav's codec context fields that `ffmpeg-next` does not wrap are read in one place
-// (`av::audio`, with a SAFETY note); everything else is safe code.
+//! Per stream: Opus audio becomes AAC (`audio_stage`), then the ladder (`ladder`) plans
+//! the rungs of the event's profile for the publisher's picture, passes `source` and the
+//! audio through, decodes the video once, decides the segment boundaries once and encodes
+//! every rung on a thread of its own with IDRs on the same pictures; it sheds a rung when
+//! the machine cannot keep up. The packager (`floodlight_media::package`) numbers all
+//! renditions together. One pipeline task per live stream outlives publisher reconnects
+//! for a grace period, so a reconnect continues the numbering with a discontinuity.
+// libav's fields that `ffmpeg-next` does not wrap are touched only in `av` (audio.rs,
+// video.rs), each with a SAFETY note; everything else is safe code.
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod audio_stage;
 mod av;
 mod config;
+mod ladder;
 mod pipeline;
 mod push;
+mod server;
 
-pub use config::{ConfigError, TranscoderConfig};
+pub use config::{ConfigError, LadderProfile, RungProfile, TranscoderConfig};
+pub use ladder::{RungStatus, StreamStatus, TranscoderLoad};
 pub use pipeline::Transcoder;
+pub use server::serve_transport;

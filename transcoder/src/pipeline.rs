@@ -1,4 +1,5 @@
-//! One pipeline task per live stream: events in, packager, pushes out.
+//! One pipeline task per live stream: events in, the ladder's threads (Opus → AAC, then
+//! decode, align, scale and encode per rung), the packager, pushes out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,13 +10,17 @@ use floodlight_media::package::{
     AUDIO_RENDITION, PackagerConfig, PackagerOutput, SOURCE_RENDITION, StreamPackager,
 };
 use floodlight_media::push::LastPart;
-use floodlight_media::{StampedEvent, StreamEvent, StreamSettings, TIMESCALE};
+use floodlight_media::{LadderEvent, StampedEvent, StreamEvent, StreamSettings, TIMESCALE};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
 
 use crate::audio_stage::{AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
+use crate::ladder::{
+    LadderStage, StageOutput, StageSettings, StatusBoard, StreamStatus, TranscoderLoad,
+    process_cpu_seconds,
+};
 use crate::push::{OriginPusher, PushItem, PushSettings, resume_point};
 
 /// Events queued from ingest to a stream's pipeline.
@@ -31,6 +36,7 @@ struct Inner {
     config: TranscoderConfig,
     push: PushSettings,
     streams: Mutex<HashMap<String, StreamEntry>>,
+    board: Arc<StatusBoard>,
 }
 
 /// A publisher session's way into its stream's pipeline.
@@ -71,6 +77,7 @@ impl Transcoder {
                 config,
                 push,
                 streams: Mutex::default(),
+                board: Arc::default(),
             }),
         })
     }
@@ -133,6 +140,20 @@ impl Transcoder {
     pub fn active_streams(&self) -> usize {
         lock(&self.inner.streams).len()
     }
+
+    /// What this transcoder is running: streams, and encoded rungs over all of them.
+    pub fn load(&self) -> TranscoderLoad {
+        TranscoderLoad {
+            streams: self.active_streams(),
+            rungs: self.inner.board.encoded_rungs(),
+        }
+    }
+
+    /// The ladder of a stream with a running pipeline: its rungs (shed ones with the
+    /// reason) and its encode speed.
+    pub fn status(&self, event_id: &str) -> Option<StreamStatus> {
+        self.inner.board.get(event_id)
+    }
 }
 
 /// A pipeline's channels to the sessions feeding it.
@@ -156,20 +177,51 @@ async fn run_stream(
         progress,
     } = plumbing;
     let config = &inner.config;
-    let ticks = |ms: u32| ms * (TIMESCALE / 1000);
-    let renditions = [SOURCE_RENDITION, AUDIO_RENDITION];
+    let ticks = |ms: u32| i64::from(ms * (TIMESCALE / 1000));
+    let (ladder_name, profile, known) = config.profile(settings.ladder.as_deref());
+    if !known {
+        warn!(
+            requested = settings.ladder.as_deref().unwrap_or(""),
+            ladder = ladder_name,
+            "the event's ladder profile is not configured here: using the default"
+        );
+    }
+    let part_target = ticks(settings.part_target_ms.unwrap_or(config.part_target_ms));
+    let segment_target = ticks(config.segment_target_ms);
+    let stage_settings = StageSettings {
+        profile: profile.clone(),
+        segment_target,
+        // The packager's early tolerance: its cuts land on the same pictures.
+        tolerance: part_target / 2,
+        preset: config.x264_preset.clone(),
+        threads_per_rung: config.threads_per_rung,
+        vbv_buffer_ms: config.vbv_buffer_ms,
+        thumbnail_interval: i64::from(config.thumbnail_interval_secs) * i64::from(TIMESCALE),
+        thumbnail_width: config.thumbnail_width,
+        shed_lag_ms: config.shed_lag_ms,
+    };
+    let mut renditions = vec![SOURCE_RENDITION, AUDIO_RENDITION];
+    renditions.extend(profile.rungs.iter().map(|r| r.name.as_str()));
     let mut start = resume_point(&inner.push, &config.origins, &event_id, &renditions).await;
     if let Some(last) = &resume {
         start = start.after(last);
     }
     let packager = StreamPackager::new(PackagerConfig {
-        part_target: ticks(settings.part_target_ms.unwrap_or(config.part_target_ms)),
-        segment_target: ticks(config.segment_target_ms),
+        part_target: part_target as u32,
+        segment_target: segment_target as u32,
         first_msn: start.msn,
         first_init_version: start.init_version,
         continues: resume.is_some(),
         access: settings.access,
     });
+    let mut ladder = match LadderStage::spawn(&event_id, stage_settings, inner.board.clone()) {
+        Ok(ladder) => ladder,
+        Err(e) => {
+            error!(error = %e, "cannot start the ladder thread: the stream is dropped");
+            lock(&inner.streams).remove(&event_id);
+            return;
+        }
+    };
     let first_msn = start.msn;
     let pushers: Vec<OriginPusher> = config
         .origins
@@ -180,11 +232,12 @@ async fn run_stream(
         packager,
         pushers,
         progress,
+        renditions: Vec::new(),
         errors: 0,
     };
     let grace = Duration::from_secs(config.reconnect_grace_secs);
     metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
-    info!(first_msn, "stream pipeline started");
+    info!(first_msn, ladder = ladder_name, "stream pipeline started");
 
     // Set after a session's `Ended`: (deadline, sessions begun at that time).
     let mut ending: Option<(Instant, u64)> = None;
@@ -195,10 +248,24 @@ async fn run_stream(
         let step = tokio::select! {
             received = next_event(&mut rx, ending) => Step::Received(received),
             staged = stage_output(&mut stage) => Step::Staged(staged),
+            laddered = ladder.recv() => Step::Laddered(laddered),
         };
         let received = match step {
+            Step::Laddered(Some(out)) => {
+                output.feed(out);
+                continue;
+            }
+            Step::Laddered(None) => {
+                error!("the ladder thread stopped: the stream is dropped");
+                lock(&inner.streams).remove(&event_id);
+                break;
+            }
             Step::Staged(Some(stamped)) => {
-                output.feed(stamped);
+                if ladder.send(stamped).await.is_err() {
+                    error!("the ladder thread stopped: the stream is dropped");
+                    lock(&inner.streams).remove(&event_id);
+                    break;
+                }
                 continue;
             }
             Step::Staged(None) => {
@@ -230,25 +297,37 @@ async fn run_stream(
         if stage.is_none() && needs_stage(&stamped.event) {
             match AudioStage::spawn(&event_id, config.aac_bitrate_bps) {
                 Ok(started) => stage = Some(started),
-                // The packager then refuses the Opus track: video goes on, without audio.
+                // The ladder then leaves the Opus track out: video goes on, without audio.
                 Err(e) => error!(error = %e, "cannot start the audio stage thread"),
             }
         }
-        match &stage {
+        let sent = match &stage {
             Some(running) => {
                 if running.send(stamped).await.is_err() {
                     error!("the audio stage stopped: events queued in it are lost");
                     stage = None;
                 }
+                Ok(())
             }
-            None => output.feed(stamped),
+            None => ladder.send(stamped).await,
+        };
+        if sent.is_err() {
+            error!("the ladder thread stopped: the stream is dropped");
+            lock(&inner.streams).remove(&event_id);
+            break;
         }
     }
     if let Some(stage) = stage {
         for stamped in stage.close().await {
-            output.feed(stamped);
+            if ladder.send(stamped).await.is_err() {
+                break;
+            }
         }
     }
+    for out in ladder.close().await {
+        output.feed(out);
+    }
+    inner.board.remove(&event_id);
     for pusher in &mut output.pushers {
         pusher.push(PushItem::End);
     }
@@ -259,6 +338,7 @@ async fn run_stream(
 enum Step {
     Received(Option<StampedEvent>),
     Staged(Option<StampedEvent>),
+    Laddered(Option<StageOutput>),
 }
 
 /// The next event from ingest; `None` when the grace period after `Ended` is over (or
@@ -289,15 +369,48 @@ struct Packaging {
     packager: StreamPackager,
     pushers: Vec<OriginPusher>,
     progress: watch::Sender<Option<LastPart>>,
+    /// The ladder's rung ids in the packager's rendition order (the latest `Renditions`).
+    renditions: Vec<u64>,
     errors: u64,
 }
 
 impl Packaging {
-    fn feed(&mut self, stamped: StampedEvent) {
-        if let Err(e) = self
-            .packager
-            .handle_event(stamped.event, stamped.received_at_ms)
-        {
+    fn feed(&mut self, out: StageOutput) {
+        let (event, now_ms) = match out {
+            StageOutput::Renditions(list) => {
+                self.renditions = list.iter().map(|(id, _)| *id).collect();
+                let tracks = list.into_iter().map(|(_, track)| track).collect();
+                (LadderEvent::Renditions(tracks), unix_millis())
+            }
+            StageOutput::Frame {
+                id,
+                frame,
+                received_at_ms,
+            } => {
+                // A shed rung's last frames, encoded after it left the ladder.
+                let Some(rendition) = self.renditions.iter().position(|r| *r == id) else {
+                    return;
+                };
+                (LadderEvent::Frame { rendition, frame }, received_at_ms)
+            }
+            StageOutput::Ended { received_at_ms } => (LadderEvent::Ended, received_at_ms),
+            StageOutput::Thumbnail(jpeg) => {
+                for pusher in &mut self.pushers {
+                    pusher.push(PushItem::Thumbnail(jpeg.clone()));
+                }
+                return;
+            }
+            StageOutput::Stopped { rendition, reason } => {
+                for pusher in &mut self.pushers {
+                    pusher.push(PushItem::Stop {
+                        rendition: rendition.clone(),
+                        reason,
+                    });
+                }
+                return;
+            }
+        };
+        if let Err(e) = self.packager.handle_ladder(event, now_ms) {
             self.errors += 1;
             metrics::counter!("floodlight_transcoder_packager_errors_total").increment(1);
             if self.errors % 100 == 1 {
@@ -305,7 +418,21 @@ impl Packaging {
             }
         }
         while let Some(output) = self.packager.poll_output() {
-            if let PackagerOutput::Part { meta, .. } = &output {
+            if let PackagerOutput::Part {
+                rendition, meta, ..
+            } = &output
+            {
+                // Frame in at ingest → part out of the packager, per rung.
+                let latency_ms = (unix_millis() - meta.last_frame_arrival_ms).max(0);
+                metrics::histogram!("floodlight_transcoder_rung_latency_seconds", "rung" => rendition.clone())
+                    .record(latency_ms as f64 / 1000.0);
+                if meta.ends_segment {
+                    // The process's CPU, once a segment: the autoscaling signal beside
+                    // the encode speed.
+                    if let Some(cpu) = process_cpu_seconds() {
+                        metrics::gauge!("floodlight_transcoder_cpu_seconds_total").set(cpu);
+                    }
+                }
                 let last = LastPart {
                     msn: meta.msn,
                     part: meta.part,
@@ -327,6 +454,14 @@ impl Packaging {
             }
         }
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -22,6 +22,14 @@ pub(crate) enum PushItem {
     Output(PackagerOutput),
     /// The stream ended for good: the origin closes its playlists with EXT-X-ENDLIST.
     End,
+    /// A JPEG poster of the live picture (`PUT …/thumbnail.jpg`).
+    Thumbnail(Bytes),
+    /// The transcoder stopped producing a rendition (`DELETE …/{rendition}?reason=`), a
+    /// rung shed under load: it leaves the master playlist.
+    Stop {
+        rendition: String,
+        reason: &'static str,
+    },
 }
 
 impl PushItem {
@@ -31,6 +39,8 @@ impl PushItem {
             PushItem::Output(PackagerOutput::Init { .. }) => "init",
             PushItem::Output(PackagerOutput::Part { .. }) => "part",
             PushItem::End => "end",
+            PushItem::Thumbnail(_) => "thumbnail",
+            PushItem::Stop { .. } => "stop",
         }
     }
 }
@@ -120,6 +130,11 @@ impl Worker {
                 }) => {
                     self.inits
                         .insert(rendition.clone(), (*version, data.clone()));
+                }
+                // A stopped rendition is never declared again after a 404.
+                PushItem::Stop { rendition, .. } => {
+                    self.descriptors.remove(rendition);
+                    self.inits.remove(rendition);
                 }
                 _ => {}
             }
@@ -233,6 +248,13 @@ async fn send(
             .query(meta)
             .body(data.clone()),
         PushItem::End => client.post(format!("{base}/end")),
+        PushItem::Thumbnail(jpeg) => client
+            .put(format!("{base}/thumbnail.jpg"))
+            .header(reqwest::header::CONTENT_TYPE, "image/jpeg")
+            .body(jpeg.clone()),
+        PushItem::Stop { rendition, reason } => client
+            .delete(format!("{base}/{rendition}"))
+            .query(&[("reason", reason)]),
     };
     let response = settings
         .authorize(request)

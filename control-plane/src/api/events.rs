@@ -511,7 +511,6 @@ pub(super) struct EventBody {
     playback: PlaybackBody,
     /// `GET /v1/events/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     live: Option<LiveStatus>,
 }
 

@@ -15,9 +15,10 @@
 //! a single sample longer than the target (a frame rate under 1/PART-TARGET, or a timestamp
 //! gap) becomes a part of its own.
 //!
-//! The cutter also numbers segments (MSN) and parts. Video numbers its segments in order;
-//! audio beside video takes the MSN the video announced with each segment start
-//! ([`Boundary`]), so both renditions number the same span of the stream alike.
+//! The cutter also numbers segments (MSN) and parts. The leading video rendition numbers its
+//! segments in order; audio beside it and the other video renditions of a ladder take the
+//! MSN the leader announced with each segment start ([`Boundary`]), so every rendition
+//! numbers the same span of the stream alike.
 
 use std::collections::VecDeque;
 
@@ -35,6 +36,10 @@ pub(crate) struct CutterSample {
     pub(crate) composition_offset: i32,
     /// A sync sample (IDR; every AAC frame).
     pub(crate) sync: bool,
+    /// A video follower's sync sample packaged before the leader's frames reached its
+    /// time (a stalled leader): whether the leader starts a segment there is not known
+    /// yet ([`SegmentPolicy::FollowSyncSamples`]).
+    pub(crate) ahead_of_leader: bool,
     pub(crate) data: Bytes,
     /// Wall clock at ingest, ms since the Unix epoch.
     pub(crate) arrival_ms: i64,
@@ -89,6 +94,21 @@ pub(crate) enum SegmentPolicy {
     /// Audio beside video: on the first audio frame presented at or after the video
     /// keyframe that started a segment ([`PartCutter::follow_boundary`]).
     FollowBoundaries,
+    /// A video rendition of a ladder other than the leader: on its first sync sample
+    /// presented at or after the leader's segment start, less `tolerance` (90 kHz, half a
+    /// frame: rungs encoded from one source present their keyframes at the same times, a
+    /// passthrough rung within rounding). It never cuts on its own, so it cannot number a
+    /// segment differently from the leader. Without a sync sample there it keeps its
+    /// segment open, and its next sync sample starts the segment the leader has in
+    /// progress by then: the MSNs in between are skipped on this rendition, never shifted.
+    /// A sync sample [`CutterSample::ahead_of_leader`] cuts by `target` as the leader
+    /// would (ladder rungs share keyframe times); a wrong guess corrects itself, since
+    /// the leader's later boundaries renumber this track or are skipped by it, but never
+    /// shift its numbering for good.
+    FollowSyncSamples {
+        tolerance: i64,
+        target: SegmentTarget,
+    },
 }
 
 /// Video began segment `msn` with a keyframe presented at `presentation_90k`.
@@ -153,8 +173,12 @@ impl PartCutter {
         }
     }
 
-    /// Takes effect from the next sample.
+    /// Takes effect from the next sample. A track that leads from now on forgets the
+    /// boundaries it was following.
     pub(crate) fn set_policy(&mut self, policy: SegmentPolicy) {
+        if matches!(policy, SegmentPolicy::SyncSamples(_)) {
+            self.boundaries.clear();
+        }
         self.policy = policy;
     }
 
@@ -188,6 +212,14 @@ impl PartCutter {
         let (pending, _) = self.pending.as_ref()?;
         let duration = self.last_duration.unwrap_or(self.fallback_duration);
         Some(pending.decode_time + i64::from(duration))
+    }
+
+    /// The leader has begun segment `msn` or a later one, presented at or before `reach`
+    /// (90 kHz), and this track has not matched it yet.
+    pub(crate) fn leader_began(&self, msn: u64, reach: i64) -> bool {
+        self.boundaries
+            .iter()
+            .any(|b| b.msn >= msn && b.presentation_90k <= reach)
     }
 
     /// The latest video segment start this track has not matched yet (90 kHz).
@@ -245,22 +277,39 @@ impl PartCutter {
     }
 
     fn apply_boundary(&mut self) {
-        let (Some(&boundary), Some(_)) = (self.boundaries.front(), self.segment_start) else {
+        let (Some(&front), Some(_)) = (self.boundaries.front(), self.segment_start) else {
             return;
         };
-        let presentations: Vec<i64> = self
+        let reaches: Vec<Option<i64>> = self
             .part
             .iter()
-            .map(|s| s.sample.presentation_90k)
-            .chain(self.pending.iter().map(|(s, _)| s.presentation_90k))
+            .map(|s| &s.sample)
+            .chain(self.pending.iter().map(|(s, _)| s))
+            .map(|s| self.reach(s))
             .collect();
         // At least one not-yet-closed sample must stay before the cut to end the segment.
-        let Some(cut) =
-            (1..presentations.len()).find(|&i| presentations[i] >= boundary.presentation_90k)
+        let Some(cut) = (1..reaches.len())
+            .find(|&i| reaches[i].is_some_and(|reach| reach >= front.presentation_90k))
         else {
             return; // the next frame at or after the boundary will start the segment
         };
-        self.boundaries.pop_front();
+        let boundary = match self.policy {
+            // A video follower's sync sample starts the latest segment the leader began
+            // at or before it: the ones in between have no sync sample here.
+            SegmentPolicy::FollowSyncSamples { .. } => {
+                let reach = reaches[cut].unwrap_or(front.presentation_90k);
+                let passed = self
+                    .boundaries
+                    .iter()
+                    .take_while(|b| b.presentation_90k <= reach)
+                    .count();
+                self.boundaries.drain(..passed).next_back().unwrap_or(front)
+            }
+            _ => {
+                self.boundaries.pop_front();
+                front
+            }
+        };
         self.next_msn = boundary.msn + 1;
         if cut < self.part.len() {
             let rest = self.part.split_off(cut);
@@ -279,18 +328,32 @@ impl PartCutter {
         }
     }
 
+    /// Up to which presentation time (90 kHz) the leader's segment starts are passed once
+    /// `sample` is in: `None` if the sample cannot start a segment of a video follower.
+    fn reach(&self, sample: &CutterSample) -> Option<i64> {
+        match self.policy {
+            SegmentPolicy::FollowSyncSamples { tolerance, .. } => sample
+                .sync
+                .then(|| sample.presentation_90k.saturating_add(tolerance)),
+            _ => Some(sample.presentation_90k),
+        }
+    }
+
     /// The MSN of the segment `sample` starts, if it starts one.
     fn segment_start_msn(&mut self, sample: &CutterSample) -> Option<u64> {
-        let at = sample.presentation_90k;
+        let reach = self.reach(sample);
+        let at = reach.unwrap_or(sample.presentation_90k);
         // Video segments that began at or before this sample: it starts the latest one.
-        // Passing several at once (audio that stopped while video went on) skips MSNs,
-        // as there is nothing to put in the segments in between.
-        let passed = self
-            .boundaries
-            .iter()
-            .take_while(|b| b.presentation_90k <= at)
-            .last()
-            .map(|b| b.msn);
+        // Passing several at once (audio that stopped while video went on, a video
+        // follower without a sync sample at a boundary) skips MSNs, as there is nothing
+        // to put in the segments in between.
+        let passed = reach.and_then(|reach| {
+            self.boundaries
+                .iter()
+                .take_while(|b| b.presentation_90k <= reach)
+                .last()
+                .map(|b| b.msn)
+        });
         let msn = if self.segment_start.is_none() {
             // The first sample after a session start, flush or cut: it starts a segment,
             // numbered as the video segment it falls in when video is ahead, else as the
@@ -307,13 +370,19 @@ impl PartCutter {
         } else if passed.is_some() {
             passed.map(|msn| msn.max(self.next_msn))
         } else {
-            match self.policy {
-                SegmentPolicy::SyncSamples(target) => self.segment_start.and_then(|start| {
+            let by_target = |target: SegmentTarget| {
+                self.segment_start.and_then(|start| {
                     (sample.sync
                         && sample.decode_time - start >= target.target - target.early_tolerance)
                         .then_some(self.next_msn)
-                }),
-                SegmentPolicy::FollowBoundaries => None,
+                })
+            };
+            match self.policy {
+                SegmentPolicy::SyncSamples(target) => by_target(target),
+                SegmentPolicy::FollowSyncSamples { target, .. } if sample.ahead_of_leader => {
+                    by_target(target)
+                }
+                SegmentPolicy::FollowBoundaries | SegmentPolicy::FollowSyncSamples { .. } => None,
             }
         };
         if let Some(msn) = msn {
@@ -372,11 +441,15 @@ impl PartCutter {
     /// that segment, so both renditions end the session on the same MSN. The packager
     /// fills such audio up to the boundary with silence first where it can; this is the
     /// fallback, possible when at least two samples are still open.
+    ///
+    /// A video follower cannot start a segment without a sync sample: it ends one MSN
+    /// short, and the next session realigns it.
     pub(crate) fn flush(&mut self) {
-        if let (Some(boundary), Some((_, starts @ None)), false) = (
+        if let (Some(boundary), Some((_, starts @ None)), false, SegmentPolicy::FollowBoundaries) = (
             self.boundaries.front().copied(),
             self.pending.as_mut(),
             self.part.is_empty(),
+            self.policy,
         ) {
             *starts = Some(boundary.msn);
             self.next_msn = boundary.msn + 1;
@@ -421,6 +494,7 @@ mod tests {
             presentation_90k,
             composition_offset: i32::try_from(presentation_90k - decode_time).unwrap(),
             sync,
+            ahead_of_leader: false,
             data: Bytes::new(),
             arrival_ms: decode_time / 90,
         }
@@ -768,6 +842,56 @@ mod tests {
                 [(0, 0), (1, 99_000), (2, 99_000 + 136 * 1920)]
             );
         }
+    }
+
+    #[test]
+    fn video_follower_cuts_at_its_sync_samples_where_the_leader_did() {
+        let follower = SegmentPolicy::FollowSyncSamples {
+            tolerance: 1500,
+            target: SegmentTarget {
+                target: 180_000,
+                early_tolerance: PART_TARGET / 2,
+            },
+        };
+        let mut cutter = PartCutter::new(PART_TARGET, follower, 3000, 0);
+        let mut samples = video(300, &[3000], 60, false);
+        // No keyframe at 6 s on this rung.
+        samples[180].sync = false;
+        let mut parts = Vec::new();
+        for s in samples {
+            let at = s.presentation_90k;
+            // The leader's keyframes present 1 ms after ours (a passthrough rung's
+            // rounding), announced before ours arrive; at 3 s it has an extra one.
+            let leader = [
+                (180_000, 1),
+                (267_000, 2),
+                (360_000, 3),
+                (540_000, 4),
+                (720_000, 5),
+            ];
+            if let Some(&(_, msn)) = leader.iter().find(|&&(t, _)| t == at) {
+                let keyframe = if msn == 2 { 270_000 } else { at + 90 };
+                cutter.follow_boundary(boundary(keyframe, msn));
+            }
+            cutter.push(s);
+            parts.extend(drain(&mut cutter));
+        }
+        cutter.flush();
+        parts.extend(drain(&mut cutter));
+        check_parts(&parts, PART_TARGET);
+        // MSN 1 at 2 s, but the leader's 2 (3 s, no keyframe here) and 3 (6 s, none
+        // either) are skipped: 4 s starts the leader's segment in progress, 3; 8 s is 5.
+        assert_eq!(
+            segment_msns(&parts),
+            [(0, 0), (1, 180_000), (3, 360_000), (5, 720_000)]
+        );
+        // Never on its own: no boundary, no cut, however long the segment.
+        let mut alone = PartCutter::new(PART_TARGET, follower, 3000, 0);
+        for s in video(300, &[3000], 60, false) {
+            alone.push(s);
+        }
+        alone.flush();
+        assert_eq!(segment_msns(&drain(&mut alone)), [(0, 0)]);
     }
 
     #[test]

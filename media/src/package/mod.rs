@@ -1,8 +1,12 @@
-//! The packager: `StreamEvent`s of one live stream in, CMAF init segments and LL-HLS parts
-//! out, per rendition. Sans-IO: the caller passes the wall clock in and drains outputs.
+//! The packager: `LadderEvent`s (or a publisher's `StreamEvent`s) of one live stream in,
+//! CMAF init segments and LL-HLS parts out, per rendition. Sans-IO: the caller passes the
+//! wall clock in and drains outputs.
 //!
-//! Each track is one rendition (CMAF: one track per fMP4) with its own [`cutter`]. Video
-//! cuts segments at keyframes; audio cuts where the video did, so segment N of every
+//! Each rendition (CMAF: one track per fMP4) has its own [`cutter`]. All renditions of a
+//! stream share one timeline, one MSN numbering, one set of discontinuities and one PDT
+//! anchor. The first video rendition of the ladder *leads*: it cuts segments at its
+//! keyframes; the other video renditions cut at their sync samples where the leader did,
+//! and audio at its first frame presented after the leader's cut, so segment N of every
 //! rendition covers the same time and the MSNs stay equal across the stream's playlists.
 //! Where the publisher sends no audio beside video (a gap, a session without audio), the
 //! audio rendition carries silence so it still has every segment.
@@ -22,7 +26,7 @@ use bytes::Bytes;
 use crate::cmaf::{self, Fragment, Sample};
 use crate::frame::{Frame, TIMESCALE, TrackKind};
 use crate::push::{PartMeta, RenditionDescriptor, RenditionKind};
-use crate::stream::{PlaybackAccess, StreamEvent};
+use crate::stream::{LadderEvent, PlaybackAccess, RenditionTrack, StreamEvent};
 use crate::track::{CodecParams, OpusConfig, TrackParams};
 use cutter::{CutPart, CutterSample, PartCutter, SegmentPolicy, SegmentTarget};
 use timeline::{AudioClock, Placement, StreamTimeline, rescale, rescale_ceil, rescale_floor};
@@ -53,6 +57,15 @@ const DEFAULT_FRAME_INTERVAL_90K: i64 = 3000;
 /// session (docs/packaging.md). The same span is how far audio may fall behind video
 /// before the packager takes it for missing and fills it with silence.
 const MIN_TIMESTAMP_JUMP_90K: i64 = 90_000;
+/// Follower hold policy: a video follower's sync sample waits until the leader's frames
+/// have passed its presentation time, so the leader's segment start there is known before
+/// the follower's part closes (the transcoder's rungs reach the packager a few frames
+/// apart, in any order). A follower more than this ahead of the leader (a stalled leader)
+/// goes on without waiting; the leader's boundaries then still apply to the follower's
+/// open part, or its next sync sample takes the leader's MSN.
+const MAX_FOLLOWER_HOLD_90K: i64 = 90_000;
+/// Longest rendition name: a path segment of playback URLs.
+const MAX_RENDITION_NAME: usize = 32;
 
 /// Durations are in 90 kHz ticks (the `Frame` timeline).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +138,15 @@ pub enum PackagerError {
         track: TrackKind,
         reason: &'static str,
     },
+    /// A `Renditions` list the packager cannot package; nothing of it was applied.
+    #[error("invalid rendition {name:?}: {reason}")]
+    InvalidRendition { name: String, reason: &'static str },
+    /// A `LadderEvent::Frame` whose index is past the latest `Renditions`, or whose track
+    /// kind is not that rendition's.
+    #[error(
+        "{track:?} frame for rendition index {index}, not a {track:?} rendition of the latest Renditions"
+    )]
+    UnknownRendition { index: usize, track: TrackKind },
     #[error("cmaf: {0}")]
     Cmaf(#[from] crate::cmaf::CmafError),
 }
@@ -147,6 +169,9 @@ pub struct PackagerStats {
     pub offset_raises: u64,
     /// Silent AAC frames written where the publisher sent no audio beside video.
     pub silent_audio_frames: u64,
+    /// Video follower frames held until the leader reached their time
+    /// ([`MAX_FOLLOWER_HOLD_90K`]).
+    pub frames_held: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,11 +200,21 @@ impl PdtAnchor {
     }
 }
 
-/// One track's packaging state.
+/// A video follower's frame waiting for the leader ([`MAX_FOLLOWER_HOLD_90K`]), placed
+/// on the stream timeline.
+#[derive(Debug)]
+struct HeldFrame {
+    frame: Frame,
+    dts_90k: i64,
+    now_ms: i64,
+}
+
+/// One rendition's packaging state.
 #[derive(Debug)]
 struct Rendition {
     name: String,
     params: TrackParams,
+    bandwidth_hint_bps: Option<u64>,
     /// PART-TARGET of this rendition, ms; fixed for the stream's life (§4.4.3.7).
     part_target_ms: u32,
     /// Written decode times are this much later than the timeline's, and composition
@@ -193,8 +228,13 @@ struct Rendition {
     presentation_shift: Option<i64>,
     timescale: u32,
     init_version: u32,
-    /// Listed in the current session's `Tracks`.
+    /// Listed in the latest `Renditions` (`Tracks`).
     in_session: bool,
+    /// Left out of a `Renditions` list (a shed rung): its segment was closed and it makes
+    /// no parts, not even silence. Listed again, it announces itself again.
+    stopped: bool,
+    /// Video follower frames waiting for the leader, in decode order.
+    held: VecDeque<HeldFrame>,
     segment_target: SegmentTarget,
     cutter: PartCutter,
     /// Audio only.
@@ -205,6 +245,9 @@ struct Rendition {
     frame_interval: i64,
     /// Video: frames are skipped until a keyframe starts the session.
     awaiting_keyframe: bool,
+    /// A video follower back after stopping: frames are skipped until a sync sample where
+    /// the leader began this MSN or a later one.
+    awaiting_msn: Option<u64>,
     /// Track timescale, on the stream timeline (after the reconnect shift).
     last_decode_time: Option<i64>,
     end_decode_time: Option<i64>,
@@ -221,19 +264,29 @@ impl Rendition {
         self.params.kind
     }
 
-    fn policy(&self, stream_has_video: bool) -> SegmentPolicy {
-        match self.kind() {
-            TrackKind::Audio if stream_has_video => SegmentPolicy::FollowBoundaries,
-            _ => SegmentPolicy::SyncSamples(self.segment_target),
+    /// Where this rendition cuts its segments, given its role in the ladder.
+    fn policy(&self, role: Role) -> SegmentPolicy {
+        match (self.kind(), role) {
+            (TrackKind::Audio, Role::Follower) => SegmentPolicy::FollowBoundaries,
+            // Half a frame, as `StreamPackager::follower_tolerance`.
+            (TrackKind::Video, Role::Follower) => SegmentPolicy::FollowSyncSamples {
+                tolerance: rescale(self.frame_interval, self.timescale, TIMESCALE) / 2,
+                target: self.segment_target,
+            },
+            (_, Role::Leader) => SegmentPolicy::SyncSamples(self.segment_target),
         }
+    }
+
+    /// Audio that is not listed but goes on in silence beside video.
+    fn carries_silence(&self) -> bool {
+        self.kind() == TrackKind::Audio && !self.stopped && self.silence.is_some()
     }
 
     /// Readies the track for a new session or epoch, or for new parameters within one,
     /// after a flush. Within an epoch the timestamps run on, so the audio sample count
     /// does too.
-    fn restart(&mut self, stream_has_video: bool, new_epoch: bool) {
-        let policy = self.policy(stream_has_video);
-        self.cutter.set_policy(policy);
+    fn restart(&mut self, role: Role, new_epoch: bool) {
+        self.cutter.set_policy(self.policy(role));
         self.awaiting_keyframe = self.kind() == TrackKind::Video;
         if let Some(clock) = self.audio_clock.as_mut().filter(|_| new_epoch) {
             clock.reset();
@@ -296,8 +349,32 @@ impl Rendition {
             part_target_ms: self.part_target_ms,
             segment_target_ms: config.segment_target / 90,
             access: config.access,
-            bandwidth_hint_bps: None,
+            bandwidth_hint_bps: self.bandwidth_hint_bps,
         }
+    }
+}
+
+/// A rendition's part in cutting segments: the leading video rendition (or the audio of
+/// a stream without video) cuts on its own; the others follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Leader,
+    Follower,
+}
+
+/// Rendition names are path segments of playback URLs: 1–32 of `[a-z0-9_-]`.
+fn validate_name(name: &str) -> Result<(), PackagerError> {
+    let valid = (1..=MAX_RENDITION_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(PackagerError::InvalidRendition {
+            name: name.to_owned(),
+            reason: "a rendition name is 1-32 characters of a-z, 0-9, _ and -",
+        })
     }
 }
 
@@ -374,7 +451,7 @@ impl Timing {
                 let frame = rescale(samples, c.sample_rate, timescale);
                 (frame, Some(frame), silence::silent_access_unit(c))
             }
-            // Never packaged (`handle_tracks` refuses it); its usual 20 ms frame.
+            // Never packaged (`handle_renditions` refuses it); its usual 20 ms frame.
             CodecParams::Opus(_) => {
                 let frame = rescale(OPUS_FRAME_SAMPLES, OpusConfig::SAMPLE_RATE, timescale);
                 (frame, Some(frame), None)
@@ -399,7 +476,16 @@ impl Timing {
 /// One per live stream; all renditions of the stream.
 pub struct StreamPackager {
     config: PackagerConfig,
+    /// Every rendition the stream has had, in order of first appearance; indexes into it
+    /// key the timeline.
     renditions: Vec<Rendition>,
+    /// The latest `Renditions`: indexes into `renditions`, in ladder order.
+    ladder: Vec<usize>,
+    /// The leading video rendition: the first video rendition of the ladder.
+    leader: Option<usize>,
+    /// Decode time (90 kHz, stream timeline) of the leader's latest frame: the segments it
+    /// starts up to there are known ([`MAX_FOLLOWER_HOLD_90K`]).
+    leader_reach_90k: Option<i64>,
     session: Session,
     timeline: StreamTimeline,
     /// Set by the first frame of each epoch.
@@ -417,6 +503,9 @@ impl StreamPackager {
         StreamPackager {
             config,
             renditions: Vec::new(),
+            ladder: Vec::new(),
+            leader: None,
+            leader_reach_90k: None,
             session: Session::NotStarted,
             timeline: StreamTimeline::new(jump_threshold),
             anchor: None,
@@ -426,23 +515,68 @@ impl StreamPackager {
         }
     }
 
-    /// Feeds one event of the current publisher session. `now_ms` is the wall clock at
-    /// ingest of the event (ms since the Unix epoch).
+    /// Feeds one event of the publisher's session, packaged as a ladder of its own tracks:
+    /// video as [`SOURCE_RENDITION`], audio as [`AUDIO_RENDITION`]. `now_ms` is the wall
+    /// clock at ingest of the event (ms since the Unix epoch).
     ///
     /// A frame that returns an error is dropped and the stream goes on; a frame before its
     /// track's `Tracks` (or after `Ended`, before the next session's `Tracks`) returns
     /// [`PackagerError::NoTrackParams`].
     pub fn handle_event(&mut self, event: StreamEvent, now_ms: i64) -> Result<(), PackagerError> {
-        match event {
-            StreamEvent::Tracks(tracks) => self.handle_tracks(tracks, now_ms),
+        let event = match event {
+            StreamEvent::Tracks(tracks) => {
+                for (i, track) in tracks.iter().enumerate() {
+                    if tracks[..i].iter().any(|t| t.kind == track.kind) {
+                        return Err(invalid(track.kind, "more than one track of this kind"));
+                    }
+                }
+                let renditions = tracks
+                    .into_iter()
+                    .map(|params| RenditionTrack {
+                        name: match params.kind {
+                            TrackKind::Video => SOURCE_RENDITION,
+                            TrackKind::Audio => AUDIO_RENDITION,
+                        }
+                        .to_owned(),
+                        params,
+                        bandwidth_hint_bps: None,
+                    })
+                    .collect();
+                LadderEvent::Renditions(renditions)
+            }
             StreamEvent::Frame(frame) => {
-                let result = self.handle_frame(frame, now_ms);
+                let track = frame.track;
+                let Some(rendition) = self
+                    .ladder
+                    .iter()
+                    .position(|&i| self.renditions[i].kind() == track)
+                else {
+                    self.stats.frames_rejected += 1;
+                    return Err(PackagerError::NoTrackParams { track });
+                };
+                LadderEvent::Frame { rendition, frame }
+            }
+            StreamEvent::Ended => LadderEvent::Ended,
+        };
+        self.handle_ladder(event, now_ms)
+    }
+
+    /// Feeds one event of the stream's ladder (see [`LadderEvent`]). `now_ms` is the wall
+    /// clock at ingest of what the event came from (ms since the Unix epoch).
+    ///
+    /// A frame that returns an error is dropped and the stream goes on; a `Renditions`
+    /// that returns an error changes nothing.
+    pub fn handle_ladder(&mut self, event: LadderEvent, now_ms: i64) -> Result<(), PackagerError> {
+        match event {
+            LadderEvent::Renditions(renditions) => self.handle_renditions(renditions, now_ms),
+            LadderEvent::Frame { rendition, frame } => {
+                let result = self.handle_frame(rendition, frame, now_ms);
                 if result.is_err() {
                     self.stats.frames_rejected += 1;
                 }
                 result
             }
-            StreamEvent::Ended => self.end_session(now_ms),
+            LadderEvent::Ended => self.end_session(now_ms),
         }
     }
 
@@ -462,31 +596,50 @@ impl StreamPackager {
         MIN_TIMESTAMP_JUMP_90K.max(i64::from(self.config.segment_target))
     }
 
-    fn rendition_index(&self, kind: TrackKind) -> Option<usize> {
-        self.renditions.iter().position(|r| r.kind() == kind)
+    fn role(&self, index: usize) -> Role {
+        match (self.renditions[index].kind(), self.leader) {
+            (TrackKind::Video, Some(leader)) if leader != index => Role::Follower,
+            (TrackKind::Audio, Some(_)) => Role::Follower,
+            _ => Role::Leader,
+        }
     }
 
-    fn video_in_session(&self) -> bool {
-        self.renditions
+    /// The first video rendition of the ladder leads; every cutter gets its role's policy.
+    fn update_roles(&mut self) {
+        let leader = self
+            .ladder
             .iter()
-            .any(|r| r.kind() == TrackKind::Video && r.in_session)
+            .copied()
+            .find(|&i| self.renditions[i].kind() == TrackKind::Video);
+        if leader != self.leader {
+            self.leader = leader;
+            self.leader_reach_90k = None;
+        }
+        for index in 0..self.renditions.len() {
+            let policy = self.renditions[index].policy(self.role(index));
+            self.renditions[index].cutter.set_policy(policy);
+        }
     }
 
-    /// Starts a session, or changes the tracks within one.
+    /// Starts a session, or changes the renditions within one.
     ///
-    /// Within a session, a change to one track leaves the other alone: a track that
-    /// appears (a late audio sequence header) joins at the segment in progress; a track
-    /// with new parameters closes its segment and starts the next with a new init
-    /// version (EXT-X-MAP changes only at a segment start, §4.4.4.5) after
-    /// EXT-X-DISCONTINUITY (§4.4.4.3: SHOULD on a change of encoding parameters), and the
-    /// other rendition marks its segment of the same MSN too, keeping the discontinuity
-    /// sequence numbers equal. Changes to both tracks at once restart both.
-    fn handle_tracks(
+    /// Within a session, a change to some renditions leaves the others alone: a rendition
+    /// that appears (a late audio sequence header, a rung back after shedding) joins at
+    /// the segment in progress; one left out closes its segment and stops (audio beside
+    /// video goes on in silence instead); one with new parameters closes its segment and
+    /// starts the next with a new init version (EXT-X-MAP changes only at a segment start,
+    /// §4.4.4.5) after EXT-X-DISCONTINUITY (§4.4.4.3: SHOULD on a change of encoding
+    /// parameters), and every other rendition marks its segment of the same MSN too,
+    /// keeping the discontinuity sequence numbers equal (§4.4.3.3). A change that leaves
+    /// no rendition going on as it was (both tracks of a publisher at once) restarts all.
+    fn handle_renditions(
         &mut self,
-        tracks: Vec<TrackParams>,
+        list: Vec<RenditionTrack>,
         now_ms: i64,
     ) -> Result<(), PackagerError> {
-        for (i, track) in tracks.iter().enumerate() {
+        for (i, rendition) in list.iter().enumerate() {
+            validate_name(&rendition.name)?;
+            let track = &rendition.params;
             let codec_kind = match track.codec {
                 CodecParams::H264(_) => TrackKind::Video,
                 CodecParams::Aac(_) => TrackKind::Audio,
@@ -501,8 +654,30 @@ impl StreamPackager {
             if codec_kind != track.kind {
                 return Err(invalid(track.kind, "codec does not match the track kind"));
             }
-            if tracks[..i].iter().any(|t| t.kind == track.kind) {
-                return Err(invalid(track.kind, "more than one track of this kind"));
+            if list[..i].iter().any(|r| r.name == rendition.name) {
+                return Err(PackagerError::InvalidRendition {
+                    name: rendition.name.clone(),
+                    reason: "listed twice",
+                });
+            }
+            // CMAF and the master playlist: one audio rendition, in its own group.
+            if track.kind == TrackKind::Audio
+                && list[..i].iter().any(|r| r.params.kind == TrackKind::Audio)
+            {
+                return Err(invalid(
+                    track.kind,
+                    "more than one audio rendition: a stream has one",
+                ));
+            }
+            if self
+                .renditions
+                .iter()
+                .any(|r| r.name == rendition.name && r.kind() != track.kind)
+            {
+                return Err(PackagerError::InvalidRendition {
+                    name: rendition.name.clone(),
+                    reason: "a rendition keeps its track kind for the stream's life",
+                });
             }
             if cmaf::track_timescale(track) == 0 {
                 return Err(invalid(track.kind, "zero timescale"));
@@ -511,44 +686,79 @@ impl StreamPackager {
                 return Err(invalid(track.kind, "zero sample rate"));
             }
         }
-        let affected: Vec<TrackKind> = [TrackKind::Video, TrackKind::Audio]
-            .into_iter()
-            .filter(|&kind| {
-                let current = self
-                    .rendition_index(kind)
-                    .map(|i| &self.renditions[i])
-                    .filter(|r| r.in_session)
-                    .map(|r| &r.params);
-                current != tracks.iter().find(|t| t.kind == kind)
-            })
-            .collect();
-        if self.session == Session::Live && affected.is_empty() {
-            return Ok(()); // a repeated sequence header
-        }
         // Everything that can fail before any state changes.
-        let mut inits = Vec::with_capacity(tracks.len());
-        for track in &tracks {
-            let same = self
-                .rendition_index(track.kind)
-                .is_some_and(|i| self.renditions[i].params == *track);
-            inits.push(if same {
-                None
+        let mut inits = Vec::with_capacity(list.len());
+        for track in &list {
+            let announce = self
+                .renditions
+                .iter()
+                .find(|r| r.name == track.name)
+                .is_none_or(|r| r.params != track.params || r.stopped);
+            inits.push(if announce {
+                Some(cmaf::write_init(&track.params)?)
             } else {
-                Some(cmaf::write_init(track)?)
+                None
             });
         }
-        match (self.session, affected.as_slice()) {
-            (Session::Live, &[kind]) => self.change_track(kind, tracks, inits),
-            (Session::Live, _) => {
+        let mut unchanged = false;
+        let mut affected = 0;
+        for rendition in self.renditions.iter().filter(|r| r.in_session) {
+            match list.iter().find(|t| t.name == rendition.name) {
+                Some(track) if track.params == rendition.params => unchanged = true,
+                _ => affected += 1,
+            }
+        }
+        affected += list
+            .iter()
+            .filter(|t| {
+                !self
+                    .renditions
+                    .iter()
+                    .any(|r| r.in_session && r.name == t.name)
+            })
+            .count();
+        let leader_name = self.leader.map(|i| self.renditions[i].name.as_str());
+        let leader_stays = list
+            .iter()
+            .find(|t| t.params.kind == TrackKind::Video)
+            .map(|t| t.name.as_str())
+            == leader_name;
+        // Frames held for a leader that changes, or of a rendition that changes or stops,
+        // are packaged as they are first; the others keep waiting for the leader.
+        let released = if leader_stays {
+            for index in 0..self.renditions.len() {
+                let rendition = &self.renditions[index];
+                let goes_on = list
+                    .iter()
+                    .any(|t| t.name == rendition.name && t.params == rendition.params);
+                if !goes_on {
+                    self.release_held(index, true);
+                }
+            }
+            self.drain_parts()
+        } else {
+            self.release_all_held()
+        };
+        let result = match self.session {
+            Session::Live if affected == 0 => {
+                // A repeated sequence header, or a new order or bandwidth hint.
+                let join = self.join_msn();
+                self.apply_renditions(list, inits, join);
+                Ok(())
+            }
+            Session::Live if !unchanged && affected > 1 => {
                 let result = self.flush_all(now_ms);
-                self.apply_tracks(tracks, inits);
+                let join = self.join_msn();
+                self.apply_renditions(list, inits, join);
                 self.realign(true);
                 self.restart_renditions(false);
                 result
             }
-            (Session::NotStarted | Session::Ended, _) => {
+            Session::Live => self.change_renditions(list, inits),
+            Session::NotStarted | Session::Ended => {
                 let first = self.session == Session::NotStarted;
-                self.apply_tracks(tracks, inits);
+                let join = self.join_msn();
+                self.apply_renditions(list, inits, join);
                 let floor = self.timeline_end_90k().filter(|_| !first);
                 self.timeline.start_session(floor);
                 self.anchor = None;
@@ -558,34 +768,49 @@ impl StreamPackager {
                 self.session = Session::Live;
                 Ok(())
             }
-        }
+        };
+        released.and(result)
     }
 
-    /// One track appeared, changed or went away mid-session; the other goes on untouched
-    /// (no flush, no wait for a keyframe).
-    fn change_track(
+    /// Some renditions appeared, changed or went away mid-session; the others go on
+    /// untouched (no flush, no wait for a keyframe).
+    fn change_renditions(
         &mut self,
-        kind: TrackKind,
-        tracks: Vec<TrackParams>,
+        list: Vec<RenditionTrack>,
         inits: Vec<Option<Bytes>>,
     ) -> Result<(), PackagerError> {
-        let listed = tracks.iter().find(|t| t.kind == kind).cloned();
-        let has_video = tracks.iter().any(|t| t.kind == TrackKind::Video);
-        let join_msn = self.join_msn(kind);
-        let mut changed = false;
-        if let Some(i) = self.rendition_index(kind) {
-            let rendition = &mut self.renditions[i];
-            match &listed {
-                // Audio that stops beside video goes on in silence (see `fill_silence`).
-                None if kind == TrackKind::Audio && has_video && rendition.silence.is_some() => {}
-                None => rendition.cutter.flush(),
-                Some(params) => {
-                    if *params != rendition.params {
-                        rendition.cutter.cut();
-                        changed = true;
+        let has_video = list.iter().any(|t| t.params.kind == TrackKind::Video);
+        let audio_listed = list.iter().any(|t| t.params.kind == TrackKind::Audio);
+        let join_msn = self.join_msn();
+        let mut changed = Vec::new();
+        let mut joining = Vec::new();
+        let mut rejoining = Vec::new();
+        for (index, rendition) in self.renditions.iter_mut().enumerate() {
+            match list.iter().find(|t| t.name == rendition.name) {
+                None => {
+                    // Audio that stops beside video goes on in silence (see
+                    // `fill_silence`), unless another audio rendition replaces it.
+                    let replaced = rendition.kind() == TrackKind::Audio && audio_listed;
+                    let silent_on = rendition.kind() == TrackKind::Audio
+                        && has_video
+                        && rendition.silence.is_some()
+                        && !replaced;
+                    if (rendition.in_session || replaced) && !silent_on && !rendition.stopped {
+                        rendition.cutter.flush();
                     }
-                    // A track back after stopping without silence starts no earlier than
-                    // the segment in progress.
+                }
+                Some(track) if rendition.in_session && track.params == rendition.params => {}
+                Some(track) => {
+                    if track.params != rendition.params {
+                        rendition.cutter.cut();
+                        changed.push(index);
+                    }
+                    joining.push(index);
+                    if !rendition.in_session && rendition.cutter.next_msn() > join_msn {
+                        rejoining.push(index);
+                    }
+                    // A rendition back after stopping starts no earlier than the segment
+                    // in progress.
                     if rendition.cutter.open_segment_msn().is_none() {
                         let msn = rendition.cutter.next_msn().max(join_msn);
                         rendition.cutter.set_next_msn(msn);
@@ -594,44 +819,70 @@ impl StreamPackager {
             }
         }
         let result = self.drain_parts();
-        self.apply_tracks(tracks, inits);
-        if let (Some(i), Some(_)) = (self.rendition_index(kind), &listed) {
-            let rendition = &mut self.renditions[i];
-            rendition.awaiting_keyframe = kind == TrackKind::Video;
-            if changed {
-                let msn = rendition.cutter.next_msn();
-                for rendition in &mut self.renditions {
-                    rendition.mark_discontinuity(msn);
-                }
+        let first_new = self.renditions.len();
+        self.apply_renditions(list, inits, join_msn);
+        joining.extend(first_new..self.renditions.len());
+        for index in joining {
+            let rendition = &mut self.renditions[index];
+            rendition.awaiting_keyframe = rendition.kind() == TrackKind::Video;
+        }
+        // A video follower back within the segment it was shed from has used that MSN
+        // already: it waits for the leader's next segment start, so its next segment
+        // covers the same time as the leader's of that MSN.
+        for index in rejoining {
+            if self.role(index) == Role::Follower
+                && self.renditions[index].kind() == TrackKind::Video
+            {
+                let rendition = &mut self.renditions[index];
+                rendition.awaiting_msn = Some(rendition.cutter.next_msn());
             }
         }
-        for rendition in &mut self.renditions {
-            let policy = rendition.policy(has_video);
-            rendition.cutter.set_policy(policy);
+        for index in changed {
+            let msn = self.renditions[index].cutter.next_msn();
+            for rendition in &mut self.renditions {
+                rendition.mark_discontinuity(msn);
+            }
         }
         result
     }
 
-    /// Makes the listed tracks the session's: new renditions for new kinds, a new init
-    /// version where the parameters changed (the caller closed the segment first).
-    fn apply_tracks(&mut self, tracks: Vec<TrackParams>, inits: Vec<Option<Bytes>>) {
+    /// Makes the listed renditions the stream's, in ladder order: new renditions for new
+    /// names (starting at `join_msn`), a new init version where the parameters changed
+    /// (the caller closed the segment first), and the descriptor and init again for a
+    /// rendition back after stopping (the origin forgot it).
+    fn apply_renditions(
+        &mut self,
+        list: Vec<RenditionTrack>,
+        inits: Vec<Option<Bytes>>,
+        join_msn: u64,
+    ) {
+        let audio = list
+            .iter()
+            .find(|t| t.params.kind == TrackKind::Audio)
+            .map(|t| t.name.clone());
+        let was_listed: Vec<bool> = self.renditions.iter().map(|r| r.in_session).collect();
         for rendition in &mut self.renditions {
             rendition.in_session = false;
         }
-        for (track, init) in tracks.into_iter().zip(inits) {
-            let index = match self.rendition_index(track.kind) {
+        self.ladder.clear();
+        for (track, init) in list.into_iter().zip(inits) {
+            let index = match self.renditions.iter().position(|r| r.name == track.name) {
                 Some(index) => index,
                 None => {
-                    let rendition = self.new_rendition(track.clone());
+                    let rendition = self.new_rendition(&track, join_msn);
                     self.renditions.push(rendition);
                     self.renditions.len() - 1
                 }
             };
+            self.ladder.push(index);
             let rendition = &mut self.renditions[index];
             rendition.in_session = true;
+            rendition.stopped = false;
+            let hint_changed = rendition.bandwidth_hint_bps != track.bandwidth_hint_bps;
+            rendition.bandwidth_hint_bps = track.bandwidth_hint_bps;
             if let Some(data) = init {
-                if rendition.params != track {
-                    rendition.change_params(track, &self.config);
+                if rendition.params != track.params {
+                    rendition.change_params(track.params, &self.config);
                 }
                 self.outputs.push_back(PackagerOutput::Rendition(
                     rendition.descriptor(&self.config),
@@ -641,23 +892,41 @@ impl StreamPackager {
                     version: rendition.init_version,
                     data,
                 });
+            } else if hint_changed {
+                self.outputs.push_back(PackagerOutput::Rendition(
+                    rendition.descriptor(&self.config),
+                ));
             }
         }
+        for (rendition, was_listed) in self.renditions.iter_mut().zip(was_listed) {
+            let shed = was_listed && rendition.kind() == TrackKind::Video;
+            let replaced = rendition.kind() == TrackKind::Audio
+                && audio.as_ref().is_some_and(|name| *name != rendition.name);
+            if !rendition.in_session && (shed || replaced) {
+                rendition.stopped = true;
+            }
+        }
+        self.update_roles();
     }
 
-    /// The MSN a track joining mid-session starts at: that of the segment the stream's
+    /// The MSN a rendition joining mid-session starts at: that of the segment the stream's
     /// other renditions have in progress (a playlist may start at any MSN, and the origin
-    /// takes a new rendition's first part at any `(msn, 0)`).
-    fn join_msn(&self, kind: TrackKind) -> u64 {
-        self.renditions
+    /// takes a new rendition's first part at any `(msn, 0)`). Stopped renditions, whose
+    /// numbering stood still, do not count while others go on.
+    fn join_msn(&self) -> u64 {
+        let at = |r: &Rendition| {
+            r.cutter
+                .open_segment_msn()
+                .unwrap_or_else(|| r.cutter.next_msn())
+        };
+        let going_on = self
+            .renditions
             .iter()
-            .filter(|r| r.kind() != kind)
-            .map(|r| {
-                r.cutter
-                    .open_segment_msn()
-                    .unwrap_or_else(|| r.cutter.next_msn())
-            })
-            .max()
+            .filter(|r| r.in_session || r.carries_silence())
+            .map(at)
+            .max();
+        going_on
+            .or_else(|| self.renditions.iter().map(at).max())
             .unwrap_or(self.config.first_msn)
     }
 
@@ -676,27 +945,26 @@ impl StreamPackager {
     }
 
     fn restart_renditions(&mut self, new_epoch: bool) {
-        let has_video = self.video_in_session();
-        for rendition in &mut self.renditions {
-            rendition.restart(has_video, new_epoch);
+        for index in 0..self.renditions.len() {
+            let role = self.role(index);
+            self.renditions[index].restart(role, new_epoch);
         }
     }
 
-    fn new_rendition(&self, params: TrackParams) -> Rendition {
+    fn new_rendition(&self, track: &RenditionTrack, next_msn: u64) -> Rendition {
+        let params = track.params.clone();
         let part_target_ms = part_target_ms(&params, &self.config);
         let timing = Timing::of(&params, &self.config, part_target_ms);
-        let next_msn = self.join_msn(params.kind);
-        let name = match params.kind {
-            TrackKind::Video => SOURCE_RENDITION,
-            TrackKind::Audio => AUDIO_RENDITION,
-        };
         Rendition {
-            name: name.to_owned(),
+            name: track.name.clone(),
             params,
+            bandwidth_hint_bps: track.bandwidth_hint_bps,
             part_target_ms,
             timescale: timing.timescale,
             init_version: self.config.first_init_version,
             in_session: false,
+            stopped: false,
+            held: VecDeque::new(),
             segment_target: timing.segment_target,
             cutter: PartCutter::new(
                 timing.part_target,
@@ -708,6 +976,7 @@ impl StreamPackager {
             silence: timing.silence,
             frame_interval: i64::from(timing.fallback_duration),
             awaiting_keyframe: false,
+            awaiting_msn: None,
             last_decode_time: None,
             end_decode_time: None,
             sequence_number: 1,
@@ -716,14 +985,28 @@ impl StreamPackager {
         }
     }
 
-    fn handle_frame(&mut self, frame: Frame, now_ms: i64) -> Result<(), PackagerError> {
+    /// A frame of the rendition at `position` of the latest `Renditions`.
+    fn handle_frame(
+        &mut self,
+        position: usize,
+        frame: Frame,
+        now_ms: i64,
+    ) -> Result<(), PackagerError> {
         let track = frame.track;
+        if self.session != Session::Live {
+            return Err(PackagerError::NoTrackParams { track });
+        }
         let index = self
-            .rendition_index(track)
-            .filter(|&i| self.session == Session::Live && self.renditions[i].in_session)
-            .ok_or(PackagerError::NoTrackParams { track })?;
+            .ladder
+            .get(position)
+            .copied()
+            .filter(|&i| self.renditions[i].kind() == track)
+            .ok_or(PackagerError::UnknownRendition {
+                index: position,
+                track,
+            })?;
         let mut flushed = Ok(());
-        let dts_90k = match self.timeline.place(track, frame.dts) {
+        let dts_90k = match self.timeline.place(index, frame.dts) {
             Placement::At(dts_90k) => dts_90k,
             Placement::Jump => {
                 // Packaged as a reconnect within the session: every segment closes (the
@@ -737,23 +1020,119 @@ impl StreamPackager {
                 self.anchor = None;
                 self.video_start_90k = None;
                 let end = self.timeline_end_90k();
-                self.timeline.start_epoch(end, track, frame.dts)
+                self.timeline.start_epoch(end, index, frame.dts)
             }
         };
-        let packaged = self.package(index, frame, dts_90k, now_ms);
+        let packaged = if self.holds(index, &frame, dts_90k) {
+            self.stats.frames_held += 1;
+            self.renditions[index].held.push_back(HeldFrame {
+                frame,
+                dts_90k,
+                now_ms,
+            });
+            self.release_held(index, false);
+            Ok(())
+        } else {
+            // Not held: anything but a follower's keyframe, or one the leader has passed.
+            self.package(index, frame, dts_90k, now_ms, false)
+        };
+        if self.leader == Some(index) {
+            self.leader_reach_90k = self.leader_reach_90k.max(Some(dts_90k));
+            for follower in 0..self.renditions.len() {
+                self.release_held(follower, false);
+            }
+        }
         flushed.and(packaged)
     }
 
-    /// Packages an accepted frame at `dts_90k` on the stream timeline.
+    /// A video follower's frame waits while frames before it wait (decode order), and a
+    /// sync sample waits until the leader has passed its presentation time.
+    fn holds(&self, index: usize, frame: &Frame, dts_90k: i64) -> bool {
+        let rendition = &self.renditions[index];
+        if self.role(index) != Role::Follower || rendition.kind() != TrackKind::Video {
+            return false;
+        }
+        !rendition.held.is_empty()
+            || (frame.keyframe && !self.leader_passed(index, dts_90k.saturating_add(frame.cts())))
+    }
+
+    /// The leader's frames have passed `presentation_90k` by more than half a frame of the
+    /// follower at `index`: a segment it starts there is known.
+    fn leader_passed(&self, index: usize, presentation_90k: i64) -> bool {
+        let tolerance = self.follower_tolerance(index);
+        self.leader_reach_90k
+            .is_some_and(|reach| reach >= presentation_90k.saturating_add(tolerance))
+    }
+
+    /// Half a frame of the rendition at `index`, 90 kHz: how far before the leader's
+    /// keyframe a follower's sync sample may present and still start its segment.
+    fn follower_tolerance(&self, index: usize) -> i64 {
+        let rendition = &self.renditions[index];
+        rescale(rendition.frame_interval, rendition.timescale, TIMESCALE) / 2
+    }
+
+    /// Packages the frames held at `index` that need not wait any longer (all of them if
+    /// `force`). A frame refused now was accepted when it came: it counts as rejected.
+    ///
+    /// Only a keyframe that waited its longest for a stalled leader is packaged
+    /// [`CutterSample::ahead_of_leader`]: the leader's frames go on and will correct a
+    /// wrong guess. A forced release (the session ends, the leader or this rendition
+    /// changes or stops) guesses nothing: no boundary, no cut.
+    fn release_held(&mut self, index: usize, force: bool) {
+        loop {
+            let rendition = &self.renditions[index];
+            let (Some(front), Some(newest)) = (rendition.held.front(), rendition.held.back())
+            else {
+                return;
+            };
+            let leader_passed =
+                self.leader_passed(index, front.dts_90k.saturating_add(front.frame.cts()));
+            let timed_out = newest.dts_90k - front.dts_90k > MAX_FOLLOWER_HOLD_90K;
+            let ready = force
+                || timed_out
+                || leader_passed
+                || !front.frame.keyframe
+                || self.role(index) != Role::Follower;
+            if !ready {
+                return;
+            }
+            let ahead_of_leader = !force
+                && timed_out
+                && !leader_passed
+                && front.frame.keyframe
+                && self.role(index) == Role::Follower;
+            let Some(held) = self.renditions[index].held.pop_front() else {
+                return;
+            };
+            if self
+                .package(index, held.frame, held.dts_90k, held.now_ms, ahead_of_leader)
+                .is_err()
+            {
+                self.stats.frames_rejected += 1;
+            }
+        }
+    }
+
+    fn release_all_held(&mut self) -> Result<(), PackagerError> {
+        for index in 0..self.renditions.len() {
+            self.release_held(index, true);
+        }
+        self.drain_parts()
+    }
+
+    /// Packages an accepted frame at `dts_90k` on the stream timeline; `ahead_of_leader`
+    /// as [`CutterSample::ahead_of_leader`].
     fn package(
         &mut self,
         index: usize,
         frame: Frame,
         dts_90k: i64,
         now_ms: i64,
+        ahead_of_leader: bool,
     ) -> Result<(), PackagerError> {
         let track = frame.track;
         let cts = frame.cts();
+        let follower_tolerance = self.follower_tolerance(index);
         self.anchor.get_or_insert(PdtAnchor {
             wall_ms: now_ms,
             decode_90k: dts_90k,
@@ -801,34 +1180,40 @@ impl StreamPackager {
                     cts,
                 }
             })?;
-        self.timeline.record(track, dts_90k);
+        self.timeline.record(index, dts_90k);
         let sync = track == TrackKind::Audio || frame.keyframe;
-        if rendition.awaiting_keyframe {
-            if !sync {
-                self.stats.frames_before_keyframe += 1;
-                return Ok(());
-            }
-            rendition.awaiting_keyframe = false;
+        let presentation_90k = rescale(decode_time, timescale, TIMESCALE).saturating_add(cts);
+        let behind_leader = rendition.awaiting_msn.is_some_and(|msn| {
+            !sync
+                || !rendition
+                    .cutter
+                    .leader_began(msn, presentation_90k + follower_tolerance)
+        });
+        if (rendition.awaiting_keyframe && !sync) || behind_leader {
+            self.stats.frames_before_keyframe += 1;
+            return Ok(());
         }
+        rendition.awaiting_keyframe = false;
+        rendition.awaiting_msn = None;
         if let Some(clock) = rendition.audio_clock.as_mut() {
             clock.advance(decode_time);
         }
         rendition.last_decode_time = Some(decode_time);
-        let presentation_90k = rescale(decode_time, timescale, TIMESCALE).saturating_add(cts);
         let boundary = rendition.cutter.push(CutterSample {
             decode_time,
             presentation_90k,
             composition_offset,
             sync,
+            ahead_of_leader,
             data: frame.data,
             arrival_ms: now_ms,
         });
-        if track == TrackKind::Video {
+        if self.leader == Some(index) {
             self.video_start_90k.get_or_insert(presentation_90k);
-            for other in &mut self.renditions {
-                // Audio in the session, or going on in silence without it.
-                if other.kind() == TrackKind::Audio
-                    && (other.in_session || other.silence.is_some())
+            for (i, other) in self.renditions.iter_mut().enumerate() {
+                // The other renditions listed, and audio going on in silence without it.
+                if i != index
+                    && (other.in_session || other.carries_silence())
                     && let Some(boundary) = boundary
                 {
                     other.cutter.follow_boundary(boundary);
@@ -846,7 +1231,7 @@ impl StreamPackager {
         let threshold = self.jump_threshold();
         for index in 0..self.renditions.len() {
             let rendition = &self.renditions[index];
-            if rendition.kind() != TrackKind::Audio || rendition.silence.is_none() {
+            if !rendition.carries_silence() {
                 continue;
             }
             let lag = if rendition.in_session { threshold } else { 0 };
@@ -898,6 +1283,7 @@ impl StreamPackager {
                 presentation_90k: rescale(next, rendition.timescale, TIMESCALE),
                 composition_offset: 0,
                 sync: true,
+                ahead_of_leader: false,
                 data: silence.clone(),
                 arrival_ms: now_ms,
             });
@@ -933,8 +1319,13 @@ impl StreamPackager {
     /// renditions end on the same MSN; audio going on in silence without frames of its
     /// own reaches video's end.
     fn flush_all(&mut self, now_ms: i64) -> Result<(), PackagerError> {
+        // The leader's frames of this session or epoch are all in: what it did not cut,
+        // no follower cuts.
+        self.leader_reach_90k = Some(i64::MAX);
+        let released = self.release_all_held();
+        self.leader_reach_90k = None;
         let video_end_90k = self
-            .rendition_index(TrackKind::Video)
+            .leader
             .map(|i| &self.renditions[i])
             .filter(|v| v.in_session)
             .and_then(|v| {
@@ -947,6 +1338,7 @@ impl StreamPackager {
             let Some(frame) = rendition
                 .audio_clock
                 .as_ref()
+                .filter(|_| !rendition.stopped)
                 .map(AudioClock::frame_duration)
             else {
                 continue;
@@ -969,7 +1361,7 @@ impl StreamPackager {
         for rendition in &mut self.renditions {
             rendition.cutter.flush();
         }
-        self.drain_parts()
+        released.and(self.drain_parts())
     }
 
     /// Turns every closed part into a `Part` output. Returns the first error after trying
@@ -1024,9 +1416,19 @@ fn emit_part(
         discontinuity,
         ends_segment: part.ends_segment,
         last_frame_arrival_ms: part.samples.last().map_or(0, |s| s.sample.arrival_ms),
-        // Filled in by the ladder work (issue 4): the I-frame playlists' byte range.
+        // Set below, once the part is written.
         sync_sample_bytes: None,
     };
+    // The I-frame playlists' byte range: mdat holds the samples in trun order right after
+    // the moof and the mdat header, so the first sample ends where the later ones begin.
+    let sync_sample = (rendition.kind() == TrackKind::Video && part.independent)
+        .then(|| {
+            part.samples
+                .iter()
+                .map(|s| s.sample.data.len())
+                .sum::<usize>()
+        })
+        .zip(first.map(|s| s.data.len()));
     rendition.end_decode_time = Some(part.base_decode_time + part.duration);
     let shift = *rendition
         .presentation_shift
@@ -1052,6 +1454,11 @@ fn emit_part(
     rendition.sequence_number = rendition.sequence_number.checked_add(1).unwrap_or(1);
     let mut data = Vec::new();
     cmaf::write_fragment(&mut data, &fragment)?;
+    let meta = PartMeta {
+        sync_sample_bytes: sync_sample
+            .and_then(|(payload, first)| u32::try_from(data.len() - payload + first).ok()),
+        ..meta
+    };
     stats.parts_emitted += 1;
     if meta.ends_segment {
         stats.segments_completed += 1;

@@ -1607,3 +1607,5 @@ fn opus_is_refused_not_packaged() {
     assert!(err.to_string().contains("Opus"), "{err}");
     assert!(drain(&mut packager).is_empty(), "nothing half-started");
 }
+
+mod ladder;

@@ -1,8 +1,6 @@
 //! Timestamp arithmetic: timescale conversion, the audio sample clock, and the mapping of
 //! the publisher's timestamps onto the stream timeline.
 
-use crate::frame::TrackKind;
-
 /// `value` ticks at `from` Hz in ticks at `to` Hz, rounded to the nearest (half away from
 /// zero). `from` must not be 0 (the packager rejects a zero timescale).
 pub(crate) fn rescale(value: i64, from: u32, to: u32) -> i64 {
@@ -111,6 +109,9 @@ pub(crate) enum Placement {
 ///   first, none is placed at or below where its track ended, so no keyframe is refused.
 /// - A frame more than the jump threshold after the latest frame of any track, or before
 ///   its own track's latest, means the publisher's clock jumped (encoder restart, stall).
+///   A *track* here is one rendition (keyed by the packager's rendition index): the video
+///   renditions of a ladder carry frames at the same decode times, and each is compared
+///   with its own latest, never taken for a jump back of another's.
 ///   The track's later frames get the new epoch's offset; the other tracks keep the old
 ///   one until their own timestamps jump too, so their frames already in flight with the
 ///   old clock still land where they belong.
@@ -121,8 +122,8 @@ pub(crate) struct StreamTimeline {
     floor: Option<i64>,
     /// The current epoch's offset, set by its first frame.
     offset: Option<i64>,
-    /// Video, audio.
-    tracks: [TrackTimeline; 2],
+    /// Per rendition, by the packager's rendition index; grown as renditions appear.
+    tracks: Vec<TrackTimeline>,
     offset_raises: u64,
 }
 
@@ -143,7 +144,7 @@ impl StreamTimeline {
             jump_threshold,
             floor: None,
             offset: None,
-            tracks: [TrackTimeline::default(); 2],
+            tracks: Vec::new(),
             offset_raises: 0,
         }
     }
@@ -158,13 +159,13 @@ impl StreamTimeline {
     pub(crate) fn start_session(&mut self, floor: Option<i64>) {
         self.floor = floor;
         self.offset = None;
-        self.tracks = [TrackTimeline::default(); 2];
+        self.tracks.clear();
     }
 
     /// After [`Placement::Jump`]: a new epoch starting after `end` (the end of everything
     /// packaged) and after every frame placed, with `track`'s frame `dts` as its first.
     /// Returns where that frame goes.
-    pub(crate) fn start_epoch(&mut self, end: Option<i64>, track: TrackKind, dts: i64) -> i64 {
+    pub(crate) fn start_epoch(&mut self, end: Option<i64>, track: usize, dts: i64) -> i64 {
         let placed_end = self
             .tracks
             .iter()
@@ -179,8 +180,8 @@ impl StreamTimeline {
     }
 
     /// Where `track`'s frame stamped `dts` (90 kHz, as received) goes.
-    pub(crate) fn place(&mut self, track: TrackKind, dts: i64) -> Placement {
-        let t = self.tracks[index(track)];
+    pub(crate) fn place(&mut self, track: usize, dts: i64) -> Placement {
+        let t = self.track(track);
         let Some(offset) = t.offset else {
             return Placement::At(self.join_epoch(track, dts));
         };
@@ -199,25 +200,26 @@ impl StreamTimeline {
     }
 
     /// Records a frame placed at `at` and accepted.
-    pub(crate) fn record(&mut self, track: TrackKind, at: i64) {
-        let t = &mut self.tracks[index(track)];
+    pub(crate) fn record(&mut self, track: usize, at: i64) {
+        let t = self.track_mut(track);
         if let Some(last) = t.last.filter(|&last| at > last) {
             t.step = at - last;
         }
         t.last = t.last.max(Some(at));
     }
 
-    fn jumped(&self, track: TrackKind, at: i64) -> bool {
+    fn jumped(&self, track: usize, at: i64) -> bool {
         let latest = self.tracks.iter().filter_map(|t| t.last).max();
         latest.is_some_and(|latest| at > latest.saturating_add(self.jump_threshold))
-            || self.tracks[index(track)]
+            || self
+                .track(track)
                 .last
                 .is_some_and(|last| at < last.saturating_sub(self.jump_threshold))
     }
 
-    fn join_epoch(&mut self, track: TrackKind, dts: i64) -> i64 {
+    fn join_epoch(&mut self, track: usize, dts: i64) -> i64 {
         let floor = self.floor.unwrap_or(0);
-        let t = self.tracks[index(track)];
+        let t = self.track(track);
         let track_floor = t.last.map_or(floor, |last| floor.max(last + t.step.max(1)));
         let required = track_floor.saturating_sub(dts);
         let offset = match self.offset {
@@ -233,17 +235,21 @@ impl StreamTimeline {
         for other in self.tracks.iter_mut().filter(|t| t.in_epoch) {
             other.offset = Some(offset);
         }
-        let t = &mut self.tracks[index(track)];
+        let t = self.track_mut(track);
         t.offset = Some(offset);
         t.in_epoch = true;
         dts.saturating_add(offset)
     }
-}
 
-fn index(track: TrackKind) -> usize {
-    match track {
-        TrackKind::Video => 0,
-        TrackKind::Audio => 1,
+    fn track(&self, track: usize) -> TrackTimeline {
+        self.tracks.get(track).copied().unwrap_or_default()
+    }
+
+    fn track_mut(&mut self, track: usize) -> &mut TrackTimeline {
+        if self.tracks.len() <= track {
+            self.tracks.resize(track + 1, TrackTimeline::default());
+        }
+        &mut self.tracks[track]
     }
 }
 
@@ -266,9 +272,15 @@ mod tests {
 
     const THRESHOLD: i64 = 180_000;
 
-    fn placed(timeline: &mut StreamTimeline, track: TrackKind, dts: i64) -> i64 {
+    /// Rendition indexes, as the packager keys them.
+    const VIDEO: usize = 0;
+    const AUDIO: usize = 1;
+    /// A second video rendition of the ladder.
+    const VIDEO_2: usize = 2;
+
+    fn placed(timeline: &mut StreamTimeline, track: usize, dts: i64) -> i64 {
         let Placement::At(at) = timeline.place(track, dts) else {
-            panic!("{track:?} {dts}: jump");
+            panic!("{track} {dts}: jump");
         };
         timeline.record(track, at);
         at
@@ -278,14 +290,14 @@ mod tests {
     fn first_session_keeps_timestamps_and_later_tracks_never_land_below_the_start() {
         let mut timeline = StreamTimeline::new(THRESHOLD);
         timeline.start_session(None);
-        assert_eq!(placed(&mut timeline, TrackKind::Audio, 9000), 9000);
-        assert_eq!(placed(&mut timeline, TrackKind::Video, 3000), 3000);
+        assert_eq!(placed(&mut timeline, AUDIO, 9000), 9000);
+        assert_eq!(placed(&mut timeline, VIDEO, 3000), 3000);
         // A negative timestamp would put tfdt below 0: everything moves up.
         let mut timeline = StreamTimeline::new(THRESHOLD);
         timeline.start_session(None);
-        assert_eq!(placed(&mut timeline, TrackKind::Audio, 0), 0);
-        assert_eq!(placed(&mut timeline, TrackKind::Video, -6006), 0);
-        assert_eq!(placed(&mut timeline, TrackKind::Audio, 1920), 1920 + 6006);
+        assert_eq!(placed(&mut timeline, AUDIO, 0), 0);
+        assert_eq!(placed(&mut timeline, VIDEO, -6006), 0);
+        assert_eq!(placed(&mut timeline, AUDIO, 1920), 1920 + 6006);
         assert_eq!(timeline.offset_raises(), 1);
     }
 
@@ -295,9 +307,9 @@ mod tests {
         timeline.start_session(Some(900_000));
         // Audio arrives first, stamped 100 ms; video's keyframe, stamped 0, comes next and
         // would land 100 ms before the end: the offset rises for both tracks.
-        assert_eq!(placed(&mut timeline, TrackKind::Audio, 9000), 900_000);
-        assert_eq!(placed(&mut timeline, TrackKind::Video, 0), 900_000);
-        assert_eq!(placed(&mut timeline, TrackKind::Audio, 10_920), 910_920);
+        assert_eq!(placed(&mut timeline, AUDIO, 9000), 900_000);
+        assert_eq!(placed(&mut timeline, VIDEO, 0), 900_000);
+        assert_eq!(placed(&mut timeline, AUDIO, 10_920), 910_920);
         assert_eq!(timeline.offset_raises(), 1);
     }
 
@@ -307,43 +319,53 @@ mod tests {
             let mut timeline = StreamTimeline::new(THRESHOLD);
             timeline.start_session(None);
             for i in 0..250 {
-                placed(&mut timeline, TrackKind::Video, i * 3600);
-                placed(&mut timeline, TrackKind::Audio, i * 3600 + 100);
+                placed(&mut timeline, VIDEO, i * 3600);
+                placed(&mut timeline, AUDIO, i * 3600 + 100);
             }
             // Video's clock jumps; its frame starts an epoch right after the last frames.
             let new_dts = 250 * 3600 + jump;
-            assert_eq!(timeline.place(TrackKind::Video, new_dts), Placement::Jump);
-            let at = timeline.start_epoch(Some(250 * 3600 + 100), TrackKind::Video, new_dts);
+            assert_eq!(timeline.place(VIDEO, new_dts), Placement::Jump);
+            let at = timeline.start_epoch(Some(250 * 3600 + 100), VIDEO, new_dts);
             assert_eq!(at, 249 * 3600 + 100 + 3600);
-            timeline.record(TrackKind::Video, at);
+            timeline.record(VIDEO, at);
             // An audio frame still on the old clock lands where it belongs...
-            assert_eq!(
-                placed(&mut timeline, TrackKind::Audio, 250 * 3600 + 100),
-                900_100
-            );
+            assert_eq!(placed(&mut timeline, AUDIO, 250 * 3600 + 100), 900_100);
             // ...and audio's first frame on the new clock joins video's epoch, moved up
             // past the old-clock frame.
-            let audio = placed(&mut timeline, TrackKind::Audio, new_dts + 100);
+            let audio = placed(&mut timeline, AUDIO, new_dts + 100);
             assert_eq!(audio, 900_100 + 3600);
             assert_eq!(
-                placed(&mut timeline, TrackKind::Video, new_dts + 3600),
+                placed(&mut timeline, VIDEO, new_dts + 3600),
                 audio - 100 + 3600
             );
         }
     }
 
     #[test]
+    fn ladder_renditions_at_the_same_decode_times_are_no_jump() {
+        let mut timeline = StreamTimeline::new(THRESHOLD);
+        timeline.start_session(None);
+        // The leader runs 1.5 s ahead of a slower rung, whose frames carry the same
+        // decode times: each compares with its own latest.
+        for i in 0..45 {
+            placed(&mut timeline, VIDEO, i * 3000);
+        }
+        for i in 0..45 {
+            assert_eq!(placed(&mut timeline, VIDEO_2, i * 3000), i * 3000);
+        }
+        // A real jump back of one rendition's clock is still one.
+        assert_eq!(timeline.place(VIDEO_2, -THRESHOLD), Placement::Jump);
+    }
+
+    #[test]
     fn small_steps_back_are_not_jumps() {
         let mut timeline = StreamTimeline::new(THRESHOLD);
         timeline.start_session(None);
-        placed(&mut timeline, TrackKind::Video, 90_000);
+        placed(&mut timeline, VIDEO, 90_000);
         // Out of order by a frame: placed as stamped (the packager refuses it).
+        assert_eq!(timeline.place(VIDEO, 86_400), Placement::At(86_400));
         assert_eq!(
-            timeline.place(TrackKind::Video, 86_400),
-            Placement::At(86_400)
-        );
-        assert_eq!(
-            timeline.place(TrackKind::Video, 90_000 + THRESHOLD + 1),
+            timeline.place(VIDEO, 90_000 + THRESHOLD + 1),
             Placement::Jump
         );
     }

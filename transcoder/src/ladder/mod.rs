@@ -1,0 +1,130 @@
+//! The live ABR ladder of a stream: plan the rungs for the publisher's picture
+//! ([`plan`]), decide the segment boundaries once ([`align`]), decode once, scale and
+//! encode every rung on a thread of its own ([`stage`]), and shed a rung when the machine
+//! cannot keep up ([`shed`]).
+
+mod align;
+mod plan;
+mod shed;
+mod stage;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+pub(crate) use stage::{LadderStage, StageOutput, StageSettings};
+
+/// What a transcoder is running: the assignment's load signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TranscoderLoad {
+    /// Streams with a running pipeline.
+    pub streams: usize,
+    /// Encoded rungs running (a passthrough costs next to nothing and is not counted).
+    pub rungs: usize,
+}
+
+/// A live stream's ladder, as `Transcoder::status` reports it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamStatus {
+    /// Video rungs, top first, shed ones included (with the reason).
+    pub rungs: Vec<RungStatus>,
+    /// Media seconds encoded per second the slowest rung spent encoding them, over the
+    /// last few seconds: 1.0 is the limit of real time. `None` without encoded rungs.
+    pub speed: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RungStatus {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// The rung's target bit rate; `None` for the publisher's video passed through.
+    pub bitrate_bps: Option<u32>,
+    pub passthrough: bool,
+    /// Why the rung stopped (`shed-cpu`), if it did.
+    pub shed: Option<String>,
+}
+
+/// The status of every stream, written by the ladder threads; the metrics that sum over
+/// streams are computed from it.
+#[derive(Debug, Default)]
+pub(crate) struct StatusBoard {
+    streams: Mutex<HashMap<String, StreamStatus>>,
+}
+
+impl StatusBoard {
+    pub(crate) fn set(&self, event_id: &str, status: StreamStatus) {
+        let mut streams = lock(&self.streams);
+        streams.insert(event_id.to_string(), status);
+        publish_totals(&streams);
+    }
+
+    pub(crate) fn remove(&self, event_id: &str) {
+        let mut streams = lock(&self.streams);
+        streams.remove(event_id);
+        publish_totals(&streams);
+    }
+
+    pub(crate) fn get(&self, event_id: &str) -> Option<StreamStatus> {
+        lock(&self.streams).get(event_id).cloned()
+    }
+
+    /// Encoded rungs running over all streams.
+    pub(crate) fn encoded_rungs(&self) -> usize {
+        encoded_rungs(&lock(&self.streams))
+    }
+}
+
+fn encoded_rungs(streams: &HashMap<String, StreamStatus>) -> usize {
+    streams
+        .values()
+        .flat_map(|s| &s.rungs)
+        .filter(|r| !r.passthrough && r.shed.is_none())
+        .count()
+}
+
+/// The transcoder-wide gauges: active rungs, and the encode speed of the stream closest
+/// to falling behind (the autoscaling signal: below ~1.2 the machine is full).
+fn publish_totals(streams: &HashMap<String, StreamStatus>) {
+    metrics::gauge!("floodlight_transcoder_active_rungs").set(encoded_rungs(streams) as f64);
+    if let Some(slowest) = streams
+        .values()
+        .filter_map(|s| s.speed)
+        .min_by(f64::total_cmp)
+    {
+        metrics::gauge!("floodlight_transcoder_encode_speed").set(slowest);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single insert/remove critical sections: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// CPU seconds this process has used (user + system), from /proc/self/stat (Linux).
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // proc(5): utime and stime are fields 14 and 15, the rest starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks of USER_HZ, 100 on every Linux architecture we run on (proc(5)).
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_cpu_time_is_read() {
+        let before = process_cpu_seconds().expect("Linux /proc/self/stat");
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(process_cpu_seconds().unwrap() >= before);
+    }
+}
