@@ -51,6 +51,8 @@ if [ ! -s "$INPUT" ]; then
         -c:a aac -b:a 128k -f flv "$INPUT"
 fi
 
+# The control API's bootstrap admin key of the bench's own throwaway server.
+ADMIN_KEY=fl_api_bench_$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 proc_cpu() { # user+system CPU seconds of a process
     python3 -c '
@@ -112,7 +114,7 @@ source = true
 rungs = [
 $config_rungs]
 EOF
-    FLOODLIGHT_LOG=warn \
+    FLOODLIGHT_LOG=warn FLOODLIGHT_ADMIN_KEY=$ADMIN_KEY \
     FLOODLIGHT_INGEST__RTMP__LISTEN=127.0.0.1:$rtmp \
     FLOODLIGHT_ORIGIN__LISTEN=127.0.0.1:$http \
     FLOODLIGHT_CONTROL__LISTEN=127.0.0.1:$api \
@@ -120,7 +122,8 @@ EOF
     server=$!
     trap 'kill $server 2>/dev/null || true' EXIT
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/healthz" >/dev/null && break; sleep 0.1; done
-    event=$(curl -sf -X POST "http://127.0.0.1:$api/v1/events" -H 'content-type: application/json' -d '{"title":"bench"}')
+    event=$(curl -sf -X POST "http://127.0.0.1:$api/v1/events" -H 'content-type: application/json' \
+        -H "authorization: Bearer $ADMIN_KEY" -d '{"title":"bench"}')
     id=$(echo "$event" | python3 -c 'import json,sys; print(json.load(sys.stdin)["event_id"])')
     key=$(echo "$event" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])')
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Server, ffmpeg_publish};
+use common::{Server, ffmpeg_publish, ffmpeg_publish_sized};
 use serde_json::Value;
 
 /// Where `play.mjs` and its `node_modules` live.
@@ -55,6 +55,44 @@ async fn wait_for_segment(url: &str, timeout: Duration) -> bool {
     false
 }
 
+/// Runs `play.mjs` on `master` with `args` and returns its JSON report, failing the test
+/// (with the report and the server log) unless hls.js played.
+async fn play(server: &Server, master: &str, args: &[&str]) -> Value {
+    let dir = browser_dir();
+    let run = tokio::process::Command::new("node")
+        .arg(dir.join("play.mjs"))
+        .arg(master)
+        .args(["--startup-timeout", "20"])
+        .args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(Duration::from_secs(120), run).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => panic!("cannot run node ({e}): run scripts/install-deps.sh"),
+        Err(_) => panic!("play.mjs did not finish within 120 s"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+    let report: Value = match line.map(serde_json::from_str) {
+        Some(Ok(report)) => report,
+        _ => panic!(
+            "play.mjs gave no JSON report (exit {:?}):\nstdout: {stdout}\nstderr: {stderr}",
+            out.status.code()
+        ),
+    };
+    println!("{report}");
+    assert!(
+        out.status.success() && report["ok"] == true,
+        "hls.js did not play: {}\n{report:#}\nstderr: {stderr}\nserver log:\n{}",
+        report["failure"],
+        server.log()
+    );
+    report
+}
+
 fn number(report: &Value, pointer: &str) -> f64 {
     report
         .pointer(pointer)
@@ -81,39 +119,9 @@ async fn hlsjs_in_chromium_plays_video_and_audio_near_the_live_edge() {
     }
 
     // Startup (browser launch, first parts) plus 15 s of playback fit in the 30 s publish.
-    let run = tokio::process::Command::new("node")
-        .arg(dir.join("play.mjs"))
-        .arg(&master)
-        .args(["--seconds", "15", "--startup-timeout", "20"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = match tokio::time::timeout(Duration::from_secs(120), run).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => panic!("cannot run node ({e}): run scripts/install-deps.sh"),
-        Err(_) => panic!("play.mjs did not finish within 120 s"),
-    };
+    let report = play(&server, &master, &["--seconds", "15"]).await;
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
-
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{'));
-    let report: Value = match line.map(serde_json::from_str) {
-        Some(Ok(report)) => report,
-        _ => panic!(
-            "play.mjs gave no JSON report (exit {:?}):\nstdout: {stdout}\nstderr: {stderr}",
-            out.status.code()
-        ),
-    };
-    println!("{report}");
-    assert!(
-        out.status.success() && report["ok"] == true,
-        "hls.js did not play: {}\n{report:#}\nstderr: {stderr}\nserver log:\n{}",
-        report["failure"],
-        server.log()
-    );
 
     assert_eq!(report["playing"], true, "{report:#}");
     assert!(report["fatal_error"].is_null(), "{report:#}");
@@ -163,4 +171,70 @@ async fn hlsjs_in_chromium_plays_video_and_audio_near_the_live_edge() {
     // the audio rendition up with the video; a stream that keeps stalling fails.
     let stalls = number(&report, "/stalls");
     assert!(stalls <= 2.0, "{stalls} stalls in 15 s: {report:#}");
+}
+
+/// A 720p publisher and a three-rung ladder (source 1280x720 passed through, 360p and 240p
+/// encoded): hls.js lists the three variants and, asked for the next one every 4 s (as
+/// its ABR would switch, at a fragment boundary), plays each of them in turn without a
+/// fatal error or a stall at the switches. This is what the ladder's keyframe alignment
+/// is for: every rung's segments start with an IDR at the same time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_switches_between_the_ladder_rungs_while_playing() {
+    let dir = browser_dir();
+    require_browser_tools(&dir);
+
+    let ladder = r#"{ source = true, rungs = [ { name = "360p", height = 360, bitrate_bps = 800000 }, { name = "240p", height = 240, bitrate_bps = 400000 } ] }"#;
+    let server = Server::start(&[
+        ("FLOODLIGHT_TRANSCODER__LADDER", "switching"),
+        ("FLOODLIGHT_TRANSCODER__LADDERS__SWITCHING", ladder),
+    ])
+    .await;
+    let (event_id, key, _) = server.create_event("browser ladder").await;
+    let mut ffmpeg = ffmpeg_publish_sized(&server.rtmp(&format!("/live/{key}")), "1280x720", 45);
+    for rendition in ["source", "360p", "240p", "audio"] {
+        let media = server.http(&format!("/live/{event_id}/{rendition}/index.m3u8"));
+        assert!(
+            wait_for_segment(&media, Duration::from_secs(20)).await,
+            "no complete segment in {media}:\n{}",
+            server.log()
+        );
+    }
+    let master = server.http(&format!("/live/{event_id}/master.m3u8"));
+    let report = play(&server, &master, &["--seconds", "26", "--switch-every", "4"]).await;
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+
+    assert!(report["fatal_error"].is_null(), "{report:#}");
+    let levels = report["levels"].as_array().expect("levels");
+    let mut heights: Vec<u64> = levels.iter().filter_map(|l| l["height"].as_u64()).collect();
+    heights.sort_unstable();
+    assert_eq!(heights, [240, 360, 720], "{report:#}");
+
+    // hls.js switched to every level, and the picture on screen changed size with it.
+    let switched: std::collections::BTreeSet<u64> = report["level_switches"]
+        .as_array()
+        .expect("level_switches")
+        .iter()
+        .filter_map(|s| s["level"].as_u64())
+        .collect();
+    assert_eq!(switched.len(), 3, "levels switched to: {switched:?}\n{report:#}");
+    let shown: std::collections::BTreeSet<u64> = report["sizes_seen"]
+        .as_array()
+        .expect("sizes_seen")
+        .iter()
+        .filter_map(|s| s["height"].as_u64())
+        .collect();
+    for height in [240, 360, 720] {
+        assert!(shown.contains(&height), "{height}p never on screen: {shown:?}\n{report:#}");
+    }
+
+    // Played through the switches: the media clock kept pace, at most the start-up
+    // stall (see the first test), no stall per switch.
+    let advanced = number(&report, "/current_time_advanced_s");
+    assert!(advanced >= 20.0, "media clock moved only {advanced} s: {report:#}");
+    let stalls = number(&report, "/stalls");
+    assert!(stalls <= 2.0, "{stalls} stalls over the switches: {report:#}");
+    let frames = number(&report, "/video/total_frames");
+    let dropped = number(&report, "/video/dropped_frames");
+    assert!(dropped <= frames * 0.05, "dropped {dropped} of {frames} frames");
 }

@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::access::UriEnds;
 use crate::resource;
 use crate::window::{
-    Bandwidth, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits, target_duration_for,
+    Bandwidth, GapTiming, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits,
+    target_duration_for,
 };
 
 /// GROUP-ID of the audio renditions in the master playlist (RFC 8216bis §4.4.6.1).
@@ -254,14 +255,14 @@ impl StreamCore {
         let skipped = self
             .rendition(rendition)
             .and_then(|w| w.skipped_segments(meta));
-        let gap: Vec<f64> = skipped
+        let gap: Vec<GapTiming> = skipped
             .into_iter()
             .flatten()
             .map(|msn| {
                 self.renditions
                     .iter()
-                    .find_map(|w| w.segment_duration(msn))
-                    .unwrap_or(0.0)
+                    .find_map(|w| w.segment_timing(msn))
+                    .unwrap_or_default()
             })
             .collect();
         let pushed = self

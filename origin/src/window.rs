@@ -208,6 +208,14 @@ impl BitrateStats {
     }
 }
 
+/// How long a skipped segment number lasts, and when it starts (EXT-X-PROGRAM-DATE-TIME),
+/// from another rendition that has it; a zero duration means unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct GapTiming {
+    pub(crate) duration: f64,
+    pub(crate) program_date_time_ms: Option<i64>,
+}
+
 /// Bit rates of one rendition, bits/s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bandwidth {
@@ -444,15 +452,18 @@ impl RenditionWindow {
             .then_some(next..meta.msn)
     }
 
-    /// The duration of a segment of this rendition that has media (for another
-    /// rendition's gap of the same number).
-    pub(crate) fn segment_duration(&self, msn: u64) -> Option<f64> {
+    /// The duration and EXT-X-PROGRAM-DATE-TIME of a segment of this rendition that has
+    /// media (for another rendition's gap of the same number).
+    pub(crate) fn segment_timing(&self, msn: u64) -> Option<GapTiming> {
         self.segment(msn)
             .filter(|s| !s.gap && !s.in_progress())
-            .map(|s| s.duration)
+            .map(|s| GapTiming {
+                duration: s.duration,
+                program_date_time_ms: s.program_date_time_ms,
+            })
     }
 
-    /// [`push_part`](Self::push_part), where `gap` holds the durations of the segments it
+    /// [`push_part`](Self::push_part), where `gap` holds the timing of the segments it
     /// skips ([`skipped_segments`](Self::skipped_segments)): they are listed as EXT-X-GAP
     /// (RFC 8216bis §4.4.4.7), so the numbers stay consecutive and every rendition keeps
     /// the same MSN at the same time (players switch renditions by it).
@@ -461,7 +472,7 @@ impl RenditionWindow {
         meta: &PartMeta,
         bytes: Bytes,
         now_ms: i64,
-        gap: &[f64],
+        gap: &[GapTiming],
     ) -> Result<Pushed, PushError> {
         let (msn, part) = (meta.msn, meta.part);
         if self.ended {
@@ -581,25 +592,31 @@ impl RenditionWindow {
 
     /// Lists the `gap` segments before segment `next_msn`: no media, the previous
     /// segment's init section, each as long as the same number in another rendition (or
-    /// the segment target), so the renditions' timelines stay aligned.
-    fn push_gap(&mut self, next_msn: u64, gap: &[f64]) {
+    /// the segment target), so the renditions' timelines stay aligned. Their
+    /// EXT-X-PROGRAM-DATE-TIME is that rendition's, or follows on from the previous
+    /// segment's (RFC 8216bis §4.4.4.6: players map every segment to the wall clock).
+    fn push_gap(&mut self, next_msn: u64, gap: &[GapTiming]) {
         let Some(first) = next_msn.checked_sub(gap.len() as u64) else {
             return;
         };
         let fallback = f64::from(self.descriptor.segment_target_ms) / 1000.0;
         let init_version = self.segments.back().map_or(0, |s| s.init_version);
-        for (msn, &duration) in (first..).zip(gap) {
-            let duration = if duration.is_finite() && duration > 0.0 {
-                duration
+        for (msn, timing) in (first..).zip(gap) {
+            let duration = if timing.duration.is_finite() && timing.duration > 0.0 {
+                timing.duration
             } else {
                 fallback
             };
+            let program_date_time_ms = timing.program_date_time_ms.or_else(|| {
+                let previous = self.segments.back()?;
+                Some(previous.program_date_time_ms? + (previous.duration * 1000.0).round() as i64)
+            });
             self.segments.push_back(Segment {
                 msn,
                 start: self.edge,
                 duration,
                 init_version,
-                program_date_time_ms: None,
+                program_date_time_ms,
                 discontinuity: false,
                 parts: Vec::new(),
                 sync_sample_bytes: None,
@@ -2005,7 +2022,18 @@ pub(crate) mod tests {
             Err(PushError::OutOfOrder { .. })
         ));
         window
-            .push_part_after_gap(&jump, part_bytes(4, 0), 0, &[0.5, 0.0])
+            .push_part_after_gap(
+                &jump,
+                part_bytes(4, 0),
+                0,
+                &[
+                    GapTiming {
+                        duration: 0.5,
+                        program_date_time_ms: Some(1_700_000_002_000),
+                    },
+                    GapTiming::default(),
+                ],
+            )
             .unwrap();
         let playlist = window.media_playlist(Vec::new());
         let gaps: Vec<(u64, f64, bool)> = playlist
@@ -2025,13 +2053,29 @@ pub(crate) mod tests {
             ]
         );
         assert!(playlist.segments[4].discontinuity);
+        // RFC 8216bis §4.4.4.6: the other rendition's date, or following on from the
+        // previous segment's.
+        assert_eq!(
+            playlist.segments[2].program_date_time_ms,
+            Some(1_700_000_002_000)
+        );
+        assert_eq!(
+            playlist.segments[3].program_date_time_ms,
+            Some(1_700_000_002_500)
+        );
         assert_eq!(window.segment_bytes(2), Lookup::NotFound);
         assert_eq!(
             window.part(PartPosition { msn: 3, part: 0 }),
             Lookup::NotFound
         );
-        assert_eq!(window.segment_duration(2), None);
-        assert_eq!(window.segment_duration(1), Some(1.0));
+        assert_eq!(window.segment_timing(2), None);
+        assert_eq!(
+            window.segment_timing(1),
+            Some(GapTiming {
+                duration: 1.0,
+                program_date_time_ms: Some(1_700_000_001_000)
+            })
+        );
         // Gaps are not measured: the peak stays that of the segments with media.
         assert_eq!(window.bandwidth().map(|b| b.peak), Some(160));
         let iframes = window.iframe_playlist();

@@ -2017,6 +2017,11 @@ async fn a_rendition_that_lagged_at_a_takeover_gets_a_gap_not_a_refusal() {
         playlist.contains("#EXT-X-GAP\n#EXTINF:0.50000,\n2.m4s\n#EXT-X-DISCONTINUITY\n"),
         "{playlist}"
     );
+    // With video's segment 2 date (RFC 8216bis §4.4.4.6: every segment has one).
+    assert!(
+        playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n#EXT-X-GAP\n"),
+        "{playlist}"
+    );
     get(&app, "/live/ev1/audio/2.m4s")
         .await
         .assert_problem(StatusCode::NOT_FOUND);

@@ -5,7 +5,12 @@
 //
 //   node play.mjs <master.m3u8 URL> [--seconds 15] [--startup-timeout 20]
 //                 [--chromium /usr/bin/chromium] [--screenshot out.png] [--diag]
+//                 [--switch-every N]
 //
+// --switch-every N asks hls.js for the next quality level (hls.nextLevel, the way its ABR
+// switches: at the next fragment, no buffer flush) every N seconds of playback, cycling
+// through the master playlist's variants; the JSON then lists the switches hls.js made and
+// every picture size the video element showed.
 // --diag adds "diag" to the JSON: initPTS, every fragment or part hls.js buffered (playlist
 // start and media PTS per stream) and each SourceBuffer's ranges at every stall.
 //
@@ -27,12 +32,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 function usage(message) {
   process.stderr.write(`play.mjs: ${message}\n` +
     'usage: node play.mjs <master.m3u8 URL> [--seconds N] [--startup-timeout N] ' +
-    '[--chromium PATH] [--screenshot FILE] [--diag]\n');
+    '[--chromium PATH] [--screenshot FILE] [--diag] [--switch-every N]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, diag: false, src: null };
+  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, diag: false, switchEvery: null, src: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -49,6 +54,7 @@ function parseArgs(argv) {
     else if (arg === '--chromium') opts.chromium = value();
     else if (arg === '--screenshot') opts.screenshot = value();
     else if (arg === '--diag') opts.diag = true;
+    else if (arg === '--switch-every') opts.switchEvery = number();
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.src === null) opts.src = arg;
     else usage(`unexpected argument ${arg}`);
@@ -155,10 +161,18 @@ async function main() {
     }
     if (state && state.playing && !state.fatal) {
       const until = Date.now() + opts.seconds * 1000;
+      let nextSwitch = opts.switchEvery === null ? Infinity : Date.now() + opts.switchEvery * 1000;
       while (Date.now() < until) {
         const fatal = await page.evaluate(() => window.__check.fatal);
         if (fatal) break;
-        await sleep(Math.min(500, Math.max(0, until - Date.now())));
+        if (Date.now() >= nextSwitch) {
+          nextSwitch += opts.switchEvery * 1000;
+          await page.evaluate(() => {
+            const hls = window.__hls;
+            if (hls.levels.length > 1) hls.nextLevel = (Math.max(hls.currentLevel, 0) + 1) % hls.levels.length;
+          });
+        }
+        await sleep(Math.min(500, Math.max(0, Math.min(until, nextSwitch) - Date.now())));
       }
     }
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
@@ -250,6 +264,8 @@ function summarize(seen, browserVersion, opts) {
     parts_loaded_by_type: c.partsLoadedByType,
     segments_loaded: c.segmentsLoaded,
     level_reloads: c.levelReloads,
+    level_switches: c.levelSwitches.map((s) => ({ at_s: firstPlaying !== null ? round((s.at - firstPlaying) / 1000) : null, level: s.level })),
+    sizes_seen: c.sizes.map((s) => ({ width: s.width, height: s.height, current_time_s: round(s.currentTime) })),
     stalls: waiting.length,
     stall_times_s: waiting.map((w) => round((w.at - firstPlaying) / 1000)),
     fatal_error: c.fatal,

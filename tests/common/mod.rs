@@ -193,9 +193,23 @@ pub fn ffmpeg_publish(url: &str, seconds: u32) -> Child {
 
 /// As [`ffmpeg_publish`], in another container: `mpegts` for SRT.
 pub fn ffmpeg_publish_as(format: &str, url: &str, seconds: u32) -> Child {
+    publish("640x360", format, url, seconds)
+}
+
+/// As [`ffmpeg_publish`], at another picture size (`WIDTHxHEIGHT`).
+pub fn ffmpeg_publish_sized(url: &str, size: &str, seconds: u32) -> Child {
+    publish(size, "flv", url, seconds)
+}
+
+fn publish(size: &str, format: &str, url: &str, seconds: u32) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30000/1001"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30000/1001"),
+        ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
         .args([

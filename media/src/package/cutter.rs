@@ -6,9 +6,14 @@
 //! sample G arrives after pending sample F:
 //! 1. F's duration is now known. If the open part plus F would exceed the part target, the
 //!    part is closed without F and F starts the next part.
-//! 2. Otherwise F joins the part; if the part plus G's estimated duration (taken to be F's)
-//!    would exceed the target, or G starts a segment, the part is closed now — the lowest
-//!    latency at which it can be known to be complete.
+//! 2. Otherwise F joins the part; if the part plus G's estimated duration would exceed the
+//!    target, or G starts a segment, the part is closed now — the lowest latency at which
+//!    it can be known to be complete. The estimate is the shortest of the last
+//!    [`DURATION_WINDOW`] durations: millisecond timestamps make 30 fps frames 33, 33 and
+//!    34 ms in turn, and taking F's 34 ms for G would close a part one frame early, under
+//!    the 85% floor (§4.4.4.9), whenever a part starts at another point of that cycle (a
+//!    segment cut by a keyframe off the cycle). Too short an estimate only waits for G:
+//!    rule 1 still keeps the part within the target.
 //!
 //! So every part is ≤ the target (RFC 8216bis §4.4.4.9: "The duration of a Partial Segment
 //! MUST be less than or equal to the Part Target Duration"), with one unavoidable exception:
@@ -23,6 +28,11 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+
+/// Sample durations rule 2 estimates the next one from: the cycle of millisecond-rounded
+/// timestamps at the usual frame rates (33/33/34 ms at 30 fps, 42/42/41 at 24, 16/17/17
+/// at 60).
+const DURATION_WINDOW: usize = 3;
 
 /// One access unit, as the cutter sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +151,8 @@ pub(crate) struct PartCutter {
     /// first.
     boundaries: VecDeque<Boundary>,
     last_duration: Option<u32>,
+    /// The latest measured durations, newest last: rule 2's estimate.
+    recent_durations: VecDeque<u32>,
     /// Duration of a pending sample at a flush when no duration was ever measured.
     fallback_duration: u32,
     closed: VecDeque<CutPart>,
@@ -168,6 +180,7 @@ impl PartCutter {
             next_msn,
             boundaries: VecDeque::new(),
             last_duration: None,
+            recent_durations: VecDeque::with_capacity(DURATION_WINDOW),
             fallback_duration,
             closed: VecDeque::new(),
         }
@@ -211,7 +224,7 @@ impl PartCutter {
     pub(crate) fn end(&self) -> Option<i64> {
         let (pending, _) = self.pending.as_ref()?;
         let duration = self.last_duration.unwrap_or(self.fallback_duration);
-        Some(pending.decode_time + i64::from(duration))
+        Some(pending.decode_time.saturating_add(i64::from(duration)))
     }
 
     /// The leader has begun segment `msn` or a later one, presented at or before `reach`
@@ -240,11 +253,21 @@ impl PartCutter {
             let duration = sample.decode_time.saturating_sub(previous.decode_time);
             let duration = u32::try_from(duration).unwrap_or(u32::MAX);
             self.last_duration = Some(duration);
+            if self.recent_durations.len() == DURATION_WINDOW {
+                self.recent_durations.pop_front();
+            }
+            self.recent_durations.push_back(duration);
             self.add_to_part(previous, previous_starts, duration);
+            let next = self
+                .recent_durations
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or(duration);
             if starts.is_some() {
                 self.close_part(true);
-            } else if self.part_duration + i64::from(duration) > self.part_target {
-                // Rule 2: the next sample (estimated as long as this one) would not fit.
+            } else if self.part_duration + i64::from(next) > self.part_target {
+                // Rule 2: the next sample (estimated from the latest ones) would not fit.
                 self.close_part(false);
             }
         }
@@ -373,7 +396,8 @@ impl PartCutter {
             let by_target = |target: SegmentTarget| {
                 self.segment_start.and_then(|start| {
                     (sample.sync
-                        && sample.decode_time - start >= target.target - target.early_tolerance)
+                        && sample.decode_time.saturating_sub(start)
+                            >= target.target - target.early_tolerance)
                         .then_some(self.next_msn)
                 })
             };
@@ -469,6 +493,7 @@ impl PartCutter {
         self.close_part(true);
         self.segment_start = None;
         self.last_duration = None;
+        self.recent_durations.clear();
     }
 
     /// The next closed part, oldest first.
@@ -615,6 +640,26 @@ mod tests {
                     let step = steps.iter().max().unwrap();
                     assert!(part.ends_segment || part.duration + step > PART_TARGET);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn millisecond_jitter_off_the_part_start_keeps_parts_over_the_floor() {
+        // 30 fps stamped in ms, 34 ms second in the cycle (a segment that began at
+        // another point of it): six frames are exactly 200 ms, but the fifth (34 ms)
+        // taken for the sixth would close the part at 167 ms.
+        for steps in [[2970, 3060, 2970], [3060, 2970, 2970], [2970, 2970, 3060]] {
+            let parts = cut(&video(300, &steps, 60, false), VIDEO_POLICY);
+            check_parts(&parts, PART_TARGET);
+            // (The session's last segment aside: its end is cut by a flush, which takes
+            // the last measured duration for the last frame.)
+            for part in parts.iter().filter(|p| !p.ends_segment && p.msn < 4) {
+                // RFC 8216bis §4.4.4.9: at least 85% of PART-TARGET.
+                assert!(
+                    part.duration * 100 >= PART_TARGET * 85,
+                    "{steps:?}: {part:?}"
+                );
             }
         }
     }

@@ -64,6 +64,9 @@ const MIN_TIMESTAMP_JUMP_90K: i64 = 90_000;
 /// goes on without waiting; the leader's boundaries then still apply to the follower's
 /// open part, or its next sync sample takes the leader's MSN.
 const MAX_FOLLOWER_HOLD_90K: i64 = 90_000;
+/// Timestamps further from 0 than this (90 kHz: 99 years) are refused: no demuxer makes
+/// them (FLV and MPEG-TS wrap far below), and the timeline's arithmetic stays exact.
+const MAX_TIMESTAMP_90K: i64 = 1 << 48;
 /// Longest rendition name: a path segment of playback URLs.
 const MAX_RENDITION_NAME: usize = 32;
 
@@ -127,6 +130,13 @@ pub enum PackagerError {
     #[error("{track:?} frame dropped: dts {dts} (90 kHz, as received) does not advance the track")]
     NonMonotonicDts { track: TrackKind, dts: i64 },
     /// The frame was dropped: `pts - dts` does not fit a `trun` composition offset.
+    /// The frame was dropped: a timestamp beyond [`MAX_TIMESTAMP_90K`].
+    #[error("{track:?} frame dropped: dts {dts} or pts {pts} (90 kHz) out of range")]
+    TimestampOutOfRange {
+        track: TrackKind,
+        dts: i64,
+        pts: i64,
+    },
     #[error("{track:?} frame dropped: dts {dts}, composition offset {cts} out of range")]
     CompositionOffsetOutOfRange {
         track: TrackKind,
@@ -224,7 +234,9 @@ struct Rendition {
     /// composition offsets with trun version 1, ISO/IEC 23000-19 §7.5.17; no edit list).
     /// Without it a player such as hls.js sees every segment's picture start a reorder
     /// delay (~67 ms at 29.97 fps with 2 B-frames) after its decode start and re-times
-    /// segments. Fixed for the stream's life, so tfdt stays continuous.
+    /// segments. Fixed while the parameters stay, so tfdt stays continuous; new
+    /// parameters (a new encoder, after a discontinuity) set it again: tfdt may then go
+    /// back by the difference, presentation times never do.
     presentation_shift: Option<i64>,
     timescale: u32,
     init_version: u32,
@@ -297,6 +309,10 @@ impl Rendition {
     /// the timescale or frame length changed. Times kept across the change are rescaled.
     fn change_params(&mut self, params: TrackParams, config: &PackagerConfig) {
         let timing = Timing::of(&params, config, self.part_target_ms);
+        // A new encoder has its own reorder delay (the `source` passthrough with B-frames
+        // re-encoded without): the next segment, after a discontinuity, sets the shift
+        // again, so its tfdt is its keyframe's presentation time as on the other rungs.
+        self.presentation_shift = None;
         let old = self.timescale;
         self.last_decode_time = self
             .last_decode_time
@@ -1005,6 +1021,15 @@ impl StreamPackager {
                 index: position,
                 track,
             })?;
+        if frame.dts.unsigned_abs() > MAX_TIMESTAMP_90K.unsigned_abs()
+            || frame.pts.unsigned_abs() > MAX_TIMESTAMP_90K.unsigned_abs()
+        {
+            return Err(PackagerError::TimestampOutOfRange {
+                track,
+                dts: frame.dts,
+                pts: frame.pts,
+            });
+        }
         let mut flushed = Ok(());
         let dts_90k = match self.timeline.place(index, frame.dts) {
             Placement::At(dts_90k) => dts_90k,
@@ -1053,7 +1078,8 @@ impl StreamPackager {
             return false;
         }
         !rendition.held.is_empty()
-            || (frame.keyframe && !self.leader_passed(index, dts_90k.saturating_add(frame.cts())))
+            || (frame.keyframe
+                && !self.leader_passed(index, dts_90k.saturating_add(composition_offset(frame))))
     }
 
     /// The leader's frames have passed `presentation_90k` by more than half a frame of the
@@ -1085,9 +1111,13 @@ impl StreamPackager {
             else {
                 return;
             };
-            let leader_passed =
-                self.leader_passed(index, front.dts_90k.saturating_add(front.frame.cts()));
-            let timed_out = newest.dts_90k - front.dts_90k > MAX_FOLLOWER_HOLD_90K;
+            let leader_passed = self.leader_passed(
+                index,
+                front
+                    .dts_90k
+                    .saturating_add(composition_offset(&front.frame)),
+            );
+            let timed_out = newest.dts_90k.saturating_sub(front.dts_90k) > MAX_FOLLOWER_HOLD_90K;
             let ready = force
                 || timed_out
                 || leader_passed
@@ -1105,7 +1135,13 @@ impl StreamPackager {
                 return;
             };
             if self
-                .package(index, held.frame, held.dts_90k, held.now_ms, ahead_of_leader)
+                .package(
+                    index,
+                    held.frame,
+                    held.dts_90k,
+                    held.now_ms,
+                    ahead_of_leader,
+                )
                 .is_err()
             {
                 self.stats.frames_rejected += 1;
@@ -1131,8 +1167,11 @@ impl StreamPackager {
         ahead_of_leader: bool,
     ) -> Result<(), PackagerError> {
         let track = frame.track;
-        let cts = frame.cts();
+        let cts = composition_offset(&frame);
         let follower_tolerance = self.follower_tolerance(index);
+        // A rendition waiting for the leader's next segment that now leads itself starts
+        // its own.
+        let follows = self.role(index) == Role::Follower;
         self.anchor.get_or_insert(PdtAnchor {
             wall_ms: now_ms,
             decode_90k: dts_90k,
@@ -1183,12 +1222,13 @@ impl StreamPackager {
         self.timeline.record(index, dts_90k);
         let sync = track == TrackKind::Audio || frame.keyframe;
         let presentation_90k = rescale(decode_time, timescale, TIMESCALE).saturating_add(cts);
-        let behind_leader = rendition.awaiting_msn.is_some_and(|msn| {
-            !sync
-                || !rendition
-                    .cutter
-                    .leader_began(msn, presentation_90k + follower_tolerance)
-        });
+        let behind_leader = follows
+            && rendition.awaiting_msn.is_some_and(|msn| {
+                !sync
+                    || !rendition
+                        .cutter
+                        .leader_began(msn, presentation_90k.saturating_add(follower_tolerance))
+            });
         if (rendition.awaiting_keyframe && !sync) || behind_leader {
             self.stats.frames_before_keyframe += 1;
             return Ok(());
@@ -1384,6 +1424,12 @@ impl StreamPackager {
     }
 }
 
+/// `pts - dts`, saturating: timestamps from the media transport may be anything, and an
+/// offset out of `trun`'s range is refused, not a panic.
+fn composition_offset(frame: &Frame) -> i64 {
+    frame.pts.saturating_sub(frame.dts)
+}
+
 fn invalid(track: TrackKind, reason: &'static str) -> PackagerError {
     PackagerError::InvalidTrackParams { track, reason }
 }
@@ -1406,7 +1452,7 @@ fn emit_part(
     } else {
         (None, false)
     };
-    let meta = PartMeta {
+    let mut meta = PartMeta {
         msn: part.msn,
         part: part.index,
         duration: part.duration as f64 / f64::from(rendition.timescale),
@@ -1454,11 +1500,8 @@ fn emit_part(
     rendition.sequence_number = rendition.sequence_number.checked_add(1).unwrap_or(1);
     let mut data = Vec::new();
     cmaf::write_fragment(&mut data, &fragment)?;
-    let meta = PartMeta {
-        sync_sample_bytes: sync_sample
-            .and_then(|(payload, first)| u32::try_from(data.len() - payload + first).ok()),
-        ..meta
-    };
+    meta.sync_sample_bytes =
+        sync_sample.and_then(|(payload, first)| u32::try_from(data.len() - payload + first).ok());
     stats.parts_emitted += 1;
     if meta.ends_segment {
         stats.segments_completed += 1;

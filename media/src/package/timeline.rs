@@ -56,7 +56,11 @@ impl AudioClock {
     /// the clock: [`AudioClock::advance`] does once the frame is accepted.
     pub(crate) fn decode_time(&self, timestamp: i64) -> i64 {
         match self.next {
-            Some(expected) if (timestamp - expected).abs() <= self.frame_duration / 2 => expected,
+            Some(expected)
+                if timestamp.abs_diff(expected) <= self.frame_duration.unsigned_abs() / 2 =>
+            {
+                expected
+            }
             _ => timestamp,
         }
     }
@@ -76,7 +80,7 @@ impl AudioClock {
     }
 
     pub(crate) fn advance(&mut self, decode_time: i64) {
-        self.next = Some(decode_time + self.frame_duration);
+        self.next = Some(decode_time.saturating_add(self.frame_duration));
     }
 
     /// Forget the count: the next frame's own timestamp starts it again.
@@ -169,7 +173,7 @@ impl StreamTimeline {
         let placed_end = self
             .tracks
             .iter()
-            .filter_map(|t| t.last.map(|last| last + t.step.max(1)))
+            .filter_map(|t| t.last.map(|last| last.saturating_add(t.step.max(1))))
             .max();
         self.floor = end.max(placed_end).or(self.floor);
         self.offset = None;
@@ -203,7 +207,7 @@ impl StreamTimeline {
     pub(crate) fn record(&mut self, track: usize, at: i64) {
         let t = self.track_mut(track);
         if let Some(last) = t.last.filter(|&last| at > last) {
-            t.step = at - last;
+            t.step = at.saturating_sub(last);
         }
         t.last = t.last.max(Some(at));
     }
@@ -220,7 +224,9 @@ impl StreamTimeline {
     fn join_epoch(&mut self, track: usize, dts: i64) -> i64 {
         let floor = self.floor.unwrap_or(0);
         let t = self.track(track);
-        let track_floor = t.last.map_or(floor, |last| floor.max(last + t.step.max(1)));
+        let track_floor = t
+            .last
+            .map_or(floor, |last| floor.max(last.saturating_add(t.step.max(1))));
         let required = track_floor.saturating_sub(dts);
         let offset = match self.offset {
             None if self.floor.is_none() => required.max(0),

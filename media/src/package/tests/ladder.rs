@@ -643,8 +643,8 @@ fn next_random(seed: &mut u64) -> u64 {
 
 #[test]
 fn random_ladders_keep_every_rung_numbered_as_the_leader() {
-    let mut seed = 0x1add_e2u64;
-    for round in 0..400 {
+    let mut seed = 0x1add_e2e2_u64;
+    for round in 0..40 {
         let mut random = |n: u64| next_random(&mut seed) % n;
         // Each rung reaches the packager up to 10 frames late, with up to a frame of
         // jitter; keyframes go missing or come extra on any rung; one follower is shed
@@ -728,4 +728,138 @@ fn random_ladders_keep_every_rung_numbered_as_the_leader() {
         }
         assert_eq!(packager.stats().frames_rejected, 0, "{context}");
     }
+}
+
+#[test]
+fn source_re_encoded_without_b_frames_lines_up_with_the_rungs_again() {
+    // The `source` passthrough has B-frames; from 6.073 s on (a segment start) the ladder
+    // re-encodes it without, like the other rungs. The new encoder's segments start at
+    // their keyframes' presentation times, as the rungs' do (B2's report: the
+    // passthrough's reorder shift used to stay).
+    let bframes = VideoShape {
+        bframes: true,
+        ..SHAPE
+    };
+    let switch = 3 * GOP_90K as i64 + 6006;
+    let mut listed = ladder();
+    listed[0].name = "source".to_owned();
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    announce(&mut packager, &listed, 0);
+    let arrival = |name: &str| {
+        let name = name.to_owned();
+        move |frame: Frame| Arrival {
+            at: frame.dts,
+            name: name.clone(),
+            frame,
+        }
+    };
+    let mut all: Vec<Arrival> = video_frames(bframes, 9 * 90_000, 0)
+        .into_iter()
+        .filter(|f| f.pts < switch)
+        .map(arrival("source"))
+        .collect();
+    let re_encoded: Vec<Arrival> = video_frames(SHAPE, 9 * 90_000, 6006)
+        .into_iter()
+        .filter(|f| f.pts >= switch)
+        .map(arrival("source"))
+        .collect();
+    for name in ["480p", "360p"] {
+        all.extend(
+            video_frames(SHAPE, 9 * 90_000, 6006)
+                .into_iter()
+                .map(arrival(name)),
+        );
+    }
+    all.extend(arrivals(&["audio"], 0, 9 * 90_000, |_| 0));
+    all.sort_by_key(|a| a.at);
+    let (before, after): (Vec<Arrival>, Vec<Arrival>) =
+        all.into_iter().partition(|a| a.at < switch - 3003);
+    feed_ladder(&mut packager, &listed, before);
+    let mut changed = listed.clone();
+    let CodecParams::H264(avc) = &mut changed[0].params.codec else {
+        unreachable!()
+    };
+    avc.profile_idc = 77;
+    announce(&mut packager, &changed, switch - 3003);
+    let mut after = after;
+    after.extend(re_encoded);
+    after.sort_by_key(|a| a.at);
+    feed_ladder(&mut packager, &changed, after);
+    packager
+        .handle_ladder(LadderEvent::Ended, EPOCH_MS + 9_500)
+        .unwrap();
+    let outputs = drain(&mut packager);
+    let source = checked(&outputs, "source");
+    let starts = segment_starts(&source);
+    for name in ["480p", "360p"] {
+        assert_eq!(segment_starts(&checked(&outputs, name)), starts, "{name}");
+    }
+    // Every segment of the source begins with its keyframe presented at tfdt, before and
+    // after the switch (which is a discontinuity on every rendition).
+    for (meta, data) in &source {
+        if meta.part == 0 {
+            assert_eq!(parse_part(data).first_cts, 0, "{meta:?}");
+        }
+    }
+    assert_eq!(starts[3], (3, switch as u64, starts[3].2, true));
+    assert_eq!(inits_of(&outputs, "source"), [0, 1]);
+}
+
+#[test]
+fn garbage_ladder_input_is_refused_never_a_panic() {
+    // Extreme and disordered timestamps, wrong indexes and kinds, lists changing under the
+    // frames: every event returns, and the stream goes on.
+    for mut seed in [0xbad_f00d_u64, 0xdead_beef, 0x0123_4567_89ab] {
+        garbage_round(&mut seed);
+    }
+}
+
+fn garbage_round(seed: &mut u64) {
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let lists = [ladder(), ladder()[1..].to_vec(), vec![ladder()[2].clone()]];
+    let extremes = [i64::MIN, i64::MAX, -1, 0, 1 << 40, -(1 << 40)];
+    for i in 0..3000 {
+        let random = next_random(seed);
+        let event = match random % 50 {
+            0 => LadderEvent::Renditions(lists[(random >> 8) as usize % 3].clone()),
+            1 => LadderEvent::Ended,
+            _ => {
+                let video = random & 0x100 == 0;
+                let dts = if random & 0x200 == 0 {
+                    i * 3003 + ((random >> 12) % 9000) as i64 - 4500
+                } else {
+                    extremes[(random >> 12) as usize % extremes.len()]
+                };
+                let pts = if random & 0x400 == 0 {
+                    dts.saturating_add(((random >> 20) % 20_000) as i64)
+                } else {
+                    extremes[(random >> 20) as usize % extremes.len()]
+                };
+                LadderEvent::Frame {
+                    rendition: (random >> 32) as usize % 6,
+                    frame: Frame {
+                        track: if video {
+                            TrackKind::Video
+                        } else {
+                            TrackKind::Audio
+                        },
+                        dts,
+                        pts,
+                        keyframe: random & 0x800 == 0,
+                        data: Bytes::from_static(&[0x65; 20]),
+                    },
+                }
+            }
+        };
+        let _ = packager.handle_ladder(event, EPOCH_MS + i);
+    }
+    packager
+        .handle_ladder(LadderEvent::Ended, EPOCH_MS + 3000)
+        .unwrap();
+    let outputs = drain(&mut packager);
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, PackagerOutput::Part { .. }))
+    );
 }
