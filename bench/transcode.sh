@@ -140,7 +140,7 @@ EOF
     trap - EXIT
 
     line=$(python3 - "$dir/metrics.txt" "$dir/master.m3u8" "$ffmpeg_cpu" "$before" "$after" \
-        "$MEDIA_SECONDS" "${RUNGS[@]}" <<'PY'
+        "$MEDIA_SECONDS" "${RUNGS[@]}" 2> "$dir/summary.txt" <<'PY'
 import re, sys
 metrics, master, ffmpeg_cpu, before, after, media = sys.argv[1:7]
 rungs = [r.split()[0] for r in sys.argv[7:]]
@@ -156,7 +156,7 @@ for line in open(metrics):
 for line in open(metrics):
     if line.startswith("floodlight_transcoder_rungs_shed_total"):
         shed += float(line.split()[-1])
-listed = re.findall(r'RESOLUTION=(\d+x\d+)', open(master).read())
+listed = re.findall(r'#EXT-X-STREAM-INF:.*RESOLUTION=(\d+x\d+)', open(master).read())
 lat = " ".join("%s=%.0f/%.0f" % (r, quantiles.get((r, "0.5"), float("nan")),
                                  quantiles.get((r, "0.99"), float("nan"))) for r in rungs)
 fields = [ffmpeg_cpu / media, fl_cpu / media, fl_cpu / ffmpeg_cpu]
@@ -166,7 +166,7 @@ print("ffmpeg %.3f CPU-s/media-s | floodlight %.3f | ratio %.3f | rung latency p
       "| renditions %s | rungs shed %d" % (*fields[:3], lat, ",".join(listed), shed),
       file=sys.stderr)
 PY
-    2> "$dir/summary.txt")
+    )
     echo "run $run: $(cat "$dir/summary.txt")"
     results+=("$line")
     rm -rf "$dir"

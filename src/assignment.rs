@@ -6,7 +6,9 @@
 //!
 //! Distributed, the registry is Redis: `{prefix}id:{id}` holds one transcoder's entry
 //! (JSON) with a PX expiry, and the set `{prefix}index` lists the ids, so listing needs no
-//! KEYS/SCAN; ids whose entry has expired are pruned from the set when seen. In
+//! KEYS/SCAN; ids whose entry has expired are pruned from the set when seen. Every
+//! heartbeat also renews the set's own expiry, so a prefix whose transcoders are all gone
+//! leaves nothing behind in Redis. In
 //! `floodlight up` the one transcoder of the process is the assignment (`LocalTranscoder`
 //! in up.rs): no registry.
 
@@ -102,6 +104,10 @@ impl RedisRegistry {
             .cmd("SADD")
             .arg(self.index_key())
             .arg(&entry.id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(self.index_key())
+            .arg(self.expiry.as_millis() as u64)
             .ignore()
             .query_async(&mut redis)
             .await

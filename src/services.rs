@@ -41,12 +41,18 @@ async fn registry(config: &Config, who: &str) -> anyhow::Result<RedisRegistry> {
 
 /// Ingest's side of remote transcoding: the Redis registry and the transport limits.
 pub(crate) async fn remote_transcoders(config: &Config) -> anyhow::Result<RemoteTranscoders> {
+    let Some(token) = config.transcoder.push_token.clone() else {
+        bail!(
+            "transcoder.push_token: ingest sends it to the transcoders, which take streams              only with it; give it the transcoders' value (FLOODLIGHT_TRANSCODER__PUSH_TOKEN)"
+        );
+    };
     let registry = registry(config, "remote transcoding").await?;
     let a = &config.assignment;
     Ok(RemoteTranscoders::new(
         Arc::new(registry),
         RemoteSettings {
             max_message_bytes: config.transcoder.max_message_bytes,
+            token,
             keepalive: Duration::from_millis(config.transcoder.keepalive_ms),
             connect_timeout: Duration::from_millis(a.connect_timeout_ms),
             gop_cache_bytes: a.gop_cache_bytes,
@@ -133,10 +139,11 @@ pub(crate) async fn transcoder(config: Config, metrics: PrometheusHandle) -> any
                 _ = &mut stopped => break,
                 _ = tick.tick() => {}
             }
-            // Encoded rungs, and at least one per stream: a stream whose ladder is not
-            // planned yet, or passthrough only, still costs its pipeline.
+            // At least one rung per stream: a stream whose ladder is not planned yet, or
+            // passthrough only, still costs its pipeline (the transport refuses new
+            // streams on the same measure).
             let load = beat_transcoder.load();
-            beat_entry.load = load.rungs.max(load.streams) as u32;
+            beat_entry.load = load.cost as u32;
             beat_entry.streams = load.streams as u32;
             metrics::gauge!("floodlight_transcoder_load").set(beat_entry.load as f64);
             metrics::gauge!("floodlight_transcoder_capacity").set(beat_entry.capacity as f64);

@@ -216,6 +216,11 @@ async fn a_transcoder_registers_renews_and_expires_from_redis() {
     assert_eq!(redis(&["EXISTS", &key]).await, ":1\r\n", "renewed");
     let ttl: i64 = redis(&["PTTL", &key]).await.trim()[1..].parse().unwrap();
     assert!((1..=3000).contains(&ttl), "expires with PX 3000: {ttl}");
+    let ttl: i64 = redis(&["PTTL", &index]).await.trim()[1..].parse().unwrap();
+    assert!(
+        (1..=3000).contains(&ttl),
+        "the index expires with its last transcoder: {ttl}"
+    );
 
     // Killed without a goodbye: the entry expires within the expiry period.
     let mut transcoder = transcoder;
@@ -229,7 +234,13 @@ async fn a_transcoder_registers_renews_and_expires_from_redis() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = redis(&["DEL", &index]).await;
+    // The index too, renewed with the entries, is gone with the last of them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        redis(&["EXISTS", &index]).await,
+        ":0\r\n",
+        "index left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

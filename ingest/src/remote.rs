@@ -51,11 +51,15 @@ pub enum DirectoryError {
     Unavailable(String),
 }
 
-/// Limits of the sessions handed to remote transcoders.
-#[derive(Debug, Clone)]
+/// Limits of the sessions handed to remote transcoders. (No `Debug`: it holds the token.)
+#[derive(Clone)]
 pub struct RemoteSettings {
-    /// Largest transport message accepted from a transcoder.
+    /// Largest transport message accepted from a transcoder, and sent to one (the same
+    /// `[transcoder] max_message_bytes` on both sides): a larger frame is dropped.
     pub max_message_bytes: usize,
+    /// The deployment's internal service token (`[transcoder] push_token`), sent in every
+    /// Hello: transcoders refuse streams without it.
+    pub token: String,
     /// Keepalive interval; a transcoder silent for three is dead.
     pub keepalive: Duration,
     /// Time to connect and be accepted by a transcoder.
@@ -97,6 +101,9 @@ const EXCLUDE_FOR: Duration = Duration::from_secs(10);
 const STABLE_CONNECTION: Duration = Duration::from_secs(5);
 /// Events between a publisher connection and its session task.
 const SESSION_QUEUE: usize = 256;
+/// Failed attempts to find a transcoder are logged the first time and every this many
+/// (one in 10 s at [`RETRY_BACKOFF`]), not every attempt of every stream.
+const LOG_FAILED_ATTEMPTS_EVERY: u64 = 50;
 
 impl RemoteTranscoders {
     pub fn new(directory: Arc<dyn TranscoderDirectory>, settings: RemoteSettings) -> Self {
@@ -207,10 +214,13 @@ enum Forward {
     /// The queue is full with an event that must not be lost (tracks, the end): the
     /// connection cannot keep up.
     Stuck,
+    /// The event does not fit the transport (a frame over `max_message_bytes`, tracks
+    /// with more parameter sets than it carries): no transcoder would take it.
+    Unsendable(String),
 }
 
 impl Connection {
-    fn forward(&mut self, stamped: &StampedEvent) -> Forward {
+    fn forward(&mut self, stamped: &StampedEvent, max_message: usize) -> Forward {
         let frame = match &stamped.event {
             StreamEvent::Frame(frame) => Some(frame),
             _ => None,
@@ -224,7 +234,30 @@ impl Connection {
                 return Forward::Dropped;
             }
         }
-        let bytes = Message::Event(stamped.clone()).to_bytes();
+        let encoded = Message::Event(stamped.clone())
+            .to_bytes()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                // The transcoder's decoder refuses a message over its limit by closing
+                // the connection: better one frame lost here than a reconnect loop.
+                let len = bytes.len() - 4;
+                if len > max_message {
+                    return Err(format!(
+                        "message of {len} bytes exceeds max_message_bytes ({max_message})"
+                    ));
+                }
+                Ok(bytes)
+            });
+        let bytes = match encoded {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                if frame.is_some() {
+                    // The frames after it may refer to it: skip to the next keyframe.
+                    self.resync = true;
+                }
+                return Forward::Unsendable(reason);
+            }
+        };
         match self.outbound.try_send(bytes) {
             Ok(()) => Forward::Sent,
             Err(mpsc::error::TrySendError::Full(_)) if frame.is_some() => {
@@ -252,6 +285,8 @@ impl RemoteSession {
         let mut retry_at = tokio::time::Instant::now();
         let mut excluded: Vec<(String, Instant)> = Vec::new();
         let mut dropped: u64 = 0;
+        let mut unsendable: u64 = 0;
+        let mut failed_attempts: u64 = 0;
         loop {
             if conn.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
                 excluded.retain(|(_, at)| at.elapsed() < EXCLUDE_FOR);
@@ -264,6 +299,7 @@ impl RemoteSession {
                         settings: self.settings.clone(),
                         resume: last.clone(),
                         session_id: self.session_id.clone(),
+                        token: settings.token.clone(),
                     },
                     preferred.take(),
                     exclude,
@@ -275,8 +311,21 @@ impl RemoteSession {
                     let ended = matches!(stamped.event, StreamEvent::Ended);
                     replay.record(&stamped, settings.gop_cache_bytes);
                     if let Some(c) = &mut conn {
-                        match c.forward(&stamped) {
+                        match c.forward(&stamped, settings.max_message_bytes) {
                             Forward::Sent => {}
+                            Forward::Unsendable(reason) => {
+                                unsendable += 1;
+                                metrics::counter!("floodlight_ingest_transport_unsendable_events_total").increment(1);
+                                if unsendable % 100 == 1 {
+                                    warn!(unsendable, %reason, "event does not fit the media transport: dropped");
+                                }
+                                if !matches!(stamped.event, StreamEvent::Frame(_)) {
+                                    // Tracks no transcoder can be told about: the stream
+                                    // cannot be transcoded (a bad stream drops that stream).
+                                    warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
+                                    break;
+                                }
+                            }
                             Forward::Dropped => {
                                 dropped += 1;
                                 metrics::counter!("floodlight_ingest_transport_dropped_events_total").increment(1);
@@ -300,12 +349,14 @@ impl RemoteSession {
                     connecting = None;
                     match result {
                         Ok(mut c) => {
-                            info!(transcoder = %c.addr, resume = ?last, "stream handed to transcoder");
+                            info!(transcoder = %c.addr, resume = ?last, failed_attempts, "stream handed to transcoder");
+                            failed_attempts = 0;
                             self.remember(Some(c.addr.clone()), last.clone());
-                            // Everything a new transcoder needs, then live events.
+                            // Everything a new transcoder needs, then live events (an
+                            // unsendable frame was counted when it came in).
                             let mut stuck = false;
                             for stamped in replay.events() {
-                                if let Forward::Stuck = c.forward(stamped) {
+                                if let Forward::Stuck = c.forward(stamped, settings.max_message_bytes) {
                                     stuck = true;
                                 }
                             }
@@ -318,7 +369,10 @@ impl RemoteSession {
                         }
                         Err((addr, error)) => {
                             metrics::counter!("floodlight_ingest_transcoder_connection_errors_total").increment(1);
-                            warn!(transcoder = ?addr, %error, "no transcoder for the stream yet");
+                            failed_attempts += 1;
+                            if failed_attempts % LOG_FAILED_ATTEMPTS_EVERY == 1 {
+                                warn!(transcoder = ?addr, %error, failed_attempts, "no transcoder for the stream yet");
+                            }
                             if let Some(addr) = addr {
                                 excluded.push((addr, Instant::now()));
                             }
@@ -393,8 +447,11 @@ async fn connect(
         .map_err(|_| fail("connect timed out".to_string()))?
         .map_err(|e| fail(format!("connect: {e}")))?;
     let _ = socket.set_nodelay(true);
+    let hello = Message::Hello(hello)
+        .to_bytes()
+        .map_err(|e| fail(format!("encoding Hello: {e}")))?;
     socket
-        .write_all(&Message::Hello(hello).to_bytes())
+        .write_all(&hello)
         .await
         .map_err(|e| fail(format!("sending Hello: {e}")))?;
     let mut decoder = Decoder::new(settings.max_message_bytes);
@@ -494,7 +551,9 @@ async fn drive(
                     break Some(format!("silent for {silent_after:?}"));
                 }
                 let mut out = BytesMut::new();
-                Message::Keepalive.encode(&mut out);
+                if let Err(e) = Message::Keepalive.encode(&mut out) {
+                    break Some(e.to_string());
+                }
                 if let Err(e) = writer.write_all(&out).await {
                     break Some(e.to_string());
                 }
@@ -543,6 +602,7 @@ mod tests {
     fn settings() -> RemoteSettings {
         RemoteSettings {
             max_message_bytes: 1 << 20,
+            token: "tok".to_string(),
             keepalive: Duration::from_millis(100),
             connect_timeout: Duration::from_millis(500),
             gop_cache_bytes: 1 << 20,
@@ -574,6 +634,11 @@ mod tests {
 
     /// A transcoder's side of one connection: the Hello, then messages until `stop`.
     async fn accept(listener: &TcpListener) -> (TcpStream, Decoder, Hello) {
+        answer_hello(listener, Message::Accepted).await
+    }
+
+    /// Takes a connection's Hello and answers it with `answer`.
+    async fn answer_hello(listener: &TcpListener, answer: Message) -> (TcpStream, Decoder, Hello) {
         let (mut socket, _) = listener.accept().await.unwrap();
         let mut decoder = Decoder::new(1 << 20);
         let hello = loop {
@@ -585,11 +650,81 @@ mod tests {
             }
             assert!(socket.read_buf(decoder.buffer()).await.unwrap() > 0);
         };
-        socket
-            .write_all(&Message::Accepted.to_bytes())
-            .await
-            .unwrap();
+        socket.write_all(&answer.to_bytes().unwrap()).await.unwrap();
         (socket, decoder, hello)
+    }
+
+    #[tokio::test]
+    async fn a_refusing_transcoder_is_passed_over_for_the_next() {
+        let full = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = vec![
+            full.local_addr().unwrap().to_string(),
+            spare.local_addr().unwrap().to_string(),
+        ];
+        let remote = RemoteTranscoders::new(Arc::new(Fixed(addrs)), settings());
+        let tx = remote.begin_session("evt", &StreamSettings::default());
+        tx.send(tracks()).await.unwrap();
+        let started = Instant::now();
+        let refusal = Message::Refused {
+            reason: "at capacity".into(),
+        };
+        let (_refused, _, hello) = answer_hello(&full, refusal).await;
+        assert_eq!(
+            hello.token, "tok",
+            "the deployment's token goes with every Hello"
+        );
+        let (mut socket, mut decoder, _) = timeout(Duration::from_secs(2), accept(&spare))
+            .await
+            .expect("the next transcoder is asked at once");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(matches!(
+            next_event(&mut socket, &mut decoder).await,
+            StreamEvent::Tracks(_)
+        ));
+        // The refusing one is not asked again for this stream meanwhile.
+        assert!(
+            timeout(Duration::from_millis(500), full.accept())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_frame_too_large_for_the_transport_is_dropped_not_a_reconnect() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limited = RemoteSettings {
+            max_message_bytes: 1000,
+            ..settings()
+        };
+        let remote = RemoteTranscoders::new(Arc::new(Fixed(vec![addr])), limited);
+        let tx = remote.begin_session("evt", &StreamSettings::default());
+        tx.send(tracks()).await.unwrap();
+        let (mut socket, mut decoder, _) = accept(&listener).await;
+        assert!(matches!(
+            next_event(&mut socket, &mut decoder).await,
+            StreamEvent::Tracks(_)
+        ));
+        let video = TrackKind::Video;
+        let mut huge = frame(video, 0, true);
+        if let StreamEvent::Frame(f) = &mut huge.event {
+            f.data = Bytes::from(vec![0u8; 5000]);
+        }
+        tx.send(huge).await.unwrap();
+        // Its GOP goes with it; the next keyframe comes through on the same connection.
+        tx.send(frame(video, 3000, false)).await.unwrap();
+        tx.send(frame(video, 6000, true)).await.unwrap();
+        assert!(matches!(
+            next_event(&mut socket, &mut decoder).await,
+            StreamEvent::Frame(Frame { dts: 6000, .. })
+        ));
+        assert!(
+            timeout(Duration::from_millis(500), listener.accept())
+                .await
+                .is_err(),
+            "no reconnect"
+        );
     }
 
     /// The next session event from the connection (keepalives skipped).
@@ -638,7 +773,7 @@ mod tests {
             init_version: 1,
         };
         socket
-            .write_all(&Message::Progress(last.clone()).to_bytes())
+            .write_all(&Message::Progress(last.clone()).to_bytes().unwrap())
             .await
             .unwrap();
         // A new GOP starts; then the transcoder dies.

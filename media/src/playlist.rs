@@ -130,7 +130,8 @@ pub struct IFrameEntry {
     /// The media segment holding the I-frame.
     pub uri: String,
     /// EXT-X-BYTERANGE length and offset into `uri` (§4.4.4.2); `None` for a segment
-    /// number the stream skipped, rendered with EXT-X-GAP (§4.4.4.7).
+    /// number the stream skipped or a segment without an I-frame to address, rendered
+    /// with EXT-X-GAP (§4.4.4.7) so later entries keep their numbers.
     pub byte_range: Option<(u64, u64)>,
     pub program_date_time_ms: Option<i64>,
     pub discontinuity: bool,

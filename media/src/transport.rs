@@ -21,8 +21,8 @@ use crate::track::{AacConfig, AvcConfig, CodecParams, OpusConfig, TrackParams};
 
 /// First bytes of a [`Hello`] body: "Floodlight Media Transport".
 pub const MAGIC: [u8; 4] = *b"FLMT";
-/// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+/// The protocol version this build speaks. 2: `Hello` carries the deployment's token.
+pub const VERSION: u16 = 2;
 
 const HELLO: u8 = 1;
 const ACCEPTED: u8 = 2;
@@ -34,7 +34,7 @@ const PROGRESS: u8 = 7;
 const KEEPALIVE: u8 = 8;
 
 /// Opens a connection: which stream this is and where its numbering stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Hello {
     pub event_id: String,
     pub settings: StreamSettings,
@@ -43,6 +43,22 @@ pub struct Hello {
     pub resume: Option<LastPart>,
     /// Ingest's id of this connection's publisher session, for logs on both sides.
     pub session_id: String,
+    /// The deployment's internal service token (`[transcoder] push_token`): the
+    /// transcoder takes streams only from peers that know it. Empty: none.
+    pub token: String,
+}
+
+/// Everything but the token, which must not reach a log.
+impl std::fmt::Debug for Hello {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hello")
+            .field("event_id", &self.event_id)
+            .field("settings", &self.settings)
+            .field("resume", &self.resume)
+            .field("session_id", &self.session_id)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One message of the transport.
@@ -78,17 +94,34 @@ pub enum TransportError {
         message: &'static str,
         reason: &'static str,
     },
+    /// Encoding: a field does not fit its length prefix (it would be cut, and the peer
+    /// would read something else).
+    #[error("{field} of {len} does not fit the transport's limit of {max}")]
+    FieldTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
 }
 
 impl Message {
-    /// Appends the encoded message to `out`.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// Appends the encoded message to `out`. A field too long for its length prefix (or
+    /// a message over 4 GiB) is an error, and leaves `out` as it was.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), TransportError> {
         let start = out.len();
+        let result = self.encode_unchecked(out, start);
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
+    }
+
+    fn encode_unchecked(&self, out: &mut BytesMut, start: usize) -> Result<(), TransportError> {
         out.put_u32(0);
         match self {
             Message::Hello(hello) => {
                 out.put_u8(HELLO);
-                encode_hello(hello, out);
+                encode_hello(hello, out)?;
             }
             Message::Accepted => out.put_u8(ACCEPTED),
             Message::Refused { reason } => {
@@ -99,9 +132,9 @@ impl Message {
                 StreamEvent::Tracks(tracks) => {
                     out.put_u8(TRACKS);
                     out.put_i64(stamped.received_at_ms);
-                    out.put_u8(tracks.len() as u8);
+                    out.put_u8(count8("tracks", tracks.len())?);
                     for track in tracks {
-                        encode_track(track, out);
+                        encode_track(track, out)?;
                     }
                 }
                 StreamEvent::Frame(frame) => {
@@ -124,15 +157,21 @@ impl Message {
             }
             Message::Keepalive => out.put_u8(KEEPALIVE),
         }
-        let len = (out.len() - start - 4) as u32;
+        let len = out.len() - start - 4;
+        let len = u32::try_from(len).map_err(|_| TransportError::FieldTooLong {
+            field: "message",
+            len,
+            max: u32::MAX as usize,
+        })?;
         out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(())
     }
 
     /// The encoded message on its own.
-    pub fn to_bytes(&self) -> Bytes {
+    pub fn to_bytes(&self) -> Result<Bytes, TransportError> {
         let mut out = BytesMut::new();
-        self.encode(&mut out);
-        out.freeze()
+        self.encode(&mut out)?;
+        Ok(out.freeze())
     }
 }
 
@@ -201,9 +240,24 @@ fn kind_byte(kind: TrackKind) -> u8 {
     }
 }
 
-fn put_bytes16(out: &mut BytesMut, data: &[u8]) {
-    out.put_u16(data.len().min(u16::MAX as usize) as u16);
-    out.put_slice(&data[..data.len().min(u16::MAX as usize)]);
+fn put_bytes16(out: &mut BytesMut, field: &'static str, data: &[u8]) -> Result<(), TransportError> {
+    let len = u16::try_from(data.len()).map_err(|_| TransportError::FieldTooLong {
+        field,
+        len: data.len(),
+        max: u16::MAX as usize,
+    })?;
+    out.put_u16(len);
+    out.put_slice(data);
+    Ok(())
+}
+
+/// A count sent as one byte.
+fn count8(field: &'static str, count: usize) -> Result<u8, TransportError> {
+    u8::try_from(count).map_err(|_| TransportError::FieldTooLong {
+        field,
+        len: count,
+        max: u8::MAX as usize,
+    })
 }
 
 fn put_opt_u32(out: &mut BytesMut, value: Option<u32>) {
@@ -216,11 +270,12 @@ fn put_opt_u32(out: &mut BytesMut, value: Option<u32>) {
     }
 }
 
-fn encode_hello(hello: &Hello, out: &mut BytesMut) {
+fn encode_hello(hello: &Hello, out: &mut BytesMut) -> Result<(), TransportError> {
     out.put_slice(&MAGIC);
     out.put_u16(VERSION);
-    put_bytes16(out, hello.event_id.as_bytes());
-    put_bytes16(out, hello.session_id.as_bytes());
+    put_bytes16(out, "event id", hello.event_id.as_bytes())?;
+    put_bytes16(out, "session id", hello.session_id.as_bytes())?;
+    put_bytes16(out, "token", hello.token.as_bytes())?;
     out.put_u8(match hello.settings.access {
         PlaybackAccess::Public => 0,
         PlaybackAccess::Token => 1,
@@ -230,7 +285,7 @@ fn encode_hello(hello: &Hello, out: &mut BytesMut) {
     match &hello.settings.ladder {
         Some(ladder) => {
             out.put_u8(1);
-            put_bytes16(out, ladder.as_bytes());
+            put_bytes16(out, "ladder", ladder.as_bytes())?;
         }
         None => out.put_u8(0),
     }
@@ -241,6 +296,7 @@ fn encode_hello(hello: &Hello, out: &mut BytesMut) {
         }
         None => out.put_u8(0),
     }
+    Ok(())
 }
 
 fn encode_last_part(last: &LastPart, out: &mut BytesMut) {
@@ -250,16 +306,16 @@ fn encode_last_part(last: &LastPart, out: &mut BytesMut) {
     out.put_u32(last.init_version);
 }
 
-fn encode_track(track: &TrackParams, out: &mut BytesMut) {
+fn encode_track(track: &TrackParams, out: &mut BytesMut) -> Result<(), TransportError> {
     out.put_u8(kind_byte(track.kind));
     match &track.codec {
         CodecParams::H264(c) => {
             out.put_u8(0);
-            put_bytes16(out, &c.record);
-            for sets in [&c.sps, &c.pps] {
-                out.put_u8(sets.len() as u8);
-                for set in sets.iter().take(u8::MAX as usize) {
-                    put_bytes16(out, set);
+            put_bytes16(out, "avcC record", &c.record)?;
+            for (field, sets) in [("SPS", &c.sps), ("PPS", &c.pps)] {
+                out.put_u8(count8(field, sets.len())?);
+                for set in sets {
+                    put_bytes16(out, field, set)?;
                 }
             }
             out.put_u8(c.nal_length_size);
@@ -278,7 +334,7 @@ fn encode_track(track: &TrackParams, out: &mut BytesMut) {
         }
         CodecParams::Aac(c) => {
             out.put_u8(1);
-            put_bytes16(out, &c.asc);
+            put_bytes16(out, "AudioSpecificConfig", &c.asc)?;
             out.put_u8(c.object_type);
             out.put_u32(c.sample_rate);
             out.put_u8(c.channels);
@@ -289,6 +345,7 @@ fn encode_track(track: &TrackParams, out: &mut BytesMut) {
             out.put_u16(c.pre_skip);
         }
     }
+    Ok(())
 }
 
 /// A cursor over a message body whose reads fail instead of panicking when it runs short.
@@ -464,6 +521,7 @@ fn decode_hello(body: &mut Body) -> Result<Hello, TransportError> {
     }
     let event_id = body.string16()?;
     let session_id = body.string16()?;
+    let token = body.string16()?;
     let access = match body.u8()? {
         0 => PlaybackAccess::Public,
         1 => PlaybackAccess::Token,
@@ -491,6 +549,7 @@ fn decode_hello(body: &mut Body) -> Result<Hello, TransportError> {
         },
         resume,
         session_id,
+        token,
     })
 }
 
@@ -598,12 +657,14 @@ mod tests {
                 },
                 resume: Some(last.clone()),
                 session_id: "s-1".into(),
+                token: "0123456789abcdef".into(),
             }),
             Message::Hello(Hello {
                 event_id: "evt_é".into(),
                 settings: StreamSettings::default(),
                 resume: None,
                 session_id: String::new(),
+                token: String::new(),
             }),
             Message::Accepted,
             Message::Refused {
@@ -646,7 +707,7 @@ mod tests {
     fn every_message_round_trips() {
         for message in every_message() {
             let mut decoder = Decoder::new(MAX);
-            decoder.extend(&message.to_bytes());
+            decoder.extend(&message.to_bytes().unwrap());
             assert_eq!(decoder.next_message().unwrap(), Some(message));
             assert_eq!(decoder.next_message().unwrap(), None);
         }
@@ -657,7 +718,7 @@ mod tests {
         let messages = every_message();
         let mut stream = BytesMut::new();
         for m in &messages {
-            m.encode(&mut stream);
+            m.encode(&mut stream).unwrap();
         }
         let mut decoder = Decoder::new(MAX);
         let mut out = Vec::new();
@@ -682,20 +743,76 @@ mod tests {
 
     #[test]
     fn other_versions_and_peers_are_refused() {
-        let hello = every_message().remove(0).to_bytes();
+        let hello = every_message().remove(0).to_bytes().unwrap();
         let mut bumped = hello.to_vec();
-        bumped[9..11].copy_from_slice(&2u16.to_be_bytes());
+        bumped[9..11].copy_from_slice(&(VERSION + 1).to_be_bytes());
         let mut decoder = Decoder::new(MAX);
         decoder.extend(&bumped);
         assert_eq!(
             decoder.next_message(),
-            Err(TransportError::Version { got: 2 })
+            Err(TransportError::Version { got: VERSION + 1 })
+        );
+        // Version 1's Hello had no token: a peer of that version is told, not misread.
+        let mut old = hello.to_vec();
+        old[9..11].copy_from_slice(&1u16.to_be_bytes());
+        let mut decoder = Decoder::new(MAX);
+        decoder.extend(&old);
+        assert_eq!(
+            decoder.next_message(),
+            Err(TransportError::Version { got: 1 })
         );
         let mut http = hello.to_vec();
         http[5..9].copy_from_slice(b"GET ");
         let mut decoder = Decoder::new(MAX);
         decoder.extend(&http);
         assert_eq!(decoder.next_message(), Err(TransportError::BadMagic));
+    }
+
+    #[test]
+    fn fields_too_long_for_their_prefix_are_an_error_not_cut() {
+        let mut hello = match every_message().remove(0) {
+            Message::Hello(h) => h,
+            _ => unreachable!(),
+        };
+        hello.settings.ladder = Some("x".repeat(70_000));
+        let mut out = BytesMut::from(&b"kept"[..]);
+        assert_eq!(
+            Message::Hello(hello).encode(&mut out),
+            Err(TransportError::FieldTooLong {
+                field: "ladder",
+                len: 70_000,
+                max: u16::MAX as usize
+            })
+        );
+        assert_eq!(&out[..], b"kept", "nothing half-written");
+        let mut tracks = real_tracks();
+        let CodecParams::H264(avc) = &mut tracks[0].codec else {
+            panic!("video first")
+        };
+        avc.sps = vec![avc.sps[0].clone(); 256];
+        let message = Message::Event(StampedEvent {
+            event: StreamEvent::Tracks(tracks.clone()),
+            received_at_ms: 0,
+        });
+        assert!(matches!(
+            message.to_bytes(),
+            Err(TransportError::FieldTooLong {
+                field: "SPS",
+                len: 256,
+                ..
+            })
+        ));
+        let message = Message::Event(StampedEvent {
+            event: StreamEvent::Tracks(vec![tracks[1].clone(); 256]),
+            received_at_ms: 0,
+        });
+        assert!(matches!(
+            message.to_bytes(),
+            Err(TransportError::FieldTooLong {
+                field: "tracks",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -715,7 +832,7 @@ mod tests {
         }
         // Truncating any message's body inside its fields is an error too.
         for message in every_message() {
-            let bytes = message.to_bytes();
+            let bytes = message.to_bytes().unwrap();
             for cut in 5..bytes.len() {
                 let mut short = bytes[..cut].to_vec();
                 short[..4].copy_from_slice(&((cut - 4) as u32).to_be_bytes());

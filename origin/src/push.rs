@@ -162,10 +162,9 @@ pub(crate) async fn part(
     {
         let mut state = stream.lock();
         let over_target_before = state.core.segments_over_target();
-        let skipped = state
-            .core
-            .rendition(&rendition)
-            .and_then(|w| w.skipped_segments(&meta));
+        let window = state.core.rendition(&rendition);
+        let skipped = window.and_then(|w| w.skipped_segments(&meta));
+        let restarts = window.is_some_and(|w| w.resumes_far_ahead(&meta));
         let pushed = state
             .core
             .push_part(&rendition, &meta, bytes, now)
@@ -178,6 +177,12 @@ pub(crate) async fn part(
             return Ok(StatusCode::NO_CONTENT);
         }
         state.report_over_target(&event_id, over_target_before);
+        if restarts {
+            info!(
+                rendition,
+                msn, "resumed rendition back after its window: starts over at this segment"
+            );
+        }
         if let Some(skipped) = skipped {
             ::metrics::counter!(metrics::GAP_SEGMENTS).increment(skipped.end - skipped.start);
             info!(

@@ -16,8 +16,7 @@ use serde::Serialize;
 use crate::access::UriEnds;
 use crate::resource;
 use crate::window::{
-    Bandwidth, GapTiming, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits,
-    target_duration_for,
+    Bandwidth, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits, target_duration_for,
 };
 
 /// GROUP-ID of the audio renditions in the master playlist (RFC 8216bis §4.4.6.1).
@@ -72,8 +71,9 @@ pub struct ShedRendition {
 pub(crate) enum Declared {
     Added,
     Updated,
-    /// A shed rendition declared again: back in the master playlist, continuing at its
-    /// next segment.
+    /// A shed rendition declared again: back in the master playlist and the rendition
+    /// reports once its first new part is stored, continuing at its next segment (or,
+    /// back after longer than its window holds, starting over there).
     Resumed,
     /// The stream had ended; this descriptor starts a new session with a fresh window.
     NewSession,
@@ -250,24 +250,24 @@ impl StreamCore {
                 reason: shed.reason.clone(),
             });
         }
-        // Segment numbers this part skips (a transcoder that took over continues after
-        // the highest MSN of all renditions): gaps as long as the same numbers elsewhere.
-        let skipped = self
+        // A shed rung back after longer than its window holds: it starts over at this
+        // part, numbered on with its siblings rather than behind a run of gaps.
+        let restart = self
             .rendition(rendition)
-            .and_then(|w| w.skipped_segments(meta));
-        let gap: Vec<GapTiming> = skipped
-            .into_iter()
-            .flatten()
-            .map(|msn| {
-                self.renditions
-                    .iter()
-                    .find_map(|w| w.segment_timing(msn))
-                    .unwrap_or_default()
-            })
-            .collect();
-        let pushed = self
-            .rendition_mut(rendition)?
-            .push_part_after_gap(meta, bytes, now_ms, &gap)?;
+            .filter(|w| w.resumes_far_ahead(meta))
+            .map(|_| {
+                self.ladder()
+                    .filter(|w| w.descriptor().name != rendition)
+                    .find_map(|w| w.discontinuity_sequence_at(meta.msn, meta.discontinuity))
+                    .unwrap_or(0)
+            });
+        let window = self.rendition_mut(rendition)?;
+        let pushed = match restart {
+            Some(discontinuity_sequence) => {
+                window.push_part_restarting(meta, bytes, now_ms, discontinuity_sequence)?
+            }
+            None => window.push_part(meta, bytes, now_ms)?,
+        };
         if pushed == Pushed::Stored {
             self.version += 1;
         }
@@ -359,7 +359,7 @@ impl StreamCore {
         let reports = self
             .renditions
             .iter()
-            .filter(|w| w.descriptor().name != name && !self.is_shed(w))
+            .filter(|w| w.descriptor().name != name && self.offered(w))
             .filter_map(|w| w.report());
         Some(window.media_playlist(reports.collect()))
     }
@@ -397,11 +397,13 @@ impl StreamCore {
             .map(RenditionWindow::iframe_playlist)
     }
 
-    /// The master playlist can be answered: the stream ended, every rendition in the ladder
-    /// has a part, or a rendition of the kind that makes the variants has a complete
-    /// segment already, so a rung declared later than the others, or starting later, is
-    /// not waited for: it is left out of this master rather than holding every viewer's
-    /// startup until the blocking timeout.
+    /// The master playlist can be answered: the stream ended, or no started rendition
+    /// still lacks the BANDWIDTH it may declare ([`RenditionWindow::variant_bandwidth`]:
+    /// an unhinted video rung waits for its first complete segment) and either every
+    /// rendition in the ladder has one or a rendition of the kind that makes the variants
+    /// has a complete segment already, so a rung declared later than the others, or
+    /// starting later, is not waited for: it is left out of this master rather than
+    /// holding every viewer's startup until the blocking timeout.
     pub(crate) fn master_ready(&self) -> bool {
         if self.ended {
             return true;
@@ -418,15 +420,25 @@ impl StreamCore {
         } else {
             RenditionKind::Audio
         };
-        ladder.iter().all(|w| w.bandwidth().is_some())
-            || ladder
-                .iter()
-                .any(|w| w.descriptor().kind == variant_kind && w.has_complete_segment())
+        let unsettled = ladder
+            .iter()
+            .any(|w| w.bandwidth().is_some() && w.variant_bandwidth().is_none());
+        !unsettled
+            && (ladder.iter().all(|w| w.variant_bandwidth().is_some())
+                || ladder
+                    .iter()
+                    .any(|w| w.descriptor().kind == variant_kind && w.has_complete_segment()))
     }
 
-    /// The renditions the master offers: all but the shed ones.
+    /// Whether the master playlist and the rendition reports offer the rendition: not
+    /// shed, and not resumed without a new part yet.
+    fn offered(&self, window: &RenditionWindow) -> bool {
+        !self.is_shed(window) && !window.is_resuming()
+    }
+
+    /// The renditions the master offers.
     fn ladder(&self) -> impl Iterator<Item = &RenditionWindow> {
-        self.renditions.iter().filter(|w| !self.is_shed(w))
+        self.renditions.iter().filter(|w| self.offered(w))
     }
 
     /// The master playlist; `None` while it cannot be right yet.
@@ -435,9 +447,10 @@ impl StreamCore {
     /// variant plays must be right from the first answer, while BANDWIDTH may be an
     /// estimate. Hence:
     /// - Video renditions are the variants, each playing with the audio group. Only video
-    ///   renditions with parts are listed (an unlisted rung costs a quality choice, not the
-    ///   picture); with video declared but none started: `None`, since an audio-only
-    ///   master would leave those players without picture.
+    ///   renditions whose BANDWIDTH can be right are listed
+    ///   ([`RenditionWindow::variant_bandwidth`]; an unlisted rung costs a quality choice,
+    ///   not the picture); with video declared but none started: `None`, since an
+    ///   audio-only master would leave those players without picture.
     /// - Every declared audio rendition is in the group, started or not (its playlist fills
     ///   when its parts land), so a variant never loses its sound. CODECS comes from the
     ///   descriptors (RFC 8216bis §4.4.6.2: every format the variant may play); BANDWIDTH
@@ -447,6 +460,9 @@ impl StreamCore {
         let declared = |kind| self.ladder().filter(move |w| w.descriptor().kind == kind);
         let started =
             |kind| declared(kind).filter_map(|w| w.bandwidth().map(|b| (w.descriptor(), b)));
+        let settled = |kind| {
+            declared(kind).filter_map(|w| w.variant_bandwidth().map(|b| (w.descriptor(), b)))
+        };
         if declared(RenditionKind::Video).next().is_none() {
             let variants: Vec<Variant> = started(RenditionKind::Audio)
                 .map(|(d, b)| variant(d, b, d.codecs.clone(), None))
@@ -458,7 +474,13 @@ impl StreamCore {
                 iframe_variants: Vec::new(),
             });
         }
-        let video: Vec<(&RenditionDescriptor, Bandwidth)> = started(RenditionKind::Video).collect();
+        // Only rungs whose BANDWIDTH can be right (see `master_ready`); all started ones
+        // when none is, as after the blocking timeout, rather than no picture at all.
+        let mut video: Vec<(&RenditionDescriptor, Bandwidth)> =
+            settled(RenditionKind::Video).collect();
+        if video.is_empty() {
+            video = started(RenditionKind::Video).collect();
+        }
         if video.is_empty() {
             return None;
         }
@@ -1118,6 +1140,11 @@ mod tests {
         // segment.
         assert_eq!(stream.declare(rung("360p", 800_000)), Ok(Declared::Resumed));
         assert!(stream.status().shed_renditions.is_empty());
+        // Nothing new to play yet: still out of the master and the reports.
+        let master = stream.master_playlist().unwrap();
+        assert!(master.variants.iter().all(|v| v.uri != "360p/index.m3u8"));
+        let reports = stream.media_playlist("720p").unwrap().rendition_reports;
+        assert!(reports.iter().all(|r| r.uri != "../360p/index.m3u8"));
         let mut next = meta(1, 0, 4);
         next.discontinuity = true;
         assert_eq!(
@@ -1132,6 +1159,100 @@ mod tests {
                 .iter()
                 .any(|v| v.uri == "360p/index.m3u8")
         );
+    }
+
+    #[test]
+    fn a_shed_rung_back_after_its_window_starts_over_with_its_siblings_numbering() {
+        let mut stream = StreamCore::new(StreamLimits {
+            window: WindowLimits {
+                max_segments: 2,
+                ..LIMITS
+            },
+            ..STREAM_LIMITS
+        });
+        stream.declare(rung("720p", 2_000_000)).unwrap();
+        stream.declare(rung("360p", 800_000)).unwrap();
+        push_segments(&mut stream, "720p", 1, 0);
+        push_segments(&mut stream, "360p", 1, 0);
+        stream.shed_rendition("360p", "cpu", 0).unwrap();
+        for msn in 1..7 {
+            for part in 0..4 {
+                let mut meta = meta(msn, part, 4);
+                meta.discontinuity = msn == 3 && part == 0;
+                stream
+                    .push_part("720p", &meta, part_bytes(msn, part), 0)
+                    .unwrap();
+            }
+        }
+        stream.declare(rung("360p", 800_000)).unwrap();
+        // Five numbers skipped, more than the window's two segments: not gaps, a restart.
+        stream
+            .push_part("360p", &meta(6, 0, 4), part_bytes(6, 0), 0)
+            .unwrap();
+        let resumed = stream.media_playlist("360p").unwrap();
+        assert_eq!(resumed.media_sequence, 6);
+        assert_eq!(
+            resumed.segments.iter().map(|s| s.msn).collect::<Vec<_>>(),
+            vec![6]
+        );
+        assert!(!resumed.segments[0].discontinuity);
+        // RFC 8216bis §4.4.3.3: segment 6 in the same discontinuity sequence as 720p's.
+        let sibling = stream.media_playlist("720p").unwrap();
+        let sibling_at_6 = sibling.discontinuity_sequence
+            + sibling
+                .segments
+                .iter()
+                .filter(|s| s.msn <= 6 && s.discontinuity)
+                .count() as u64;
+        assert_eq!(sibling_at_6, 1);
+        assert_eq!(resumed.discontinuity_sequence, sibling_at_6);
+        assert!(
+            stream
+                .master_playlist()
+                .unwrap()
+                .variants
+                .iter()
+                .any(|v| v.uri == "360p/index.m3u8")
+        );
+    }
+
+    #[test]
+    fn an_unhinted_video_rung_holds_the_master_until_its_first_segment() {
+        let mut stream = StreamCore::new(STREAM_LIMITS);
+        // The passthrough: no encoder rate to go by.
+        stream
+            .declare(descriptor("source", RenditionKind::Video))
+            .unwrap();
+        stream.declare(rung("360p", 800_000)).unwrap();
+        push_segments(&mut stream, "360p", 0, 1);
+        stream
+            .push_init("source", 0, Bytes::from_static(b"init"))
+            .unwrap();
+        // Its first part is mostly the IDR frame: 8000 bit/s over 0.25 s, 32 kbit/s.
+        let idr = Bytes::from(vec![0u8; 1000]);
+        stream.push_part("source", &meta(0, 0, 4), idr, 0).unwrap();
+        assert!(!stream.master_ready());
+        // Not even once a hinted rung has a complete segment.
+        for part in 1..4 {
+            stream
+                .push_part("360p", &meta(0, part, 4), part_bytes(0, part), 0)
+                .unwrap();
+        }
+        assert!(!stream.master_ready());
+        for part in 1..4 {
+            stream
+                .push_part("source", &meta(0, part, 4), part_bytes(0, part), 0)
+                .unwrap();
+        }
+        assert!(stream.master_ready());
+        let master = stream.master_playlist().unwrap();
+        let source = master
+            .variants
+            .iter()
+            .find(|v| v.uri == "source/index.m3u8")
+            .unwrap();
+        // RFC 8216bis §4.4.6.2: the segment's rate, (1000 + 3 × 5) bytes over 1 s.
+        assert_eq!(source.bandwidth, 8_120);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use floodlight_media::playlist::{
     IFrameEntry, IFramePlaylist, MediaPlaylist, PartEntry, RenditionReport, SegmentEntry,
     ServerControl,
 };
-use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
+use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor, RenditionKind};
 
 use crate::resource;
 
@@ -208,14 +208,6 @@ impl BitrateStats {
     }
 }
 
-/// How long a skipped segment number lasts, and when it starts (EXT-X-PROGRAM-DATE-TIME),
-/// from another rendition that has it; a zero duration means unknown.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub(crate) struct GapTiming {
-    pub(crate) duration: f64,
-    pub(crate) program_date_time_ms: Option<i64>,
-}
-
 /// Bit rates of one rendition, bits/s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bandwidth {
@@ -268,12 +260,16 @@ impl Segment {
     }
 
     /// The byte range (from the start) of the segment's first sync sample: what the
-    /// packager measured, or else its whole first part, which starts with the sync sample
-    /// and decodes on its own (a pusher that does not send `sync_sample_bytes`).
+    /// packager measured, or else its whole first part when that starts with a sync sample
+    /// (INDEPENDENT, RFC 8216bis §4.4.4.9) and so decodes on its own (a pusher that does
+    /// not send `sync_sample_bytes`). `None` when the segment has no I-frame to address.
     fn iframe_bytes(&self) -> Option<u64> {
-        self.sync_sample_bytes
-            .map(u64::from)
-            .or_else(|| self.parts.first().map(|p| p.bytes.len() as u64))
+        self.sync_sample_bytes.map(u64::from).or_else(|| {
+            self.parts
+                .first()
+                .filter(|p| p.independent)
+                .map(|p| p.bytes.len() as u64)
+        })
     }
 
     /// Joins the parts into the segment body and re-points every part at its slice of it,
@@ -324,6 +320,10 @@ pub(crate) struct RenditionWindow {
     /// §4.4.6.3: an I-frame playlist's BANDWIDTH).
     iframe_bitrate: BitrateStats,
     ended: bool,
+    /// Reopened after being shed (declared again) and no part stored since: it stays out
+    /// of the master playlist and the rendition reports until it has one, so players are
+    /// not sent to a rung that has nothing new to play.
+    resuming: bool,
     segments_over_target: u64,
     first_over_target: Option<OverTarget>,
 }
@@ -350,6 +350,7 @@ impl RenditionWindow {
             bitrate: BitrateStats::default(),
             iframe_bitrate: BitrateStats::default(),
             ended: false,
+            resuming: false,
             segments_over_target: 0,
             first_over_target: None,
         }
@@ -430,15 +431,43 @@ impl RenditionWindow {
 
     /// Stores one part. Parts arrive in stream order: the next part of the current segment,
     /// or part 0 of the next segment (which also closes a segment the packager could not
-    /// close itself, as when a publisher reconnects mid-segment).
-    #[cfg(test)]
+    /// close itself, as when a publisher reconnects mid-segment), or part 0 of a later
+    /// segment: the numbers between are listed as EXT-X-GAP
+    /// ([`skipped_segments`](Self::skipped_segments)).
     pub(crate) fn push_part(
         &mut self,
         meta: &PartMeta,
         bytes: Bytes,
         now_ms: i64,
     ) -> Result<Pushed, PushError> {
-        self.push_part_after_gap(meta, bytes, now_ms, &[])
+        self.push(meta, bytes, now_ms, None)
+    }
+
+    /// Whether `meta` is a resumed rendition's first part, further ahead than gaps may
+    /// fill ([`skipped_segments`](Self::skipped_segments)): the window restarts at it
+    /// ([`push_part_restarting`](Self::push_part_restarting)) rather than refusing it.
+    pub(crate) fn resumes_far_ahead(&self, meta: &PartMeta) -> bool {
+        self.resuming
+            && meta.part == 0
+            && self.last.as_ref().is_some_and(|last| {
+                meta.msn.saturating_sub(last.msn.saturating_add(1))
+                    > self.limits.max_segments as u64
+            })
+    }
+
+    /// [`push_part`](Self::push_part) for a rendition resuming far ahead: its old segments
+    /// go, and the window starts again at `meta` with `discontinuity_sequence` (a
+    /// sibling's, RFC 8216bis §4.4.3.3: the same segment number must have the same
+    /// discontinuity sequence in every rendition, which players align renditions by).
+    /// Nothing changes when the part is refused.
+    pub(crate) fn push_part_restarting(
+        &mut self,
+        meta: &PartMeta,
+        bytes: Bytes,
+        now_ms: i64,
+        discontinuity_sequence: u64,
+    ) -> Result<Pushed, PushError> {
+        self.push(meta, bytes, now_ms, Some(discontinuity_sequence))
     }
 
     /// The segment numbers `meta` would skip: it is part 0 of a segment past the next one.
@@ -452,27 +481,41 @@ impl RenditionWindow {
             .then_some(next..meta.msn)
     }
 
-    /// The duration and EXT-X-PROGRAM-DATE-TIME of a segment of this rendition that has
-    /// media (for another rendition's gap of the same number).
-    pub(crate) fn segment_timing(&self, msn: u64) -> Option<GapTiming> {
-        self.segment(msn)
-            .filter(|s| !s.gap && !s.in_progress())
-            .map(|s| GapTiming {
-                duration: s.duration,
-                program_date_time_ms: s.program_date_time_ms,
-            })
+    /// The EXT-X-DISCONTINUITY-SEQUENCE a playlist of another rendition starting at
+    /// segment `msn` (without an EXT-X-DISCONTINUITY tag of its own) must have to agree
+    /// with this one (RFC 8216bis §4.4.3.3): the discontinuities before `msn`, and the one
+    /// at `msn` itself. When this rendition has not reached `msn`, `discontinuity` says
+    /// whether the packager marked one there. `None` with no segment listed.
+    pub(crate) fn discontinuity_sequence_at(&self, msn: u64, discontinuity: bool) -> Option<u64> {
+        let listed = self.segments.iter().skip(self.unlisted);
+        let last = listed.clone().last()?;
+        let before = listed.filter(|s| s.msn <= msn && s.discontinuity).count() as u64;
+        let unseen = u64::from(discontinuity && last.msn < msn);
+        Some(self.discontinuity_sequence + before + unseen)
     }
 
-    /// [`push_part`](Self::push_part), where `gap` holds the timing of the segments it
-    /// skips ([`skipped_segments`](Self::skipped_segments)): they are listed as EXT-X-GAP
-    /// (RFC 8216bis §4.4.4.7), so the numbers stay consecutive and every rendition keeps
-    /// the same MSN at the same time (players switch renditions by it).
-    pub(crate) fn push_part_after_gap(
+    /// Drops every segment (a shed rendition back far ahead: its old ones would be
+    /// followed by more gaps than the window holds) and starts over with
+    /// `discontinuity_sequence`. Init sections, bit rate history and the media clock stay.
+    fn restart(&mut self, discontinuity_sequence: u64) {
+        self.segments.clear();
+        self.unlisted = 0;
+        self.last = None;
+        self.discontinuity_sequence = discontinuity_sequence;
+        self.longest_playlist = 0.0;
+    }
+
+    /// Whether a shed rendition declared again has not stored a part since.
+    pub(crate) fn is_resuming(&self) -> bool {
+        self.resuming
+    }
+
+    fn push(
         &mut self,
         meta: &PartMeta,
         bytes: Bytes,
         now_ms: i64,
-        gap: &[GapTiming],
+        restart: Option<u64>,
     ) -> Result<Pushed, PushError> {
         let (msn, part) = (meta.msn, meta.part);
         if self.ended {
@@ -488,6 +531,19 @@ impl RenditionWindow {
                 sync_sample_bytes,
                 len: bytes.len(),
             });
+        }
+        if let Some(discontinuity_sequence) = restart {
+            if part != 0 {
+                return Err(PushError::NotSegmentStart { msn, part });
+            }
+            if !self.inits.contains_key(&meta.init_version) {
+                return Err(PushError::UnknownInitVersion {
+                    msn,
+                    part,
+                    version: meta.init_version,
+                });
+            }
+            self.restart(discontinuity_sequence);
         }
         let position = PartPosition { msn, part };
         let starts_segment = match self.last.clone() {
@@ -512,10 +568,7 @@ impl RenditionWindow {
                     msn: last.msn,
                     part: last.part.saturating_add(1),
                 };
-                let skipped = self.skipped_segments(meta).map(|r| r.end - r.start);
-                if position == next_segment
-                    || (skipped.is_some() && skipped == u64::try_from(gap.len()).ok())
-                {
+                if position == next_segment || self.skipped_segments(meta).is_some() {
                     true
                 } else if position == next_part && !last.ends_segment {
                     false
@@ -550,14 +603,16 @@ impl RenditionWindow {
             // A segment still in progress here was cut short: the packager that wrote it
             // stopped (a transcoder taken over, a publisher reconnect). It closes as it is.
             self.complete_current_segment(false);
-            self.push_gap(msn, gap);
+            self.push_gap(msn, meta.program_date_time_ms);
             self.segments.push_back(Segment {
                 msn,
                 start: self.edge,
                 duration: 0.0,
                 init_version: meta.init_version,
                 program_date_time_ms: meta.program_date_time_ms,
-                discontinuity: meta.discontinuity,
+                // After a restart the segment opens the playlist: its discontinuity is
+                // counted in the sibling's discontinuity sequence instead.
+                discontinuity: meta.discontinuity && restart.is_none(),
                 parts: Vec::new(),
                 sync_sample_bytes: meta.sync_sample_bytes.filter(|_| meta.independent),
                 bytes: None,
@@ -583,6 +638,7 @@ impl RenditionWindow {
             init_version: meta.init_version,
         });
         self.last_push_ms = Some(now_ms);
+        self.resuming = false;
         if meta.ends_segment {
             self.complete_current_segment(true);
         }
@@ -590,25 +646,41 @@ impl RenditionWindow {
         Ok(Pushed::Stored)
     }
 
-    /// Lists the `gap` segments before segment `next_msn`: no media, the previous
-    /// segment's init section, each as long as the same number in another rendition (or
-    /// the segment target), so the renditions' timelines stay aligned. Their
-    /// EXT-X-PROGRAM-DATE-TIME is that rendition's, or follows on from the previous
-    /// segment's (RFC 8216bis §4.4.4.6: players map every segment to the wall clock).
-    fn push_gap(&mut self, next_msn: u64, gap: &[GapTiming]) {
-        let Some(first) = next_msn.checked_sub(gap.len() as u64) else {
+    /// Lists the segment numbers between the last segment and segment `next_msn` as
+    /// EXT-X-GAP (RFC 8216bis §4.4.4.7): no media, the previous segment's init section.
+    /// The numbers stay consecutive, so every rendition keeps the same MSN at the same
+    /// time (players switch renditions by it).
+    ///
+    /// Their timing comes from this rendition alone, so every replica fed the same parts
+    /// lists the same gaps: together they last from the end of the previous segment to
+    /// `next_pdt_ms`, the next segment's EXT-X-PROGRAM-DATE-TIME (none when the previous
+    /// segment already reached it, as a rung without a keyframe at another rung's cut
+    /// has one long segment), spread evenly over the numbers, each at most the target
+    /// duration (RFC 8216bis §4.4.3.1); beyond that the next segment's date jumps ahead.
+    /// Without dates on both sides, each lasts the segment target. Each gap's date follows
+    /// on from the one before (RFC 8216bis §4.4.4.6: players map segments to the clock).
+    fn push_gap(&mut self, next_msn: u64, next_pdt_ms: Option<i64>) {
+        let Some(previous) = self.segments.back() else {
             return;
         };
-        let fallback = f64::from(self.descriptor.segment_target_ms) / 1000.0;
-        let init_version = self.segments.back().map_or(0, |s| s.init_version);
-        for (msn, timing) in (first..).zip(gap) {
-            let duration = if timing.duration.is_finite() && timing.duration > 0.0 {
-                timing.duration
-            } else {
-                fallback
-            };
-            let program_date_time_ms = timing.program_date_time_ms.or_else(|| {
-                let previous = self.segments.back()?;
+        let Some(count) = next_msn.checked_sub(previous.msn.saturating_add(1)) else {
+            return;
+        };
+        if count == 0 {
+            return;
+        }
+        let previous_end_ms = previous
+            .program_date_time_ms
+            .map(|pdt| pdt.saturating_add((previous.duration * 1000.0).round() as i64));
+        let each = match previous_end_ms.zip(next_pdt_ms) {
+            Some((end, next)) => next.saturating_sub(end).max(0) as f64 / 1000.0 / count as f64,
+            None => f64::from(self.descriptor.segment_target_ms) / 1000.0,
+        };
+        let duration = each.min(f64::from(self.target_duration));
+        let init_version = previous.init_version;
+        let first = next_msn - count;
+        for msn in first..next_msn {
+            let program_date_time_ms = self.segments.back().and_then(|previous| {
                 Some(previous.program_date_time_ms? + (previous.duration * 1000.0).round() as i64)
             });
             self.segments.push_back(Segment {
@@ -691,6 +763,7 @@ impl RenditionWindow {
     /// next segment, as after a takeover.
     pub(crate) fn reopen(&mut self) {
         self.ended = false;
+        self.resuming = true;
     }
 
     fn min_playlist(&self) -> f64 {
@@ -1067,6 +1140,18 @@ impl RenditionWindow {
         })
     }
 
+    /// The bit rate a master playlist may declare: [`bandwidth`](Self::bandwidth), except
+    /// that a video rendition without `bandwidth_hint_bps` (the `source` passthrough) has
+    /// none before its first complete segment: its parts so far are mostly the IDR frame
+    /// and overstate it several times, and players keep the first master playlist they
+    /// load for the whole session. Audio parts are near constant bit rate.
+    pub(crate) fn variant_bandwidth(&self) -> Option<Bandwidth> {
+        let unknown = self.descriptor.kind == RenditionKind::Video
+            && self.bitrate.bandwidth().is_none()
+            && self.descriptor.bandwidth_hint_bps.is_none_or(|h| h == 0);
+        if unknown { None } else { self.bandwidth() }
+    }
+
     /// The bit rate of the I-frames alone (RFC 8216bis §4.4.6.3), over complete segments;
     /// before the first, the segment in progress's I-frame over the segment target. `None`
     /// before any part.
@@ -1097,24 +1182,23 @@ impl RenditionWindow {
     /// byte range of the segment's first sync sample. Segments start with one (ARCHITECTURE:
     /// "Segments start on a keyframe"), so the I-frame interval is the segment's duration,
     /// and the range starts at 0: a segment is its parts concatenated, the first part's
-    /// moof first.
+    /// moof first. A segment without an I-frame to address (a gap, or one not starting on
+    /// a sync sample) keeps its entry as EXT-X-GAP (RFC 8216bis §4.4.4.7): dropping it
+    /// would shift every later entry's number off EXT-X-MEDIA-SEQUENCE + its position.
     pub(crate) fn iframe_playlist(&self) -> IFramePlaylist {
         let listed = self.segments.iter().skip(self.unlisted);
         let entries = listed
             .filter(|segment| !segment.in_progress())
-            .filter_map(|segment| {
-                Some(IFrameEntry {
-                    duration: segment.duration,
-                    uri: resource::segment_uri(segment.msn),
-                    byte_range: if segment.gap {
-                        None
-                    } else {
-                        Some((segment.iframe_bytes()?, 0))
-                    },
-                    program_date_time_ms: segment.program_date_time_ms,
-                    discontinuity: segment.discontinuity,
-                    map_uri: resource::init_uri(segment.init_version),
-                })
+            .map(|segment| IFrameEntry {
+                duration: segment.duration,
+                uri: resource::segment_uri(segment.msn),
+                byte_range: segment
+                    .iframe_bytes()
+                    .filter(|_| !segment.gap)
+                    .map(|bytes| (bytes, 0)),
+                program_date_time_ms: segment.program_date_time_ms,
+                discontinuity: segment.discontinuity,
+                map_uri: resource::init_uri(segment.init_version),
             })
             .collect();
         let media = self.media_sequence();
@@ -1165,7 +1249,6 @@ fn advance_part_limit(part_target_ms: u32) -> u64 {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use floodlight_media::push::RenditionKind;
 
     use super::*;
 
@@ -1285,8 +1368,10 @@ pub(crate) mod tests {
             window.push_part(&meta(1, 3, 4), part_bytes(1, 3), 0),
             Err(PushError::OutOfOrder { .. })
         ));
+        // Skipping more segment numbers than the window holds (fewer become gaps).
+        let far = 3 + LIMITS.max_segments as u64;
         assert!(matches!(
-            window.push_part(&meta(3, 0, 4), part_bytes(3, 0), 0),
+            window.push_part(&meta(far, 0, 4), part_bytes(far, 0), 0),
             Err(PushError::OutOfOrder { .. })
         ));
         let mut unknown_init = meta(1, 2, 4);
@@ -2010,76 +2095,109 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn skipped_segment_numbers_become_gaps() {
+    /// (msn, EXTINF, gap, EXT-X-PROGRAM-DATE-TIME) of every listed segment.
+    fn timeline(window: &RenditionWindow) -> Vec<(u64, f64, bool, Option<i64>)> {
+        window
+            .media_playlist(Vec::new())
+            .segments
+            .iter()
+            .map(|s| (s.msn, s.duration, s.gap, s.program_date_time_ms))
+            .collect()
+    }
+
+    /// Segments 0 and 1 (1 s each, from `T0`), then part 4.0 at `pdt_ms`.
+    fn jump_to_4(pdt_ms: Option<i64>) -> RenditionWindow {
         let mut window = window_with(2, 0);
         let mut jump = meta(4, 0, 4);
         jump.discontinuity = true;
+        jump.program_date_time_ms = pdt_ms;
         assert_eq!(window.skipped_segments(&jump), Some(2..4));
-        // Without the gaps' durations the jump is out of order.
-        assert!(matches!(
-            window.push_part(&jump, part_bytes(4, 0), 0),
-            Err(PushError::OutOfOrder { .. })
-        ));
+        window.push_part(&jump, part_bytes(4, 0), 0).unwrap();
         window
-            .push_part_after_gap(
-                &jump,
-                part_bytes(4, 0),
-                0,
-                &[
-                    GapTiming {
-                        duration: 0.5,
-                        program_date_time_ms: Some(1_700_000_002_000),
-                    },
-                    GapTiming::default(),
-                ],
-            )
-            .unwrap();
-        let playlist = window.media_playlist(Vec::new());
-        let gaps: Vec<(u64, f64, bool)> = playlist
-            .segments
-            .iter()
-            .map(|s| (s.msn, s.duration, s.gap))
-            .collect();
-        // RFC 8216bis §4.4.4.7; a duration not known elsewhere is the segment target.
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    #[test]
+    fn skipped_segment_numbers_become_gaps() {
+        // RFC 8216bis §4.4.4.7: the skipped numbers 2 and 3 share the 1.5 s from the end
+        // of segment 1 (T0 + 2 s) to segment 4's date, and their dates follow on.
+        let window = jump_to_4(Some(T0 + 3_500));
         assert_eq!(
-            gaps,
+            timeline(&window),
             vec![
-                (0, 1.0, false),
-                (1, 1.0, false),
-                (2, 0.5, true),
-                (3, 1.0, true),
-                (4, 0.25, false)
+                (0, 1.0, false, Some(T0)),
+                (1, 1.0, false, Some(T0 + 1_000)),
+                (2, 0.75, true, Some(T0 + 2_000)),
+                (3, 0.75, true, Some(T0 + 2_750)),
+                (4, 0.25, false, Some(T0 + 3_500)),
             ]
         );
-        assert!(playlist.segments[4].discontinuity);
-        // RFC 8216bis §4.4.4.6: the other rendition's date, or following on from the
-        // previous segment's.
-        assert_eq!(
-            playlist.segments[2].program_date_time_ms,
-            Some(1_700_000_002_000)
-        );
-        assert_eq!(
-            playlist.segments[3].program_date_time_ms,
-            Some(1_700_000_002_500)
-        );
+        assert!(window.media_playlist(Vec::new()).segments[4].discontinuity);
         assert_eq!(window.segment_bytes(2), Lookup::NotFound);
         assert_eq!(
             window.part(PartPosition { msn: 3, part: 0 }),
             Lookup::NotFound
-        );
-        assert_eq!(window.segment_timing(2), None);
-        assert_eq!(
-            window.segment_timing(1),
-            Some(GapTiming {
-                duration: 1.0,
-                program_date_time_ms: Some(1_700_000_001_000)
-            })
         );
         // Gaps are not measured: the peak stays that of the segments with media.
         assert_eq!(window.bandwidth().map(|b| b.peak), Some(160));
         let iframes = window.iframe_playlist();
         assert_eq!(iframes.entries[2].byte_range, None);
         assert_eq!(iframes.entries.len(), 4);
+    }
+
+    #[test]
+    fn gap_timing_comes_from_the_renditions_own_segments() {
+        // The previous segment already reached the next one's date (a rung without a
+        // keyframe at another rung's cut): the gaps take no time.
+        let covered: Vec<f64> = timeline(&jump_to_4(Some(T0 + 1_500)))
+            .iter()
+            .map(|s| s.1)
+            .collect();
+        assert_eq!(covered, vec![1.0, 1.0, 0.0, 0.0, 0.25]);
+        // RFC 8216bis §4.4.3.1: each gap at most the target duration; the next segment's
+        // date then jumps ahead.
+        let long = timeline(&jump_to_4(Some(T0 + 10_000)));
+        assert_eq!(long[2], (2, 1.0, true, Some(T0 + 2_000)));
+        assert_eq!(long[3], (3, 1.0, true, Some(T0 + 3_000)));
+        assert_eq!(long[4].3, Some(T0 + 10_000));
+        // Without a date to measure by, each lasts the segment target.
+        let undated = timeline(&jump_to_4(None));
+        assert_eq!(undated[2], (2, 1.0, true, Some(T0 + 2_000)));
+        assert_eq!(undated[3], (3, 1.0, true, Some(T0 + 3_000)));
+        // Further than the window holds: out of order.
+        let mut window = window_with(2, 0);
+        let far = meta(2 + LIMITS.max_segments as u64 + 1, 0, 4);
+        assert!(matches!(
+            window.push_part(&far, part_bytes(far.msn, 0), 0),
+            Err(PushError::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn a_segment_without_a_sync_sample_is_an_iframe_gap_not_a_missing_entry() {
+        let mut window = window_with(1, 0);
+        for part in 0..4 {
+            let mut meta = meta(1, part, 4);
+            // A pusher without sync_sample_bytes, and no sync sample at the segment start.
+            meta.independent = false;
+            window.push_part(&meta, part_bytes(1, part), 0).unwrap();
+        }
+        push_segments(&mut window, 2..3);
+        let iframes = window.iframe_playlist();
+        let ranges: Vec<(String, Option<(u64, u64)>)> = iframes
+            .entries
+            .iter()
+            .map(|e| (e.uri.clone(), e.byte_range))
+            .collect();
+        // RFC 8216bis §4.4.4.7: still numbered as the media playlist, segment 1 a gap.
+        assert_eq!(
+            ranges,
+            vec![
+                ("0.m4s".to_string(), Some((5, 0))),
+                ("1.m4s".to_string(), None),
+                ("2.m4s".to_string(), Some((5, 0))),
+            ]
+        );
     }
 }

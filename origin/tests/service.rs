@@ -2009,15 +2009,16 @@ async fn a_rendition_that_lagged_at_a_takeover_gets_a_gap_not_a_refusal() {
         };
         assert_eq!(first.send(&app).await.status, StatusCode::CREATED);
     }
-    // RFC 8216bis §4.4.4.7: audio's segment 2 never existed; it is listed as a gap as
-    // long as video's segment 2, so both renditions keep MSN 3 at the same time.
+    // RFC 8216bis §4.4.4.7: audio's segment 2 never existed; it is listed as a gap, so
+    // both renditions keep MSN 3. It lasts from the end of audio's own segment 1 to
+    // segment 3's date (not video's cut-short 0.5 s), so replicas agree on it.
     let audio = get(&app, "/live/ev1/audio/index.m3u8").await;
     let playlist = audio.text();
     assert!(
-        playlist.contains("#EXT-X-GAP\n#EXTINF:0.50000,\n2.m4s\n#EXT-X-DISCONTINUITY\n"),
+        playlist.contains("#EXT-X-GAP\n#EXTINF:1.00000,\n2.m4s\n#EXT-X-DISCONTINUITY\n"),
         "{playlist}"
     );
-    // With video's segment 2 date (RFC 8216bis §4.4.4.6: every segment has one).
+    // Its date follows on from segment 1's (RFC 8216bis §4.4.4.6: every segment has one).
     assert!(
         playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n#EXT-X-GAP\n"),
         "{playlist}"

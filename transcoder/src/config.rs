@@ -9,7 +9,8 @@ use serde::Deserialize;
 pub struct TranscoderConfig {
     /// LL-HLS PART-TARGET, milliseconds (100–1000). Fixed for a stream's whole life.
     pub part_target_ms: u32,
-    /// Segment target, milliseconds; segments are cut at the first keyframe at or after it.
+    /// Segment target, milliseconds (two part targets – 10 000); segments are cut at the
+    /// first keyframe at or after it.
     pub segment_target_ms: u32,
     /// A publisher that reconnects within this many seconds continues the same stream
     /// (same numbering, EXT-X-DISCONTINUITY); after it, the stream ends (EXT-X-ENDLIST).
@@ -156,8 +157,8 @@ pub enum ConfigError {
     InvalidKey { key: String, reason: String },
 }
 
-/// x264's presets, fastest first.
-const X264_PRESETS: [&str; 10] = [
+/// The x264 presets floodlight.toml offers, fastest first (`placebo` is not for live).
+const X264_PRESETS: [&str; 9] = [
     "ultrafast",
     "superfast",
     "veryfast",
@@ -167,8 +168,11 @@ const X264_PRESETS: [&str; 10] = [
     "slow",
     "slower",
     "veryslow",
-    "placebo",
 ];
+
+/// Apple's HLS authoring spec recommends 6 s segments; 10 s is the most a live LL-HLS
+/// stream has any use for. It also keeps `ms × 90` ticks far inside `u32`.
+const MAX_SEGMENT_TARGET_MS: u32 = 10_000;
 
 impl TranscoderConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -178,6 +182,15 @@ impl TranscoderConfig {
             return invalid(
                 "part_target_ms",
                 format!("{} is outside 100..=1000", self.part_target_ms),
+            );
+        }
+        if self.segment_target_ms > MAX_SEGMENT_TARGET_MS {
+            return invalid(
+                "segment_target_ms",
+                format!(
+                    "{} is above {MAX_SEGMENT_TARGET_MS}",
+                    self.segment_target_ms
+                ),
             );
         }
         if self.segment_target_ms < 2 * self.part_target_ms {
@@ -373,6 +386,26 @@ mod tests {
             ..TranscoderConfig::default()
         };
         assert!(error(&config).starts_with("transcoder.x264_preset"));
+        let config = TranscoderConfig {
+            x264_preset: "placebo".to_string(),
+            ..TranscoderConfig::default()
+        };
+        assert!(error(&config).starts_with("transcoder.x264_preset"));
+    }
+
+    #[test]
+    fn a_segment_target_whose_ticks_overflow_is_refused() {
+        let config = TranscoderConfig {
+            // × 90 ticks/ms overflows u32.
+            segment_target_ms: 50_000_000,
+            ..TranscoderConfig::default()
+        };
+        assert!(error(&config).starts_with("transcoder.segment_target_ms: 50000000 is above"));
+        let config = TranscoderConfig {
+            segment_target_ms: 10_000,
+            ..TranscoderConfig::default()
+        };
+        config.validate().unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::ladder::{
     LadderStage, StageOutput, StageSettings, StatusBoard, StreamStatus, TranscoderLoad,
     process_cpu_seconds,
 };
-use crate::push::{OriginPusher, PushItem, PushSettings, resume_point};
+use crate::push::{OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, resume_point};
 
 /// Events queued from ingest to a stream's pipeline.
 const SESSION_QUEUE: usize = 1024;
@@ -72,14 +72,16 @@ impl Transcoder {
             retries: config.push_retries,
             queue: config.push_queue,
         };
-        Ok(Transcoder {
-            inner: Arc::new(Inner {
-                config,
-                push,
-                streams: Mutex::default(),
-                board: Arc::default(),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            config,
+            push,
+            streams: Mutex::default(),
+            board: Arc::default(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(report_cpu(Arc::downgrade(&inner)));
+        }
+        Ok(Transcoder { inner })
     }
 
     /// A new publisher session of `event_id`: into the stream's running pipeline if it is
@@ -141,12 +143,19 @@ impl Transcoder {
         lock(&self.inner.streams).len()
     }
 
-    /// What this transcoder is running: streams, and encoded rungs over all of them.
+    /// What this transcoder is running: streams, encoded rungs over all of them, and
+    /// their cost against `capacity_rungs`.
     pub fn load(&self) -> TranscoderLoad {
-        TranscoderLoad {
-            streams: self.active_streams(),
-            rungs: self.inner.board.encoded_rungs(),
-        }
+        let streams = lock(&self.inner.streams);
+        self.inner.board.load(streams.keys().map(String::as_str))
+    }
+
+    /// Whether `event_id` has a running pipeline (publishing or within its grace
+    /// period): a session of it joins that pipeline and adds no load.
+    pub fn is_running(&self, event_id: &str) -> bool {
+        lock(&self.inner.streams)
+            .get(event_id)
+            .is_some_and(|entry| !entry.tx.is_closed())
     }
 
     /// The ladder of a stream with a running pipeline: its rungs (shed ones with the
@@ -155,6 +164,26 @@ impl Transcoder {
         self.inner.board.get(event_id)
     }
 }
+
+/// The process's CPU time, every second while the transcoder exists: the autoscaling
+/// signal beside the encode speed (rate() of it is the cores in use). A gauge because
+/// `metrics` counters are whole numbers, too coarse for seconds; it only grows. /proc is
+/// read off the async runtime.
+async fn report_cpu(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(CPU_REPORT_INTERVAL);
+    loop {
+        tick.tick().await;
+        if inner.strong_count() == 0 {
+            return;
+        }
+        if let Ok(Some(cpu)) = tokio::task::spawn_blocking(process_cpu_seconds).await {
+            metrics::gauge!("floodlight_transcoder_cpu_seconds").set(cpu);
+        }
+    }
+}
+
+/// How often the process's CPU time is reported.
+const CPU_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A pipeline's channels to the sessions feeding it.
 struct Plumbing {
@@ -202,7 +231,14 @@ async fn run_stream(
     };
     let mut renditions = vec![SOURCE_RENDITION, AUDIO_RENDITION];
     renditions.extend(profile.rungs.iter().map(|r| r.name.as_str()));
-    let mut start = resume_point(&inner.push, &config.origins, &event_id, &renditions).await;
+    let mut start = resume_point(
+        &inner.push,
+        &config.origins,
+        &event_id,
+        &renditions,
+        RESUME_DEADLINE,
+    )
+    .await;
     if let Some(last) = &resume {
         start = start.after(last);
     }
@@ -211,7 +247,10 @@ async fn run_stream(
         segment_target: segment_target as u32,
         first_msn: start.msn,
         first_init_version: start.init_version,
-        continues: resume.is_some(),
+        // An origin that knew the stream (a transcoder taking over, or a publisher back
+        // after the stream ended): numbering continues but the timeline restarts, so the
+        // first segment needs EXT-X-DISCONTINUITY (RFC 8216bis §4.4.4.3).
+        continues: resume.is_some() || start.msn > 0,
         access: settings.access,
     });
     let mut ladder = match LadderStage::spawn(&event_id, stage_settings, inner.board.clone()) {
@@ -426,13 +465,6 @@ impl Packaging {
                 let latency_ms = (unix_millis() - meta.last_frame_arrival_ms).max(0);
                 metrics::histogram!("floodlight_transcoder_rung_latency_seconds", "rung" => rendition.clone())
                     .record(latency_ms as f64 / 1000.0);
-                if meta.ends_segment {
-                    // The process's CPU, once a segment: the autoscaling signal beside
-                    // the encode speed.
-                    if let Some(cpu) = process_cpu_seconds() {
-                        metrics::gauge!("floodlight_transcoder_cpu_seconds_total").set(cpu);
-                    }
-                }
                 let last = LastPart {
                     msn: meta.msn,
                     part: meta.part,

@@ -264,35 +264,46 @@ async fn send(
     Ok(response.status())
 }
 
+/// How long a new pipeline waits for the origins' last parts, all asked at once. Ingest
+/// moves a stream within 3 s of its transcoder dying (issue 4): the new one must be
+/// packaging well before that. An origin that has not answered by then is left out (the
+/// resume point ingest hands over still keeps the numbering going).
+pub(crate) const RESUME_DEADLINE: Duration = Duration::from_secs(1);
+
 /// Where a new pipeline for the stream starts: the MSN one past the last segment any
 /// origin knows for any of `renditions`, and the init version one past the last (a
 /// transcoder taking over, or a publisher returning after the stream ended, continues the
-/// numbering instead of restarting it); else 0 and 0.
+/// numbering instead of restarting it); else 0 and 0. Every origin × rendition is asked
+/// concurrently, and whatever has answered within `deadline` counts.
 pub(crate) async fn resume_point(
     settings: &PushSettings,
     origins: &[String],
     event_id: &str,
     renditions: &[&str],
+    deadline: Duration,
 ) -> ResumePoint {
-    let mut next = ResumePoint::default();
+    let mut asks = tokio::task::JoinSet::new();
     for origin in origins {
         let base = PushSettings::stream_url(origin, event_id);
         for rendition in renditions {
-            let request = settings.client.get(format!("{base}/{rendition}/last"));
-            let Ok(response) = settings
-                .authorize(request)
-                .timeout(settings.timeout)
-                .send()
-                .await
-            else {
-                continue;
-            };
-            if !response.status().is_success() {
-                continue;
-            }
-            if let Ok(last) = response.json::<LastPart>().await {
-                next = next.after(&last);
-            }
+            let request = settings
+                .authorize(settings.client.get(format!("{base}/{rendition}/last")))
+                .timeout(deadline);
+            asks.spawn(async move {
+                let response = request.send().await.ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response.json::<LastPart>().await.ok()
+            });
+        }
+    }
+    let mut next = ResumePoint::default();
+    let until = tokio::time::Instant::now() + deadline;
+    // Dropping the set aborts the asks still running at the deadline.
+    while let Ok(Some(answer)) = tokio::time::timeout_at(until, asks.join_next()).await {
+        if let Ok(Some(last)) = answer {
+            next = next.after(&last);
         }
     }
     next
@@ -312,5 +323,88 @@ impl ResumePoint {
             msn: self.msn.max(last.msn + 1),
             init_version: self.init_version.max(last.init_version + 1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    fn settings() -> PushSettings {
+        PushSettings {
+            client: reqwest::Client::new(),
+            token: Some("t".into()),
+            timeout: Duration::from_secs(2),
+            retries: 0,
+            queue: 1,
+        }
+    }
+
+    /// An origin answering every `GET …/{rendition}/last` after `delay` with the last part
+    /// `msn_of(rendition)`; `None`: it never answers.
+    async fn origin(delay: Option<Duration>, msn_of: fn(&str) -> u64) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 4096];
+                    let n = socket.read(&mut request).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&request[..n]).to_string();
+                    let Some(delay) = delay else {
+                        // Hold the connection without answering.
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    };
+                    tokio::time::sleep(delay).await;
+                    let path = request.split_whitespace().nth(1).unwrap_or("");
+                    let rendition = path.rsplit('/').nth(1).unwrap_or("");
+                    let body = format!(
+                        r#"{{"msn":{},"part":2,"ends_segment":false,"init_version":1}}"#,
+                        msn_of(rendition)
+                    );
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn every_origin_and_rendition_is_asked_at_once_under_one_deadline() {
+        // Audio lags the video by up to a segment; a lower rung is the furthest here.
+        let msn_of = |rendition: &str| match rendition {
+            "240p" => 9,
+            "audio" => 7,
+            _ => 8,
+        };
+        let origins = vec![
+            origin(Some(Duration::from_millis(300)), msn_of).await,
+            origin(Some(Duration::from_millis(300)), msn_of).await,
+            origin(None, msn_of).await,
+        ];
+        let renditions = ["source", "audio", "720p", "240p"];
+        let started = tokio::time::Instant::now();
+        let deadline = Duration::from_millis(800);
+        let start = resume_point(&settings(), &origins, "evt", &renditions, deadline).await;
+        let took = started.elapsed();
+        // One after another, the two answering origins alone would take 8 × 300 ms.
+        assert!(took < Duration::from_millis(1200), "took {took:?}");
+        assert_eq!(
+            start,
+            ResumePoint {
+                msn: 10,
+                init_version: 2
+            }
+        );
     }
 }

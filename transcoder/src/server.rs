@@ -4,27 +4,164 @@
 //! last part packaged, so ingest can hand a later transcoder the resume point if this
 //! one dies. A lost connection is the session's `Ended` (the pipeline then waits its
 //! reconnect grace period, as for a publisher that drops).
+//!
+//! The port takes video into the deployment's playback URLs, so a Hello must carry the
+//! deployment's internal service token (`[transcoder] push_token`, compared in constant
+//! time) and sane settings, and the transcoder must have capacity for a new stream;
+//! otherwise it is refused with the reason (ingest then tries another transcoder).
+//!
+//! Only the latest connection of a stream feeds its pipeline: once a newer one has begun
+//! (ingest moved the stream, or the publisher came back), an older connection's remaining
+//! events, and the `Ended` its loss would mean, are dropped, so they cannot end or
+//! disturb the new session.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use floodlight_media::transport::{Decoder, Hello, Message, TransportError};
 use floodlight_media::{StampedEvent, StreamEvent};
+use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::{Instrument, info, warn};
 
 use crate::config::TranscoderConfig;
 use crate::pipeline::Transcoder;
 
-/// The transport limits a connection is served with.
-#[derive(Debug, Clone, Copy)]
+/// The transport limits a connection is served with. (No `Debug`: it holds the token.)
+#[derive(Clone)]
 struct Limits {
     max_message: usize,
     keepalive: Duration,
+    /// `capacity_rungs`: a new stream is refused once the load's cost reaches it.
+    capacity: usize,
+    /// The token a Hello must carry; `None` (no push_token configured): every Hello is
+    /// refused, rather than the port being open to anyone.
+    token: Option<Arc<str>>,
+}
+
+/// Hello fields as the control plane and ingest make them. An event id is a path segment
+/// of every playback and push URL (the control plane's are 16 of `[0-9a-z]`).
+const MAX_EVENT_ID: usize = 64;
+/// Ladder profile names and session ids: short printable tokens, they go into logs.
+const MAX_NAME: usize = 64;
+const MAX_SESSION_ID: usize = 128;
+/// The control plane's bound on an event's DVR window.
+const MAX_DVR_WINDOW_SECS: u32 = 86_400;
+/// A resume point beyond this is not a real stream's (2^48 segments of 100 ms is ~900
+/// thousand years); it also keeps `msn + 1` far from overflow.
+const MAX_RESUME_MSN: u64 = 1 << 48;
+
+/// The latest connection of each stream, by a number that only grows.
+#[derive(Default)]
+struct Generations {
+    next: AtomicU64,
+    latest: Mutex<HashMap<String, u64>>,
+}
+
+impl Generations {
+    /// A new connection of `event_id`: from now on it is the stream's latest.
+    fn begin(&self, event_id: &str) -> u64 {
+        let generation = self.next.fetch_add(1, Ordering::SeqCst);
+        lock(&self.latest).insert(event_id.to_string(), generation);
+        generation
+    }
+
+    /// Sends `stamped` through `permit` if `generation` is still the latest connection of
+    /// `event_id`; decided and sent under the lock, so nothing of an older connection can
+    /// follow the first event of a newer one.
+    fn send_if_latest(
+        &self,
+        event_id: &str,
+        generation: u64,
+        permit: mpsc::Permit<'_, StampedEvent>,
+        stamped: StampedEvent,
+    ) -> bool {
+        let latest = lock(&self.latest);
+        if latest.get(event_id) != Some(&generation) {
+            return false;
+        }
+        permit.send(stamped);
+        true
+    }
+
+    /// The connection is gone: forget it, unless a newer one has begun.
+    fn end(&self, event_id: &str, generation: u64) {
+        let mut latest = lock(&self.latest);
+        if latest.get(event_id) == Some(&generation) {
+            latest.remove(event_id);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Single insert/remove critical sections: a poisoned map is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A path token: 1–`max` of `[A-Za-z0-9_-]`.
+fn is_token(text: &str, max: usize) -> bool {
+    (1..=max).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why `hello` is refused, if it is. The token is checked first: a peer without it
+/// learns nothing else about this transcoder.
+fn refusal(hello: &Hello, limits: &Limits, transcoder: &Transcoder) -> Option<String> {
+    let Some(expected) = &limits.token else {
+        return Some("this transcoder has no push_token configured: it takes no streams".into());
+    };
+    if !bool::from(hello.token.as_bytes().ct_eq(expected.as_bytes())) {
+        return Some("wrong token (transcoder.push_token)".into());
+    }
+    if !is_token(&hello.event_id, MAX_EVENT_ID) {
+        return Some(format!("event id is not 1-{MAX_EVENT_ID} of [A-Za-z0-9_-]"));
+    }
+    if hello.session_id.len() > MAX_SESSION_ID
+        || !hello.session_id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Some(format!(
+            "session id is not up to {MAX_SESSION_ID} printable ASCII characters"
+        ));
+    }
+    let settings = &hello.settings;
+    // ARCHITECTURE.md: part target 100 ms - 1 s.
+    if let Some(ms) = settings.part_target_ms
+        && !(100..=1000).contains(&ms)
+    {
+        return Some(format!("part_target_ms {ms} is outside 100..=1000"));
+    }
+    if let Some(secs) = settings.dvr_window_secs
+        && !(1..=MAX_DVR_WINDOW_SECS).contains(&secs)
+    {
+        return Some(format!(
+            "dvr_window_secs {secs} is outside 1..={MAX_DVR_WINDOW_SECS}"
+        ));
+    }
+    if let Some(ladder) = &settings.ladder
+        && !is_token(ladder, MAX_NAME)
+    {
+        return Some(format!("ladder name is not 1-{MAX_NAME} of [A-Za-z0-9_-]"));
+    }
+    if let Some(last) = &hello.resume
+        && (last.msn >= MAX_RESUME_MSN || last.init_version == u32::MAX)
+    {
+        return Some("resume point out of range".into());
+    }
+    // A session of a stream this transcoder already runs joins its pipeline at no cost.
+    if !transcoder.is_running(&hello.event_id) && transcoder.load().cost >= limits.capacity {
+        return Some("at capacity".into());
+    }
+    None
 }
 
 /// Accepts ingest connections until `shutdown` resolves.
@@ -37,7 +174,10 @@ pub async fn serve_transport(
     let limits = Limits {
         max_message: config.max_message_bytes,
         keepalive: Duration::from_millis(config.keepalive_ms),
+        capacity: config.capacity_rungs as usize,
+        token: config.push_token.as_deref().map(Arc::from),
     };
+    let generations = Arc::new(Generations::default());
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -54,11 +194,13 @@ pub async fn serve_transport(
         };
         let _ = socket.set_nodelay(true);
         let transcoder = transcoder.clone();
+        let (limits, generations) = (limits.clone(), generations.clone());
         let span = tracing::info_span!("transport", %peer);
         tokio::spawn(
             async move {
                 metrics::gauge!("floodlight_transcoder_transport_connections").increment(1);
-                if let Err(e) = serve_connection(transcoder, socket, peer, limits).await {
+                let served = serve_connection(transcoder, socket, peer, limits, &generations);
+                if let Err(e) = served.await {
                     metrics::counter!("floodlight_transcoder_transport_errors_total").increment(1);
                     warn!(error = %e, "media transport connection failed");
                 }
@@ -92,7 +234,7 @@ fn now_ms() -> i64 {
 
 async fn send(socket: &mut TcpStream, message: &Message) -> std::io::Result<()> {
     let mut out = BytesMut::new();
-    message.encode(&mut out);
+    message.encode(&mut out).map_err(std::io::Error::other)?;
     socket.write_all(&out).await
 }
 
@@ -135,8 +277,8 @@ async fn talk(
             _ = tick.tick() => Message::Keepalive,
         };
         let mut out = BytesMut::new();
-        message.encode(&mut out);
-        if writer.write_all(&out).await.is_err() {
+        // Progress and keepalives have no variable-length field: encoding cannot fail.
+        if message.encode(&mut out).is_err() || writer.write_all(&out).await.is_err() {
             return;
         }
     }
@@ -147,6 +289,7 @@ async fn serve_connection(
     mut socket: TcpStream,
     peer: SocketAddr,
     limits: Limits,
+    generations: &Generations,
 ) -> Result<(), ConnectionError> {
     let mut decoder = Decoder::new(limits.max_message);
     let wait = limits.keepalive * 10;
@@ -168,13 +311,22 @@ async fn serve_connection(
         Ok(Ok(Some(Message::Hello(hello)))) => hello,
         Ok(Ok(Some(_))) => return Err(ConnectionError::Unexpected("another message")),
     };
+    if let Some(reason) = refusal(&hello, &limits, &transcoder) {
+        metrics::counter!("floodlight_transcoder_transport_refused_total").increment(1);
+        // Debug formatting: the event id may be anything the peer sent.
+        warn!(event = ?hello.event_id, %reason, %peer, "stream refused");
+        send(&mut socket, &Message::Refused { reason }).await?;
+        return Ok(());
+    }
     let Hello {
         event_id,
         settings,
         resume,
         session_id,
+        token: _,
     } = hello;
     info!(event = %event_id, session = %session_id, ?resume, %peer, "stream assigned");
+    let generation = generations.begin(&event_id);
     let session = transcoder.begin_session(&event_id, &settings, resume);
     send(&mut socket, &Message::Accepted).await?;
     let events = session.events;
@@ -188,6 +340,7 @@ async fn serve_connection(
     let talker = tokio::spawn(talk(writer, progress, limits.keepalive));
     let silent_after = limits.keepalive * 3;
     let mut ended = false;
+    let mut superseded = false;
     let result = loop {
         let read = match timeout(silent_after, reader.read_buf(decoder.buffer())).await {
             Err(_) => break Err(ConnectionError::Silent(silent_after)),
@@ -205,10 +358,14 @@ async fn serve_connection(
                     ended = matches!(stamped.event, StreamEvent::Ended);
                     // Back-pressure: the pipeline's queue full means this connection
                     // stops reading; ingest drops frames on its side.
-                    if events.send(stamped).await.is_err() {
+                    let Ok(permit) = events.reserve().await else {
                         failed = Some(ConnectionError::Unexpected(
                             "events after the pipeline stopped",
                         ));
+                        break;
+                    };
+                    if !generations.send_if_latest(&event_id, generation, permit, stamped) {
+                        superseded = true;
                         break;
                     }
                 }
@@ -227,17 +384,25 @@ async fn serve_connection(
         if let Some(e) = failed {
             break Err(e);
         }
+        if superseded {
+            info!(event = %event_id, session = %session_id, "a newer connection has the stream: this one is closed");
+            break Ok(());
+        }
     };
     talker.abort();
-    if !ended {
-        // The connection is gone without the session's end: that is its end.
-        let _ = events
-            .send(StampedEvent {
-                event: StreamEvent::Ended,
-                received_at_ms: now_ms(),
-            })
-            .await;
+    if !ended
+        && !superseded
+        && let Ok(permit) = events.reserve().await
+    {
+        // The connection is gone without the session's end: that is its end, unless a
+        // newer connection has the stream by now.
+        let end = StampedEvent {
+            event: StreamEvent::Ended,
+            received_at_ms: now_ms(),
+        };
+        generations.send_if_latest(&event_id, generation, permit, end);
     }
+    generations.end(&event_id, generation);
     info!(event = %event_id, session = %session_id, "stream connection closed");
     result
 }
@@ -248,19 +413,53 @@ mod tests {
 
     use super::*;
 
+    const TOKEN: &str = "s3cret-internal-token";
+
     async fn serve() -> SocketAddr {
+        serve_with(TranscoderConfig::default()).await.0
+    }
+
+    async fn serve_with(config: TranscoderConfig) -> (SocketAddr, Transcoder) {
         let config = TranscoderConfig {
             // Never reached: no stream gets far enough to push.
             origins: vec!["http://127.0.0.1:9".to_string()],
-            ..TranscoderConfig::default()
+            push_token: Some(TOKEN.to_string()),
+            ..config
         };
         let transcoder = Transcoder::new(config.clone()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let serving = transcoder.clone();
         tokio::spawn(async move {
-            serve_transport(transcoder, listener, &config, std::future::pending()).await
+            serve_transport(serving, listener, &config, std::future::pending()).await
         });
-        addr
+        (addr, transcoder)
+    }
+
+    fn hello_for(event_id: &str, token: &str) -> Hello {
+        Hello {
+            event_id: event_id.into(),
+            settings: StreamSettings::default(),
+            resume: None,
+            session_id: "s".into(),
+            token: token.into(),
+        }
+    }
+
+    /// Connects and says `hello`; the transcoder's answer.
+    async fn greet(addr: SocketAddr, hello: Hello) -> (TcpStream, Option<Message>) {
+        let mut socket = TcpStream::connect(addr).await.unwrap();
+        let bytes = Message::Hello(hello).to_bytes().unwrap();
+        socket.write_all(&bytes).await.unwrap();
+        let answer = answer(&mut socket).await;
+        (socket, answer)
+    }
+
+    fn refused(answer: Option<Message>) -> String {
+        match answer {
+            Some(Message::Refused { reason }) => reason,
+            other => panic!("expected Refused, got {other:?}"),
+        }
     }
 
     async fn answer(socket: &mut TcpStream) -> Option<Message> {
@@ -272,14 +471,123 @@ mod tests {
     }
 
     fn hello() -> Vec<u8> {
-        Message::Hello(Hello {
-            event_id: "evt".into(),
-            settings: StreamSettings::default(),
-            resume: None,
-            session_id: "s".into(),
+        Message::Hello(hello_for("evt", TOKEN))
+            .to_bytes()
+            .unwrap()
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn a_hello_without_the_token_or_with_bad_fields_is_refused() {
+        let addr = serve().await;
+        for token in [
+            "",
+            "s3cret-internal-tokeN",
+            "s3cret-internal-token-and-more",
+        ] {
+            let reason = refused(greet(addr, hello_for("evt", token)).await.1);
+            assert!(reason.contains("wrong token"), "{reason}");
+            assert!(!reason.contains(TOKEN));
+        }
+        for event_id in ["", "../evt", "evt é", &"e".repeat(65)] {
+            let reason = refused(greet(addr, hello_for(event_id, TOKEN)).await.1);
+            assert!(reason.contains("event id"), "{reason}");
+        }
+        let mut hello = hello_for("evt", TOKEN);
+        hello.settings.part_target_ms = Some(50);
+        assert!(refused(greet(addr, hello.clone()).await.1).contains("part_target_ms"));
+        hello.settings.part_target_ms = Some(300);
+        hello.settings.ladder = Some("sports/../x".into());
+        assert!(refused(greet(addr, hello.clone()).await.1).contains("ladder"));
+        hello.settings.ladder = Some("sports".into());
+        hello.settings.dvr_window_secs = Some(0);
+        assert!(refused(greet(addr, hello.clone()).await.1).contains("dvr_window_secs"));
+        hello.settings.dvr_window_secs = Some(3600);
+        hello.resume = Some(floodlight_media::push::LastPart {
+            msn: u64::MAX,
+            part: 0,
+            ends_segment: true,
+            init_version: 0,
+        });
+        assert!(refused(greet(addr, hello.clone()).await.1).contains("resume"));
+        hello.resume = None;
+        assert_eq!(greet(addr, hello).await.1, Some(Message::Accepted));
+    }
+
+    #[tokio::test]
+    async fn a_new_stream_is_refused_at_capacity_but_a_running_one_joins() {
+        let (addr, transcoder) = serve_with(TranscoderConfig {
+            capacity_rungs: 1,
+            ..TranscoderConfig::default()
         })
-        .to_bytes()
-        .to_vec()
+        .await;
+        let (_first, answer) = greet(addr, hello_for("one", TOKEN)).await;
+        assert_eq!(answer, Some(Message::Accepted));
+        assert_eq!(
+            transcoder.load().cost,
+            1,
+            "a stream costs at least one rung"
+        );
+        let reason = refused(greet(addr, hello_for("two", TOKEN)).await.1);
+        assert_eq!(reason, "at capacity");
+        // A publisher of the running stream coming back (or ingest moving it) joins its
+        // pipeline: no new load.
+        let (_again, answer) = greet(addr, hello_for("one", TOKEN)).await;
+        assert_eq!(answer, Some(Message::Accepted));
+    }
+
+    #[tokio::test]
+    async fn a_superseded_connection_does_not_end_the_newer_session() {
+        // No grace period: an `Ended` ends the pipeline as soon as it is taken.
+        let (addr, transcoder) = serve_with(TranscoderConfig {
+            reconnect_grace_secs: 0,
+            ..TranscoderConfig::default()
+        })
+        .await;
+        let (old, answer) = greet(addr, hello_for("evt", TOKEN)).await;
+        assert_eq!(answer, Some(Message::Accepted));
+        let (mut new, answer) = greet(addr, hello_for("evt", TOKEN)).await;
+        assert_eq!(answer, Some(Message::Accepted));
+        // The old connection goes (ingest moved the stream): its loss is no `Ended`.
+        drop(old);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(transcoder.is_running("evt"), "the newer session was ended");
+        // The newer connection's own end does end the stream.
+        let end = Message::Event(StampedEvent {
+            event: StreamEvent::Ended,
+            received_at_ms: 1,
+        });
+        new.write_all(&end.to_bytes().unwrap()).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while transcoder.is_running("evt") {
+            assert!(tokio::time::Instant::now() < deadline, "never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_connection_s_events_are_dropped_once_a_newer_one_began() {
+        let addr = serve().await;
+        let (mut old, _) = greet(addr, hello_for("evt", TOKEN)).await;
+        let (_new, _) = greet(addr, hello_for("evt", TOKEN)).await;
+        let end = Message::Event(StampedEvent {
+            event: StreamEvent::Ended,
+            received_at_ms: 1,
+        });
+        old.write_all(&end.to_bytes().unwrap()).await.unwrap();
+        // The transcoder closes the superseded connection (after any keepalives).
+        let mut decoder = Decoder::new(1 << 20);
+        let closed = timeout(Duration::from_secs(5), async {
+            loop {
+                match read_message(&mut old, &mut decoder).await {
+                    Ok(Some(Message::Keepalive | Message::Progress(_))) => continue,
+                    other => return other.ok().flatten(),
+                }
+            }
+        })
+        .await
+        .expect("closed in time");
+        assert_eq!(closed, None);
     }
 
     #[tokio::test]
@@ -288,10 +596,13 @@ mod tests {
         let mut socket = TcpStream::connect(addr).await.unwrap();
         let mut bumped = hello();
         // After length (4), type (1) and magic (4): the version.
-        bumped[9..11].copy_from_slice(&2u16.to_be_bytes());
+        let other = floodlight_media::transport::VERSION + 1;
+        bumped[9..11].copy_from_slice(&other.to_be_bytes());
         socket.write_all(&bumped).await.unwrap();
         match answer(&mut socket).await {
-            Some(Message::Refused { reason }) => assert!(reason.contains("version 2"), "{reason}"),
+            Some(Message::Refused { reason }) => {
+                assert!(reason.contains(&format!("version {other}")), "{reason}")
+            }
             other => panic!("expected Refused, got {other:?}"),
         }
     }

@@ -64,6 +64,14 @@ const MIN_TIMESTAMP_JUMP_90K: i64 = 90_000;
 /// goes on without waiting; the leader's boundaries then still apply to the follower's
 /// open part, or its next sync sample takes the leader's MSN.
 const MAX_FOLLOWER_HOLD_90K: i64 = 90_000;
+/// The same hold bounded by frame count: [`MAX_FOLLOWER_HOLD_90K`] of frames at 60 fps,
+/// the highest rate a ladder keeps (sports). Timestamps a tick apart would otherwise let a
+/// follower hold 90 000 frames for one second of its clock.
+const MAX_FOLLOWER_HOLD_FRAMES: usize = 120;
+/// Renditions one `Renditions` message may list. A ladder is a handful of rungs plus
+/// audio (ARCHITECTURE: source + 720p + 480p + 360p + 240p); every rendition costs a
+/// cutter, held frames and a part stream, so a runaway list is refused, not packaged.
+pub const MAX_RENDITIONS: usize = 16;
 /// Timestamps further from 0 than this (90 kHz: 99 years) are refused: no demuxer makes
 /// them (FLV and MPEG-TS wrap far below), and the timeline's arithmetic stays exact.
 const MAX_TIMESTAMP_90K: i64 = 1 << 48;
@@ -129,7 +137,6 @@ pub enum PackagerError {
     /// publisher bug) or falls before the stream's start.
     #[error("{track:?} frame dropped: dts {dts} (90 kHz, as received) does not advance the track")]
     NonMonotonicDts { track: TrackKind, dts: i64 },
-    /// The frame was dropped: `pts - dts` does not fit a `trun` composition offset.
     /// The frame was dropped: a timestamp beyond [`MAX_TIMESTAMP_90K`].
     #[error("{track:?} frame dropped: dts {dts} or pts {pts} (90 kHz) out of range")]
     TimestampOutOfRange {
@@ -137,12 +144,16 @@ pub enum PackagerError {
         dts: i64,
         pts: i64,
     },
+    /// The frame was dropped: `pts - dts` does not fit a `trun` composition offset.
     #[error("{track:?} frame dropped: dts {dts}, composition offset {cts} out of range")]
     CompositionOffsetOutOfRange {
         track: TrackKind,
         dts: i64,
         cts: i64,
     },
+    /// A `Renditions` message listed more than [`MAX_RENDITIONS`]; nothing changed.
+    #[error("{count} renditions listed: a ladder has at most {max} (MAX_RENDITIONS)")]
+    TooManyRenditions { count: usize, max: usize },
     #[error("invalid {track:?} track parameters: {reason}")]
     InvalidTrackParams {
         track: TrackKind,
@@ -627,6 +638,11 @@ impl StreamPackager {
             .iter()
             .copied()
             .find(|&i| self.renditions[i].kind() == TrackKind::Video);
+        self.set_leader(leader);
+    }
+
+    /// Makes `leader` the leading rendition and gives every cutter its role's policy.
+    fn set_leader(&mut self, leader: Option<usize>) {
         if leader != self.leader {
             self.leader = leader;
             self.leader_reach_90k = None;
@@ -653,6 +669,12 @@ impl StreamPackager {
         list: Vec<RenditionTrack>,
         now_ms: i64,
     ) -> Result<(), PackagerError> {
+        if list.len() > MAX_RENDITIONS {
+            return Err(PackagerError::TooManyRenditions {
+                count: list.len(),
+                max: MAX_RENDITIONS,
+            });
+        }
         for (i, rendition) in list.iter().enumerate() {
             validate_name(&rendition.name)?;
             let track = &rendition.params;
@@ -753,6 +775,16 @@ impl StreamPackager {
             }
             self.drain_parts()
         } else {
+            // The lead passes first, so the next leader's held frames are packaged as the
+            // leader's (its held keyframe starts its segment) rather than as a follower's
+            // of a rung that is going; a rendition new to the packager holds nothing yet.
+            let next_leader = list
+                .iter()
+                .find(|t| t.params.kind == TrackKind::Video)
+                .and_then(|t| self.renditions.iter().position(|r| r.name == t.name));
+            if next_leader.is_some() {
+                self.set_leader(next_leader);
+            }
             self.release_all_held()
         };
         let result = match self.session {
@@ -1117,7 +1149,8 @@ impl StreamPackager {
                     .dts_90k
                     .saturating_add(composition_offset(&front.frame)),
             );
-            let timed_out = newest.dts_90k.saturating_sub(front.dts_90k) > MAX_FOLLOWER_HOLD_90K;
+            let timed_out = newest.dts_90k.saturating_sub(front.dts_90k) > MAX_FOLLOWER_HOLD_90K
+                || rendition.held.len() > MAX_FOLLOWER_HOLD_FRAMES;
             let ready = force
                 || timed_out
                 || leader_passed

@@ -20,6 +20,10 @@ pub struct TranscoderLoad {
     pub streams: usize,
     /// Encoded rungs running (a passthrough costs next to nothing and is not counted).
     pub rungs: usize,
+    /// What the streams cost in rungs, the load compared with `capacity_rungs`: the sum
+    /// over streams of max(encoded rungs, 1), since a stream whose ladder is not planned
+    /// yet, or that is passthrough only, still costs its pipeline.
+    pub cost: usize,
 }
 
 /// A live stream's ladder, as `Transcoder::status` reports it.
@@ -68,31 +72,45 @@ impl StatusBoard {
         lock(&self.streams).get(event_id).cloned()
     }
 
-    /// Encoded rungs running over all streams.
-    pub(crate) fn encoded_rungs(&self) -> usize {
-        encoded_rungs(&lock(&self.streams))
+    /// The load of `event_ids` (the streams with a running pipeline): their encoded
+    /// rungs, and their cost (see [`TranscoderLoad::cost`]).
+    pub(crate) fn load<'a>(&self, event_ids: impl Iterator<Item = &'a str>) -> TranscoderLoad {
+        let streams = lock(&self.streams);
+        let mut load = TranscoderLoad::default();
+        for event_id in event_ids {
+            let rungs = streams.get(event_id).map_or(0, StreamStatus::encoded_rungs);
+            load.streams += 1;
+            load.rungs += rungs;
+            load.cost += rungs.max(1);
+        }
+        load
+    }
+}
+
+impl StreamStatus {
+    fn encoded_rungs(&self) -> usize {
+        self.rungs
+            .iter()
+            .filter(|r| !r.passthrough && r.shed.is_none())
+            .count()
     }
 }
 
 fn encoded_rungs(streams: &HashMap<String, StreamStatus>) -> usize {
-    streams
-        .values()
-        .flat_map(|s| &s.rungs)
-        .filter(|r| !r.passthrough && r.shed.is_none())
-        .count()
+    streams.values().map(StreamStatus::encoded_rungs).sum()
 }
 
 /// The transcoder-wide gauges: active rungs, and the encode speed of the stream closest
 /// to falling behind (the autoscaling signal: below ~1.2 the machine is full).
 fn publish_totals(streams: &HashMap<String, StreamStatus>) {
     metrics::gauge!("floodlight_transcoder_active_rungs").set(encoded_rungs(streams) as f64);
-    if let Some(slowest) = streams
+    // Without any encoding stream there is no speed to report: 0, not the last stream's
+    // value, which would read as a machine still busy (or still keeping up) forever.
+    let slowest = streams
         .values()
         .filter_map(|s| s.speed)
-        .min_by(f64::total_cmp)
-    {
-        metrics::gauge!("floodlight_transcoder_encode_speed").set(slowest);
-    }
+        .min_by(f64::total_cmp);
+    metrics::gauge!("floodlight_transcoder_encode_speed").set(slowest.unwrap_or(0.0));
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -116,6 +134,51 @@ pub(crate) fn process_cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rung(passthrough: bool, shed: Option<&str>) -> RungStatus {
+        RungStatus {
+            name: "r".into(),
+            width: 640,
+            height: 360,
+            bitrate_bps: None,
+            passthrough,
+            shed: shed.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn load_counts_at_least_one_rung_per_stream() {
+        let board = StatusBoard::default();
+        board.set(
+            "ladder",
+            StreamStatus {
+                rungs: vec![
+                    rung(true, None),
+                    rung(false, None),
+                    rung(false, Some("shed-cpu")),
+                    rung(false, None),
+                ],
+                speed: Some(1.5),
+            },
+        );
+        board.set(
+            "passthrough",
+            StreamStatus {
+                rungs: vec![rung(true, None)],
+                speed: None,
+            },
+        );
+        // "planning": a pipeline whose ladder has not reported yet.
+        let load = board.load(["ladder", "passthrough", "planning"].into_iter());
+        assert_eq!(
+            load,
+            TranscoderLoad {
+                streams: 3,
+                rungs: 2,
+                cost: 4
+            }
+        );
+    }
 
     #[test]
     fn process_cpu_time_is_read() {

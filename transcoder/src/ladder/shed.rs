@@ -9,7 +9,9 @@
 //! Choice: the encoded rung with the most pixels per second that is neither the top
 //! rendition (the best picture the stream offers) nor the lowest encoded rung (the rung a
 //! viewer on a bad network still needs). It frees the most CPU while keeping both ends
-//! of the ladder. A ladder with nothing between those two sheds nothing.
+//! of the ladder. A ladder with nothing between those two (an encoded top over one more
+//! encoded rung) sheds its most expensive encoded rung but the lowest, rather than fall
+//! behind real time; the last encoded rung is never shed.
 
 /// How long a rung must stay behind before a rung is shed.
 pub(crate) const SUSTAIN_MS: i64 = 2000;
@@ -48,12 +50,15 @@ pub(crate) struct ShedCandidate {
 /// The index (into `rungs`, top first) of the rung to shed, if any may go.
 pub(crate) fn choose_shed(rungs: &[ShedCandidate]) -> Option<usize> {
     let lowest_encoded = rungs.iter().rposition(|r| r.encoded)?;
-    rungs
-        .iter()
-        .enumerate()
-        .filter(|&(i, r)| r.encoded && i != 0 && i != lowest_encoded)
-        .max_by_key(|(_, r)| r.pixel_rate)
-        .map(|(i, _)| i)
+    let most_expensive = |keep_top: bool| {
+        rungs
+            .iter()
+            .enumerate()
+            .filter(|&(i, r)| r.encoded && i != lowest_encoded && !(keep_top && i == 0))
+            .max_by_key(|(_, r)| r.pixel_rate)
+            .map(|(i, _)| i)
+    };
+    most_expensive(true).or_else(|| most_expensive(false))
 }
 
 #[cfg(test)]
@@ -86,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn an_encoded_top_rung_is_never_shed_nor_the_last_encoded_rung() {
+    fn an_encoded_top_rung_goes_last_and_the_last_encoded_rung_never() {
         // `source` re-encoded (its GOP did not line up) is the top.
         let ladder = [
             rung(true, 1280, 720),
@@ -94,10 +99,16 @@ mod tests {
             rung(true, 426, 240),
         ];
         assert_eq!(choose_shed(&ladder), Some(1));
+        // Two encoded rungs: the top goes rather than both falling behind.
         assert_eq!(
             choose_shed(&[rung(true, 1280, 720), rung(true, 426, 240)]),
+            Some(0)
+        );
+        assert_eq!(
+            choose_shed(&[rung(false, 1920, 1080), rung(true, 426, 240)]),
             None
         );
+        assert_eq!(choose_shed(&[rung(true, 426, 240)]), None);
         assert_eq!(choose_shed(&[rung(false, 1280, 720)]), None);
         assert_eq!(choose_shed(&[]), None);
     }

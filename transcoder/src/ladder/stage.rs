@@ -170,6 +170,9 @@ struct Ladder {
     /// Rungs shed in this stream, for the status.
     shed: Vec<RungStatus>,
     next_thumbnail_pts: Option<i64>,
+    /// The stream's poster encoder: it keeps its scaler and libav encoder from one poster
+    /// to the next while the size stays the same.
+    jpeg: JpegEncoder,
     errors: u64,
 }
 
@@ -253,6 +256,7 @@ impl Ladder {
             session: None,
             shed: Vec::new(),
             next_thumbnail_pts: None,
+            jpeg: JpegEncoder::new(),
             errors: 0,
         }
     }
@@ -797,9 +801,10 @@ impl Ladder {
             / u64::from(picture.width().max(1)))
         .max(2) as u32)
             & !1;
-        // A new encoder per poster: one every few seconds costs nothing, and libav's
-        // encoder is left drained after each picture.
-        match JpegEncoder::new().encode(picture, width, height.max(2), THUMBNAIL_QUALITY) {
+        let encoded = self
+            .jpeg
+            .encode(picture, width, height.max(2), THUMBNAIL_QUALITY);
+        match encoded {
             Ok(jpeg) => self.emit(StageOutput::Thumbnail(jpeg)),
             Err(e) => self.count_error("thumbnail_error", &e, pts),
         }

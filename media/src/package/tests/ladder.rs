@@ -505,6 +505,18 @@ fn invalid_ladders_and_frames_are_refused_with_the_reason() {
         matches!(err, PackagerError::InvalidTrackParams { track: TrackKind::Audio, reason } if reason.contains("more than one audio")),
         "{err}"
     );
+    // A runaway list: refused whole, naming the limit.
+    let mut oversized = ladder();
+    for i in 0..MAX_RENDITIONS {
+        oversized.push(rung(&format!("extra{i}"), 640, 360, 800_000));
+    }
+    let err = packager
+        .handle_ladder(LadderEvent::Renditions(oversized), EPOCH_MS)
+        .unwrap_err();
+    assert!(
+        matches!(err, PackagerError::TooManyRenditions { count, max: MAX_RENDITIONS } if count == MAX_RENDITIONS + 4),
+        "{err}"
+    );
     assert!(drain(&mut packager).is_empty(), "nothing half-started");
     let listed = ladder();
     announce(&mut packager, &listed, 0);
@@ -524,6 +536,39 @@ fn invalid_ladders_and_frames_are_refused_with_the_reason() {
         Err(PackagerError::InvalidRendition { .. })
     ));
     assert_eq!(packager.stats().frames_rejected, 2);
+}
+
+#[test]
+fn a_follower_holds_at_most_two_seconds_of_60_fps_frames() {
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let listed = ladder();
+    announce(&mut packager, &listed, 0);
+    // The leader (720p) sends nothing; 480p's keyframe waits for it, and so does every
+    // frame after it, here a tick apart: far within the 1 s hold by time.
+    let follower = listed.iter().position(|r| r.name == "480p").unwrap();
+    let template = frames_of("480p", 0, 2 * 3003);
+    for i in 0..300 {
+        let frame = Frame {
+            dts: i,
+            pts: i,
+            keyframe: i == 0,
+            ..template[usize::from(i != 0)].clone()
+        };
+        // A frame the packager refuses after holding it is counted, not returned.
+        let _ = packager.handle_ladder(
+            LadderEvent::Frame {
+                rendition: follower,
+                frame,
+            },
+            EPOCH_MS,
+        );
+        let held = packager
+            .renditions
+            .iter()
+            .find(|r| r.name == "480p")
+            .map_or(0, |r| r.held.len());
+        assert!(held <= MAX_FOLLOWER_HOLD_FRAMES + 1, "{held} frames held");
+    }
 }
 
 #[test]
@@ -559,6 +604,46 @@ fn shedding_the_leader_hands_the_lead_to_the_next_rung() {
         (0..5).collect::<Vec<_>>()
     );
     assert!(audio.iter().all(|s| !s.3));
+}
+
+#[test]
+fn the_next_leader_packages_its_held_keyframe_as_the_leader() {
+    let mut packager = StreamPackager::new(PackagerConfig::default());
+    let full = ladder()[..3].to_vec();
+    announce(&mut packager, &full, 0);
+    // 720p stops just before its keyframe at 3 GOPs; the followers run on past theirs,
+    // which they hold for the leader.
+    let mut frames = arrivals(&["720p"], 0, 3 * GOP_90K as i64 - 1, |_| 0);
+    frames.extend(arrivals(
+        &["480p", "360p"],
+        0,
+        3 * GOP_90K as i64 + 9_000,
+        |_| 0,
+    ));
+    frames.sort_by_key(|a| a.at);
+    feed_ladder(&mut packager, &full, frames);
+    assert!(packager.renditions.iter().any(|r| !r.held.is_empty()));
+    // The leader is shed: 480p leads and its held keyframe starts segment 3 there.
+    let shed = full[1..].to_vec();
+    announce(&mut packager, &shed, 3 * GOP_90K as i64 + 9_000);
+    feed_ladder(
+        &mut packager,
+        &shed,
+        arrivals(
+            &["480p", "360p"],
+            3 * GOP_90K as i64 + 9_000,
+            2 * GOP_90K as i64,
+            |_| 0,
+        ),
+    );
+    packager
+        .handle_ladder(LadderEvent::Ended, EPOCH_MS + 12_000)
+        .unwrap();
+    let outputs = drain(&mut packager);
+    let next = segment_starts(&checked(&outputs, "480p"));
+    let at: Vec<(u64, u64)> = next.iter().map(|s| (s.0, s.1)).collect();
+    assert_eq!(at, (0..6).map(|n| (n, n * GOP_90K)).collect::<Vec<_>>());
+    assert_eq!(segment_starts(&checked(&outputs, "360p")), next);
 }
 
 #[test]
