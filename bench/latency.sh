@@ -20,11 +20,13 @@ quantile() { # metric name, quantile, metrics text file
     awk -v m="$1" -v q="$2" '$1 == m"{quantile=\""q"\"}" { printf "%.1f", $2 * 1000 }' "$3"
 }
 
+# The control API needs a key; a fresh server takes this one as its first admin key.
+ADMIN_KEY=fl_api_bench_$(python3 -c 'import secrets; print(secrets.token_hex(20))')
 results=()
 for run in $(seq 1 "$RUNS"); do
     dir=$(mktemp -d)
     rtmp=$(free_port); http=$(free_port); api=$(free_port)
-    FLOODLIGHT_LOG=warn \
+    FLOODLIGHT_LOG=warn FLOODLIGHT_ADMIN_KEY=$ADMIN_KEY \
     FLOODLIGHT_INGEST__RTMP__LISTEN=127.0.0.1:$rtmp \
     FLOODLIGHT_ORIGIN__LISTEN=127.0.0.1:$http \
     FLOODLIGHT_CONTROL__LISTEN=127.0.0.1:$api \
@@ -32,7 +34,8 @@ for run in $(seq 1 "$RUNS"); do
     server=$!
     trap 'kill $server 2>/dev/null || true' EXIT
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/healthz" >/dev/null && break; sleep 0.1; done
-    event=$(curl -sf -X POST "http://127.0.0.1:$api/v1/events" -H 'content-type: application/json' -d '{"title":"bench"}')
+    event=$(curl -sf -X POST "http://127.0.0.1:$api/v1/events" -H 'content-type: application/json' \
+        -H "authorization: Bearer $ADMIN_KEY" -d '{"title":"bench"}')
     id=$(echo "$event" | python3 -c 'import json,sys; print(json.load(sys.stdin)["event_id"])')
     key=$(echo "$event" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stream_key"])')
     ffmpeg -hide_banner -loglevel error -re \

@@ -200,7 +200,12 @@ async fn hlsjs_switches_between_the_ladder_rungs_while_playing() {
         );
     }
     let master = server.http(&format!("/live/{event_id}/master.m3u8"));
-    let report = play(&server, &master, &["--seconds", "26", "--switch-every", "4"]).await;
+    let report = play(
+        &server,
+        &master,
+        &["--seconds", "26", "--switch-every", "4"],
+    )
+    .await;
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
 
@@ -217,7 +222,11 @@ async fn hlsjs_switches_between_the_ladder_rungs_while_playing() {
         .iter()
         .filter_map(|s| s["level"].as_u64())
         .collect();
-    assert_eq!(switched.len(), 3, "levels switched to: {switched:?}\n{report:#}");
+    assert_eq!(
+        switched.len(),
+        3,
+        "levels switched to: {switched:?}\n{report:#}"
+    );
     let shown: std::collections::BTreeSet<u64> = report["sizes_seen"]
         .as_array()
         .expect("sizes_seen")
@@ -225,16 +234,28 @@ async fn hlsjs_switches_between_the_ladder_rungs_while_playing() {
         .filter_map(|s| s["height"].as_u64())
         .collect();
     for height in [240, 360, 720] {
-        assert!(shown.contains(&height), "{height}p never on screen: {shown:?}\n{report:#}");
+        assert!(
+            shown.contains(&height),
+            "{height}p never on screen: {shown:?}\n{report:#}"
+        );
     }
 
     // Played through the switches: the media clock kept pace, at most the start-up
     // stall (see the first test), no stall per switch.
     let advanced = number(&report, "/current_time_advanced_s");
-    assert!(advanced >= 20.0, "media clock moved only {advanced} s: {report:#}");
+    assert!(
+        advanced >= 20.0,
+        "media clock moved only {advanced} s: {report:#}"
+    );
     let stalls = number(&report, "/stalls");
-    assert!(stalls <= 2.0, "{stalls} stalls over the switches: {report:#}");
+    assert!(
+        stalls <= 2.0,
+        "{stalls} stalls over the switches: {report:#}"
+    );
     let frames = number(&report, "/video/total_frames");
     let dropped = number(&report, "/video/dropped_frames");
-    assert!(dropped <= frames * 0.05, "dropped {dropped} of {frames} frames");
+    assert!(
+        dropped <= frames * 0.05,
+        "dropped {dropped} of {frames} frames"
+    );
 }

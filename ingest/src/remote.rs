@@ -355,10 +355,19 @@ impl RemoteSession {
                             // Everything a new transcoder needs, then live events (an
                             // unsendable frame was counted when it came in).
                             let mut stuck = false;
+                            let mut untellable = None;
                             for stamped in replay.events() {
-                                if let Forward::Stuck = c.forward(stamped, settings.max_message_bytes) {
-                                    stuck = true;
+                                match c.forward(stamped, settings.max_message_bytes) {
+                                    Forward::Stuck => stuck = true,
+                                    Forward::Unsendable(reason) if !matches!(stamped.event, StreamEvent::Frame(_)) => {
+                                        untellable = Some(reason);
+                                    }
+                                    _ => {}
                                 }
+                            }
+                            if let Some(reason) = untellable {
+                                warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
+                                break;
                             }
                             if stuck {
                                 excluded.push((c.addr.clone(), Instant::now()));

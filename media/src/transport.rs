@@ -6,10 +6,11 @@
 //! Every message is `u32` big-endian length (of what follows), one type byte, the body.
 //! This outer framing never changes; what a version may change is bodies and types. A
 //! connection opens with [`Hello`] (magic + protocol version first, so a peer of another
-//! version is refused with a clear reason rather than misread), answered by `Accepted`
-//! or `Refused`. Then ingest sends the session's events (`Tracks`, `Frame`, `Ended`) and
-//! the transcoder sends `Progress` (the last part it packaged); both send `Keepalive`
-//! when idle. Frames are encoded by hand, field by field (the hot path: no serde per
+//! version is refused with a clear reason rather than misread; the deployment's internal
+//! service token, so that only the deployment's ingest can feed a transcoder), answered
+//! by `Accepted` or `Refused`. Then ingest sends the session's events (`Tracks`,
+//! `Frame`, `Ended`) and the transcoder sends `Progress` (the last part it packaged);
+//! both send `Keepalive` when idle. Frames are encoded by hand, field by field (the hot path: no serde per
 //! frame); all integers are big-endian.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

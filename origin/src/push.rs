@@ -91,7 +91,7 @@ pub(crate) async fn rendition(
         Declared::Updated => info!(rendition, codecs, "rendition descriptor updated"),
         Declared::Resumed => info!(
             rendition,
-            codecs, "shed rendition declared again: back in the master playlist"
+            codecs, "shed rendition declared again: back in the master playlist with its next part"
         ),
         Declared::NewSession => {
             ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);

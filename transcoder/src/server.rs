@@ -13,7 +13,8 @@
 //! Only the latest connection of a stream feeds its pipeline: once a newer one has begun
 //! (ingest moved the stream, or the publisher came back), an older connection's remaining
 //! events, and the `Ended` its loss would mean, are dropped, so they cannot end or
-//! disturb the new session.
+//! disturb the new session. The newer connection ends a session the older one left open
+//! before its own events, so the pipeline still sees one session end before the next.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -63,14 +64,35 @@ const MAX_RESUME_MSN: u64 = 1 << 48;
 #[derive(Default)]
 struct Generations {
     next: AtomicU64,
-    latest: Mutex<HashMap<String, u64>>,
+    latest: Mutex<HashMap<String, Latest>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Latest {
+    generation: u64,
+    /// It has passed on a session's events and not (yet) that session's `Ended`.
+    open: bool,
 }
 
 impl Generations {
-    /// A new connection of `event_id`: from now on it is the stream's latest.
-    fn begin(&self, event_id: &str) -> u64 {
+    /// A new connection of `event_id`: from now on it is the stream's latest. If the one
+    /// it supersedes left a session open (ingest moved the stream before this side saw
+    /// the old connection go), that session's `Ended` goes through `permit` first, under
+    /// the lock: the pipeline sees a session end before the next begins (the new one
+    /// replays the tracks and GOP, which then start a new timeline, not a step back).
+    fn begin(&self, event_id: &str, permit: mpsc::Permit<'_, StampedEvent>) -> u64 {
         let generation = self.next.fetch_add(1, Ordering::SeqCst);
-        lock(&self.latest).insert(event_id.to_string(), generation);
+        let fresh = Latest {
+            generation,
+            open: false,
+        };
+        let mut latest = lock(&self.latest);
+        if let Some(Latest { open: true, .. }) = latest.insert(event_id.to_string(), fresh) {
+            permit.send(StampedEvent {
+                event: StreamEvent::Ended,
+                received_at_ms: now_ms(),
+            });
+        }
         generation
     }
 
@@ -84,10 +106,14 @@ impl Generations {
         permit: mpsc::Permit<'_, StampedEvent>,
         stamped: StampedEvent,
     ) -> bool {
-        let latest = lock(&self.latest);
-        if latest.get(event_id) != Some(&generation) {
+        let mut latest = lock(&self.latest);
+        let Some(entry) = latest
+            .get_mut(event_id)
+            .filter(|e| e.generation == generation)
+        else {
             return false;
-        }
+        };
+        entry.open = !matches!(stamped.event, StreamEvent::Ended);
         permit.send(stamped);
         true
     }
@@ -95,7 +121,10 @@ impl Generations {
     /// The connection is gone: forget it, unless a newer one has begun.
     fn end(&self, event_id: &str, generation: u64) {
         let mut latest = lock(&self.latest);
-        if latest.get(event_id) == Some(&generation) {
+        if latest
+            .get(event_id)
+            .is_some_and(|e| e.generation == generation)
+        {
             latest.remove(event_id);
         }
     }
@@ -326,8 +355,13 @@ async fn serve_connection(
         token: _,
     } = hello;
     info!(event = %event_id, session = %session_id, ?resume, %peer, "stream assigned");
-    let generation = generations.begin(&event_id);
     let session = transcoder.begin_session(&event_id, &settings, resume);
+    let Ok(permit) = session.events.reserve().await else {
+        return Err(ConnectionError::Unexpected(
+            "a stream whose pipeline stopped",
+        ));
+    };
+    let generation = generations.begin(&event_id, permit);
     send(&mut socket, &Message::Accepted).await?;
     let events = session.events;
     let mut progress = session.progress;
@@ -534,6 +568,46 @@ mod tests {
         // pipeline: no new load.
         let (_again, answer) = greet(addr, hello_for("one", TOKEN)).await;
         assert_eq!(answer, Some(Message::Accepted));
+    }
+
+    fn stamped(event: StreamEvent) -> StampedEvent {
+        StampedEvent {
+            event,
+            received_at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newer_connection_ends_the_session_an_older_one_left_open_first() {
+        let generations = Generations::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let frame = || {
+            stamped(StreamEvent::Frame(floodlight_media::Frame {
+                track: floodlight_media::TrackKind::Video,
+                dts: 0,
+                pts: 0,
+                keyframe: true,
+                data: bytes::Bytes::new(),
+            }))
+        };
+        let old = generations.begin("evt", tx.reserve().await.unwrap());
+        assert!(generations.send_if_latest("evt", old, tx.reserve().await.unwrap(), frame()));
+        // The old connection is still open here when ingest's next one arrives.
+        let new = generations.begin("evt", tx.reserve().await.unwrap());
+        assert!(!generations.send_if_latest("evt", old, tx.reserve().await.unwrap(), frame()));
+        assert!(generations.send_if_latest("evt", new, tx.reserve().await.unwrap(), frame()));
+        let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|s| matches!(s.event, StreamEvent::Ended))
+            .collect();
+        assert_eq!(kinds, [false, true, false], "frame, Ended, the new frame");
+        // A session that ended cleanly is not ended twice.
+        let end = stamped(StreamEvent::Ended);
+        assert!(generations.send_if_latest("evt", new, tx.reserve().await.unwrap(), end));
+        generations.begin("evt", tx.reserve().await.unwrap());
+        let kinds: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|s| matches!(s.event, StreamEvent::Ended))
+            .collect();
+        assert_eq!(kinds, [true]);
     }
 
     #[tokio::test]
