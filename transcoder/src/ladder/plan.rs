@@ -67,13 +67,14 @@ pub(crate) struct LadderPlan {
     pub(crate) frame_rate: (u32, u32),
     /// Encode every other picture (a source above 60 fps).
     pub(crate) decimate: bool,
+    /// The source's SPS gives no frame rate (WebRTC cameras): `frame_rate` is an
+    /// assumption, and the pictures are timed by the publisher's capture clock.
+    pub(crate) rate_assumed: bool,
 }
 
 pub(crate) fn plan(profile: &LadderProfile, source: &SourceVideo) -> LadderPlan {
-    let fps = source
-        .frame_rate
-        .filter(|f| f.is_finite() && *f > 0.0)
-        .unwrap_or(DEFAULT_FRAME_RATE);
+    let known = source.frame_rate.filter(|f| f.is_finite() && *f > 0.0);
+    let fps = known.unwrap_or(DEFAULT_FRAME_RATE);
     let decimate = fps > MAX_FRAME_RATE + 0.5;
     let encoded_fps = if decimate { fps / 2.0 } else { fps };
     let mut encoded: Vec<_> = profile
@@ -105,6 +106,7 @@ pub(crate) fn plan(profile: &LadderProfile, source: &SourceVideo) -> LadderPlan 
         rungs,
         frame_rate: rational(encoded_fps),
         decimate,
+        rate_assumed: known.is_none(),
     }
 }
 
@@ -233,8 +235,9 @@ mod tests {
                 ("240p", 320, 240, false),
             ]
         );
-        // No timing info in the SPS: the rate control assumes 30 fps.
+        // No timing info in the SPS: the rate control assumes 30 fps, and says so.
         assert_eq!(plan.frame_rate, (30, 1));
+        assert!(plan.rate_assumed);
         // 1280x534 (2.40:1): every width is still even.
         let wide = SourceVideo {
             width: 1280,

@@ -416,7 +416,15 @@ impl Ladder {
             // inserts an IDR of its own while the boundaries come.
             keyint_max_frames: (segment_frames * 4.0).ceil().max(1.0) as u32,
         })?;
-        let config = encoder.config().clone();
+        let mut config = encoder.config().clone();
+        if plan.rate_assumed {
+            // The encoder's SPS states the assumed rate, but the pictures keep the
+            // publisher's capture-clock timing: the packager must time this rung's parts
+            // as it does such a source's (docs/packaging.md, PART-TARGET with slack for
+            // an unknown rate), or a millisecond of capture jitter closes parts a frame
+            // early, under RFC 8216bis §4.4.4.9's 85% floor.
+            config.frame_rate = None;
+        }
         let id = self.id();
         let stats = Arc::new(RungStats::default());
         let queue = ((fps * f64::from(self.settings.shed_lag_ms) / 1000.0).ceil() as usize + 2)
