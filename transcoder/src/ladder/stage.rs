@@ -305,12 +305,36 @@ impl Ladder {
             self.audio = audio.map(|t| (self.id(), t));
         }
         let same_video = self.session.as_ref().map(|s| &s.video) == video.as_ref();
+        let before = self.video_renditions();
         if !same_video {
             self.stop_rungs();
             self.session = video.map(|v| self.start_session(v));
         }
         self.announce();
+        // Rungs the new picture size no longer has (a publisher back at a lower
+        // resolution: never upscale) leave the origins' master playlists, as shed ones do,
+        // rather than stay listed with a playlist that no longer grows.
+        let now = self.video_renditions();
+        for name in before.into_iter().filter(|name| !now.contains(name)) {
+            self.emit(StageOutput::Stopped {
+                rendition: name,
+                reason: "source-changed",
+            });
+        }
         self.publish_status(None);
+    }
+
+    /// Names of the video renditions the stream has now: the passthrough and the running
+    /// encoded rungs.
+    fn video_renditions(&self) -> Vec<String> {
+        let Some(session) = &self.session else {
+            return Vec::new();
+        };
+        let passthrough = session.passthrough.map(|_| SOURCE.to_string());
+        passthrough
+            .into_iter()
+            .chain(session.rungs.iter().map(|r| r.planned.name.clone()))
+            .collect()
     }
 
     fn start_session(&mut self, video: AvcConfig) -> Session {
@@ -1250,6 +1274,49 @@ mod tests {
             270,
             "no picture lost or doubled at the switch"
         );
+    }
+
+    #[test]
+    fn a_smaller_picture_stops_the_rungs_it_no_longer_has() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let board = Arc::new(StatusBoard::default());
+        let mut ladder = Ladder::new("resize".to_string(), settings(), tx, board);
+        let Some(StreamEvent::Tracks(tracks)) = capture().into_iter().next() else {
+            panic!("the capture starts with its tracks");
+        };
+        ladder.handle(stamped(StreamEvent::Tracks(tracks.clone())));
+        // The publisher comes back at 200x150: 180p would be an upscale.
+        let smaller = tracks
+            .into_iter()
+            .map(|t| match t.codec {
+                CodecParams::H264(c) => TrackParams::video(AvcConfig {
+                    width: 200,
+                    height: 150,
+                    ..c
+                }),
+                _ => t,
+            })
+            .collect();
+        ladder.handle(stamped(StreamEvent::Tracks(smaller)));
+        let mut announced = Vec::new();
+        let mut stopped = Vec::new();
+        while let Ok(out) = rx.try_recv() {
+            match out {
+                StageOutput::Renditions(list) => announced.push(
+                    list.into_iter()
+                        .filter(|(_, t)| t.params.kind == TrackKind::Video)
+                        .map(|(_, t)| t.name)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+                StageOutput::Stopped { rendition, reason } => {
+                    stopped.push(format!("{rendition}:{reason}"))
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(announced, ["source,180p,120p", "source,120p"]);
+        assert_eq!(stopped, ["180p:source-changed"]);
     }
 
     #[test]
