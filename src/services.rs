@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::assignment::{RedisRegistry, TranscoderEntry};
 use crate::config::Config;
-use crate::up::{LiveView, StoreAuthority, bind, shutdown_signal, signalled};
+use crate::up::{IngestListeners, LiveView, StoreAuthority, bind, shutdown_signal, signalled};
 
 async fn registry(config: &Config, who: &str) -> anyhow::Result<RedisRegistry> {
     let Some(url) = &config.assignment.redis_url else {
@@ -204,16 +204,7 @@ pub(crate) async fn ingest(config: Config, metrics: PrometheusHandle) -> anyhow:
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
     let handler = remote_transcoders(&config).await?;
     let render = move || metrics.render();
-    let rtmp_listener = bind("ingest.rtmp.listen", config.ingest.rtmp.listen).await?;
-    let whip_listener = bind("ingest.whip.listen", config.ingest.whip.listen).await?;
-    let srt_socket = floodlight_ingest::bind_srt(&config.ingest.srt)
-        .await
-        .with_context(|| {
-            format!(
-                "ingest.srt.listen: cannot listen on {} (UDP)",
-                config.ingest.srt.listen
-            )
-        })?;
+    let listeners = IngestListeners::bind(&config).await?;
     // Stream keys are checked against the control plane's store in this process
     // (control.database_url: PostgreSQL, shared with the control plane, when
     // distributed). Its lifecycle bus is this process's own: that a cancel in the control
@@ -227,7 +218,7 @@ pub(crate) async fn ingest(config: Config, metrics: PrometheusHandle) -> anyhow:
     });
     let urls = PublicUrls::new(
         &config.public_host,
-        rtmp_listener.local_addr()?.port(),
+        listeners.rtmp.local_addr()?.port(),
         config.origin.listen.port(),
     );
     let control = Control::with_sessions(
@@ -247,35 +238,14 @@ pub(crate) async fn ingest(config: Config, metrics: PrometheusHandle) -> anyhow:
     );
     let _ = live.ingest.set(ingest.clone());
     info!(
-        rtmp = %rtmp_listener.local_addr()?,
-        http = %whip_listener.local_addr()?,
+        rtmp = %listeners.rtmp.local_addr()?,
+        http = %listeners.whip.local_addr()?,
         "ingest listening (/metrics and /healthz on the WHIP listener)"
     );
 
     let stop = shutdown_signal();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let (rtsp_ingest, srt_ingest, whip_ingest) = (ingest.clone(), ingest.clone(), ingest.clone());
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_rtmp(ingest, rtmp_listener, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_srt(srt_ingest, srt_socket, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::pull_rtsp(rtsp_ingest, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_whip(whip_ingest, whip_listener, render, signalled(s))
-            .await
-            .context("WHIP")
-    });
+    listeners.spawn(&mut tasks, ingest, render, &stop);
     while let Some(result) = tasks.join_next().await {
         result.context("an ingest task panicked")??;
     }

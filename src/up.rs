@@ -21,7 +21,7 @@ use floodlight_media::{PlaybackAccess, StreamSettings};
 use floodlight_origin::{Origin, ViewerSessions};
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -271,6 +271,62 @@ impl LiveStatusSource for LiveView {
     }
 }
 
+/// The publisher-facing listeners (RTMP, SRT, WHIP), bound before anything starts so a
+/// port in use stops start-up with the key to change.
+pub(crate) struct IngestListeners {
+    pub(crate) rtmp: TcpListener,
+    pub(crate) whip: TcpListener,
+    pub(crate) srt: UdpSocket,
+}
+
+impl IngestListeners {
+    pub(crate) async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let rtmp = bind("ingest.rtmp.listen", config.ingest.rtmp.listen).await?;
+        let whip = bind("ingest.whip.listen", config.ingest.whip.listen).await?;
+        let srt = floodlight_ingest::bind_srt(&config.ingest.srt)
+            .await
+            .with_context(|| {
+                format!(
+                    "ingest.srt.listen: cannot listen on {} (UDP)",
+                    config.ingest.srt.listen
+                )
+            })?;
+        Ok(IngestListeners { rtmp, whip, srt })
+    }
+
+    /// One task in `tasks` per listener, and one for the RTSP puller; all stop on `stop`.
+    /// The WHIP listener also serves /metrics from `render`.
+    pub(crate) fn spawn(
+        self,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        ingest: Ingest,
+        render: impl Fn() -> String + Send + Sync + 'static,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let (s, rtmp_ingest) = (stop.clone(), ingest.clone());
+        tasks.spawn(async move {
+            floodlight_ingest::serve_rtmp(rtmp_ingest, self.rtmp, signalled(s)).await;
+            Ok(())
+        });
+        let (s, srt_ingest) = (stop.clone(), ingest.clone());
+        tasks.spawn(async move {
+            floodlight_ingest::serve_srt(srt_ingest, self.srt, signalled(s)).await;
+            Ok(())
+        });
+        let (s, rtsp_ingest) = (stop.clone(), ingest.clone());
+        tasks.spawn(async move {
+            floodlight_ingest::pull_rtsp(rtsp_ingest, signalled(s)).await;
+            Ok(())
+        });
+        let s = stop.clone();
+        tasks.spawn(async move {
+            floodlight_ingest::serve_whip(ingest, self.whip, render, signalled(s))
+                .await
+                .context("WHIP")
+        });
+    }
+}
+
 pub(crate) async fn bind(key: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
@@ -320,18 +376,9 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
 
     let origin_listener = bind("origin.listen", config.origin.listen).await?;
     let control_listener = bind("control.listen", config.control.listen).await?;
-    let rtmp_listener = bind("ingest.rtmp.listen", config.ingest.rtmp.listen).await?;
-    let whip_listener = bind("ingest.whip.listen", config.ingest.whip.listen).await?;
-    let srt_socket = floodlight_ingest::bind_srt(&config.ingest.srt)
-        .await
-        .with_context(|| {
-            format!(
-                "ingest.srt.listen: cannot listen on {} (UDP)",
-                config.ingest.srt.listen
-            )
-        })?;
+    let ingest_listeners = IngestListeners::bind(&config).await?;
     let origin_addr = origin_listener.local_addr()?;
-    let rtmp_addr = rtmp_listener.local_addr()?;
+    let rtmp_addr = ingest_listeners.rtmp.local_addr()?;
     let control_addr = control_listener.local_addr()?;
 
     if config.transcoder.origins.is_empty() {
@@ -414,30 +461,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
             .await
             .context("control API")
     });
-    let s = stop.clone();
-    let rtsp_ingest = ingest.clone();
-    let srt_ingest = ingest.clone();
-    let whip_ingest = ingest.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_rtmp(ingest, rtmp_listener, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_srt(srt_ingest, srt_socket, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::pull_rtsp(rtsp_ingest, signalled(s)).await;
-        Ok(())
-    });
-    let s = stop.clone();
-    tasks.spawn(async move {
-        floodlight_ingest::serve_whip(whip_ingest, whip_listener, whip_render, signalled(s))
-            .await
-            .context("WHIP")
-    });
+    ingest_listeners.spawn(&mut tasks, ingest, whip_render, &stop);
 
     print_next_steps(&config, &urls, control_addr, admin_key);
     while let Some(result) = tasks.join_next().await {

@@ -3,15 +3,13 @@
 //! order, turning the Opus track into an AAC track: the codec work never runs on the async
 //! runtime, and video and audio leave the stage in the order they came.
 
-use std::thread;
-
 use floodlight_media::{
     CodecParams, OpusConfig, StampedEvent, StreamEvent, TrackKind, TrackParams,
 };
-use tokio::sync::mpsc;
-use tracing::{Span, error, warn};
+use tracing::{error, warn};
 
 use crate::av::{AvError, OpusToAac};
+use crate::thread_stage::ThreadStage;
 
 /// Events queued into the stage before the pipeline waits for it to catch up.
 const STAGE_QUEUE: usize = 256;
@@ -22,65 +20,30 @@ pub(crate) fn needs_stage(event: &StreamEvent) -> bool {
 }
 
 /// The pipeline's handle on the stage's thread.
-pub(crate) struct AudioStage {
-    input: mpsc::Sender<StampedEvent>,
-    output: mpsc::UnboundedReceiver<StampedEvent>,
-}
+pub(crate) type AudioStage = ThreadStage<StampedEvent>;
 
-/// The stage's thread is gone (it panicked): its events are lost.
-#[derive(Debug)]
-pub(crate) struct StageGone;
-
-impl AudioStage {
-    /// Starts the stage's thread for one stream; `aac_bitrate_bps` is the AAC encoder's
-    /// target.
-    pub(crate) fn spawn(event_id: &str, aac_bitrate_bps: u32) -> std::io::Result<AudioStage> {
-        let (input, mut input_rx) = mpsc::channel::<StampedEvent>(STAGE_QUEUE);
-        // Unbounded: the thread must never wait on the pipeline while the pipeline waits
-        // on the thread's input queue. It holds at most what one input queue produces.
-        let (output_tx, output) = mpsc::unbounded_channel();
-        let span = Span::current();
-        thread::Builder::new()
-            .name(format!("audio-{event_id}"))
-            .spawn(move || {
-                let _entered = span.enter();
-                let mut converter = OpusTrackConverter::new(aac_bitrate_bps);
-                let mut out = Vec::new();
-                while let Some(event) = input_rx.blocking_recv() {
-                    converter.handle(event, &mut out);
-                    for event in out.drain(..) {
-                        if output_tx.send(event).is_err() {
-                            return;
-                        }
+/// Starts the stage's thread for one stream; `aac_bitrate_bps` is the AAC encoder's target.
+pub(crate) fn spawn(event_id: &str, aac_bitrate_bps: u32) -> std::io::Result<AudioStage> {
+    ThreadStage::spawn(
+        format!("audio-{event_id}"),
+        STAGE_QUEUE,
+        move |mut input_rx, output_tx| {
+            let mut converter = OpusTrackConverter::new(aac_bitrate_bps);
+            let mut out = Vec::new();
+            while let Some(event) = input_rx.blocking_recv() {
+                converter.handle(event, &mut out);
+                for event in out.drain(..) {
+                    if output_tx.send(event).is_err() {
+                        return;
                     }
                 }
-                converter.finish(&mut out);
-                for event in out {
-                    let _ = output_tx.send(event);
-                }
-            })?;
-        Ok(AudioStage { input, output })
-    }
-
-    pub(crate) async fn send(&self, event: StampedEvent) -> Result<(), StageGone> {
-        self.input.send(event).await.map_err(|_| StageGone)
-    }
-
-    /// The next event out of the stage; `None` once the thread has ended.
-    pub(crate) async fn recv(&mut self) -> Option<StampedEvent> {
-        self.output.recv().await
-    }
-
-    /// Ends the stage's input and returns everything still coming out of it.
-    pub(crate) async fn close(self) -> Vec<StampedEvent> {
-        let AudioStage { input, mut output } = self;
-        drop(input);
-        let mut rest = Vec::new();
-        while let Some(event) = output.recv().await {
-            rest.push(event);
-        }
-        rest
-    }
+            }
+            converter.finish(&mut out);
+            for event in out {
+                let _ = output_tx.send(event);
+            }
+        },
+    )
 }
 
 /// The stage's core, sans-IO: events in, events out, Opus replaced by AAC.

@@ -20,6 +20,7 @@ mod ladder;
 mod pipeline;
 mod push;
 mod server;
+mod thread_stage;
 
 pub use config::{ConfigError, LadderProfile, RungProfile, TranscoderConfig};
 pub use ladder::{RungStatus, StreamStatus, TranscoderLoad};

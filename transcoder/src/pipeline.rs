@@ -15,11 +15,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, error, info, warn};
 
-use crate::audio_stage::{AudioStage, needs_stage};
+use crate::audio_stage::{self, AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
 use crate::ladder::{
-    LadderStage, StageOutput, StageSettings, StatusBoard, StreamStatus, TranscoderLoad,
-    process_cpu_seconds,
+    StageOutput, StageSettings, StatusBoard, StreamStatus, TranscoderLoad, process_cpu_seconds,
+    spawn_ladder,
 };
 use crate::push::{OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, resume_point};
 
@@ -253,7 +253,7 @@ async fn run_stream(
         continues: resume.is_some() || start.msn > 0,
         access: settings.access,
     });
-    let mut ladder = match LadderStage::spawn(&event_id, stage_settings, inner.board.clone()) {
+    let mut ladder = match spawn_ladder(&event_id, stage_settings, inner.board.clone()) {
         Ok(ladder) => ladder,
         Err(e) => {
             error!(error = %e, "cannot start the ladder thread: the stream is dropped");
@@ -334,7 +334,7 @@ async fn run_stream(
             ending = None;
         }
         if stage.is_none() && needs_stage(&stamped.event) {
-            match AudioStage::spawn(&event_id, config.aac_bitrate_bps) {
+            match audio_stage::spawn(&event_id, config.aac_bitrate_bps) {
                 Ok(started) => stage = Some(started),
                 // The ladder then leaves the Opus track out: video goes on, without audio.
                 Err(e) => error!(error = %e, "cannot start the audio stage thread"),

@@ -45,6 +45,7 @@ use crate::av::{
     ENCODER_FORMAT, EncoderSettings, H264Profile, JpegEncoder, Scaler, VideoDecoder, VideoEncoder,
 };
 use crate::config::LadderProfile;
+use crate::thread_stage::ThreadStage;
 
 /// Events queued into the ladder thread before the pipeline waits for it.
 const STAGE_QUEUE: usize = 256;
@@ -103,59 +104,26 @@ pub(crate) enum StageOutput {
 }
 
 /// The pipeline's handle on a stream's ladder thread.
-pub(crate) struct LadderStage {
-    input: mpsc::Sender<StampedEvent>,
-    output: mpsc::UnboundedReceiver<StageOutput>,
-}
+pub(crate) type LadderStage = ThreadStage<StageOutput>;
 
-/// The ladder thread is gone (it panicked): its events are lost.
-#[derive(Debug)]
-pub(crate) struct StageGone;
-
-impl LadderStage {
-    pub(crate) fn spawn(
-        event_id: &str,
-        settings: StageSettings,
-        board: Arc<StatusBoard>,
-    ) -> std::io::Result<LadderStage> {
-        let (input, mut input_rx) = mpsc::channel::<StampedEvent>(STAGE_QUEUE);
-        // Unbounded: no thread of the ladder ever waits on the pipeline. It holds what
-        // the rungs produce between two polls of the pipeline.
-        let (output_tx, output) = mpsc::unbounded_channel();
-        let span = Span::current();
-        let event_id = event_id.to_string();
-        thread::Builder::new()
-            .name(format!("ladder-{event_id}"))
-            .spawn(move || {
-                let _entered = span.enter();
-                let mut ladder = Ladder::new(event_id, settings, output_tx, board);
-                while let Some(event) = input_rx.blocking_recv() {
-                    ladder.handle(event);
-                }
-                ladder.end_session(unix_millis(), false);
-            })?;
-        Ok(LadderStage { input, output })
-    }
-
-    pub(crate) async fn send(&self, event: StampedEvent) -> Result<(), StageGone> {
-        self.input.send(event).await.map_err(|_| StageGone)
-    }
-
-    /// The next output; `None` once the thread has ended.
-    pub(crate) async fn recv(&mut self) -> Option<StageOutput> {
-        self.output.recv().await
-    }
-
-    /// Ends the input and returns everything still coming out of the ladder.
-    pub(crate) async fn close(self) -> Vec<StageOutput> {
-        let LadderStage { input, mut output } = self;
-        drop(input);
-        let mut rest = Vec::new();
-        while let Some(out) = output.recv().await {
-            rest.push(out);
-        }
-        rest
-    }
+/// Starts the ladder thread of one stream.
+pub(crate) fn spawn(
+    event_id: &str,
+    settings: StageSettings,
+    board: Arc<StatusBoard>,
+) -> std::io::Result<LadderStage> {
+    let event_id = event_id.to_string();
+    ThreadStage::spawn(
+        format!("ladder-{event_id}"),
+        STAGE_QUEUE,
+        move |mut input_rx, output_tx| {
+            let mut ladder = Ladder::new(event_id, settings, output_tx, board);
+            while let Some(event) = input_rx.blocking_recv() {
+                ladder.handle(event);
+            }
+            ladder.end_session(unix_millis(), false);
+        },
+    )
 }
 
 /// The ladder thread's state for the stream.
