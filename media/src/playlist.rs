@@ -241,19 +241,13 @@ impl MediaPlaylist {
         }
         let mut map_uri: Option<&str> = None;
         for segment in self.segments.iter().skip(skipped) {
-            if segment.discontinuity {
-                line(&mut out, format_args!("#EXT-X-DISCONTINUITY"));
-            }
-            if map_uri != Some(segment.map_uri.as_str()) {
-                line(
-                    &mut out,
-                    format_args!("#EXT-X-MAP:URI={}", quoted(&segment.map_uri)),
-                );
-                map_uri = Some(&segment.map_uri);
-            }
-            if let Some(pdt) = segment.program_date_time_ms.and_then(program_date_time) {
-                line(&mut out, format_args!("#EXT-X-PROGRAM-DATE-TIME:{pdt}"));
-            }
+            segment_tags(
+                &mut out,
+                &mut map_uri,
+                segment.discontinuity,
+                &segment.map_uri,
+                segment.program_date_time_ms,
+            );
             for part in &segment.parts {
                 let independent = if part.independent {
                     ",INDEPENDENT=YES"
@@ -347,19 +341,13 @@ impl IFramePlaylist {
         line(&mut out, format_args!("#EXT-X-I-FRAMES-ONLY"));
         let mut map_uri: Option<&str> = None;
         for entry in &self.entries {
-            if entry.discontinuity {
-                line(&mut out, format_args!("#EXT-X-DISCONTINUITY"));
-            }
-            if map_uri != Some(entry.map_uri.as_str()) {
-                line(
-                    &mut out,
-                    format_args!("#EXT-X-MAP:URI={}", quoted(&entry.map_uri)),
-                );
-                map_uri = Some(&entry.map_uri);
-            }
-            if let Some(pdt) = entry.program_date_time_ms.and_then(program_date_time) {
-                line(&mut out, format_args!("#EXT-X-PROGRAM-DATE-TIME:{pdt}"));
-            }
+            segment_tags(
+                &mut out,
+                &mut map_uri,
+                entry.discontinuity,
+                &entry.map_uri,
+                entry.program_date_time_ms,
+            );
             line(
                 &mut out,
                 format_args!("#EXTINF:{},", duration(entry.duration)),
@@ -450,6 +438,28 @@ impl MasterPlaylist {
             );
         }
         out
+    }
+}
+
+/// The tags before a segment that media and I-frame playlists share:
+/// EXT-X-DISCONTINUITY, EXT-X-MAP where the init section changes (`current`: the one in
+/// force), EXT-X-PROGRAM-DATE-TIME.
+fn segment_tags<'a>(
+    out: &mut String,
+    current: &mut Option<&'a str>,
+    discontinuity: bool,
+    map_uri: &'a str,
+    program_date_time_ms: Option<i64>,
+) {
+    if discontinuity {
+        line(out, format_args!("#EXT-X-DISCONTINUITY"));
+    }
+    if *current != Some(map_uri) {
+        line(out, format_args!("#EXT-X-MAP:URI={}", quoted(map_uri)));
+        *current = Some(map_uri);
+    }
+    if let Some(pdt) = program_date_time_ms.and_then(program_date_time) {
+        line(out, format_args!("#EXT-X-PROGRAM-DATE-TIME:{pdt}"));
     }
 }
 
