@@ -282,7 +282,7 @@ impl Store {
             email: email.to_string(),
             created_at: crate::store::stored_time(now),
         };
-        let mut tx = self.pool().begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let inserted =
             sqlx::query("INSERT INTO accounts (id, email, created_at) VALUES ($1, $2, $3)")
                 .bind(&account.id)
@@ -371,7 +371,7 @@ impl Store {
             max_concurrent_sessions: plan.max_concurrent_sessions,
             created_at: crate::store::stored_time(now),
         };
-        let mut tx = self.pool().begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO plans (id, name, max_concurrent_sessions, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -517,7 +517,7 @@ impl Store {
             created_at: now_stored,
             updated_at: now_stored,
         };
-        let mut tx = self.pool().begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )))
@@ -592,7 +592,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<Option<Subscription>, StoreError> {
-        let mut tx = self.pool().begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let Some(before) = sqlx::query_as::<_, SubscriptionRow>(sqlx::AssertSqlSafe(format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = $1"
         )))
@@ -668,7 +668,7 @@ impl Store {
             event_id: event_id.as_str().to_string(),
             created_at: crate::store::stored_time(now),
         };
-        let mut tx = self.pool().begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
             "INSERT INTO purchases (id, account_id, event_id, created_at) VALUES ($1, $2, $3, $4)",
         )

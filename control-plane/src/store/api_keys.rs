@@ -251,7 +251,7 @@ impl Store {
     ) -> Result<Option<ApiKey>, StoreError> {
         let at = unix_micros(stored_time(now));
         let actor = Actor::system();
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let generated = match configured {
             Some(key) => {
                 let digest = self.hasher.digest(key);
@@ -381,7 +381,7 @@ impl Store {
             created_by: Some(actor.id.clone()),
             revoked_at: None,
         };
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO api_keys (id, key_hash, role, principal, label, created_at, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -470,7 +470,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<ApiKeyInfo, RevokeApiKeyError> {
         let at = unix_micros(stored_time(now));
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         // The UPDATE comes first so that the transaction holds the write lock (SQLite)
         // or the row lock (PostgreSQL) before it counts the remaining admins.
         let done =

@@ -879,7 +879,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<Option<Event>, StoreError> {
         let at = unix_micros(stored_time(now));
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let mut sql = Sql::new("UPDATE events SET updated_at = ");
         sql.bind(at);
         for (name, value) in settings_columns(settings) {
@@ -946,7 +946,7 @@ impl Store {
                 return Err(TransitionError::NotAllowed { from, to });
             }
             let at = unix_micros(stored_time(now));
-            let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+            let mut tx = self.write_tx().await?;
             let done = sqlx::query(
                 "UPDATE events SET state = $1, updated_at = $2, publisher_gone_at = NULL \
                  WHERE id = $3 AND state = $4",

@@ -120,6 +120,8 @@ fn migrator() -> Migrator {
 pub struct Store {
     pool: AnyPool,
     hasher: KeyHasher,
+    /// The database is SQLite (else PostgreSQL).
+    sqlite: bool,
 }
 
 impl Store {
@@ -152,7 +154,12 @@ impl Store {
             .await
             .map_err(StoreError::Connect)?;
         migrator().run(&pool).await.map_err(StoreError::Migrate)?;
-        Ok(Store { pool, hasher })
+        let sqlite = url.starts_with("sqlite:");
+        Ok(Store {
+            pool,
+            hasher,
+            sqlite,
+        })
     }
 
     /// The connection pool, for store modules of other parts of the control plane
@@ -163,6 +170,24 @@ impl Store {
     )]
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock at its start
+    /// (`BEGIN IMMEDIATE`), waiting out the busy timeout while another connection holds
+    /// it. A deferred transaction would take it only at its first write, after a read,
+    /// and SQLite refuses that upgrade at once ("database is locked", no busy wait) while
+    /// another connection holds the lock, as a transaction dropped on an early return
+    /// does until its connection goes back to the pool and rolls it back. PostgreSQL
+    /// locks rows, not the database: a plain `BEGIN`.
+    pub(crate) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let begun = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await
+        } else {
+            self.pool.begin().await
+        };
+        begun.map_err(query_failed("begin"))
     }
 
     /// Whether the database answers a trivial query (`/readyz`).
@@ -400,6 +425,43 @@ mod tests {
             .bind_list(["x", "y"])
             .push(")");
         assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
+    }
+
+    /// Another connection holds SQLite's write lock (a transaction not yet rolled back):
+    /// a write transaction that reads before it writes waits for it rather than failing
+    /// with "database is locked" (seen in CI right after an update that matched no row).
+    #[tokio::test]
+    async fn a_write_waits_for_the_sqlite_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&ControlConfig::default(), dir.path())
+            .await
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let created = store
+            .create_event(&NewEvent::titled("lock"), &Actor::system(), now)
+            .await
+            .unwrap();
+        let mut holder = store.write_tx().await.unwrap();
+        sqlx::query("UPDATE events SET title = title WHERE id = $1")
+            .bind(created.event.id.as_str())
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let writer = {
+            let store = store.clone();
+            let id = created.event.id.clone();
+            tokio::spawn(async move {
+                store
+                    .create_stream_key(&id, StreamKeyRole::Backup, &Actor::system(), now)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.rollback().await.unwrap();
+        writer
+            .await
+            .unwrap()
+            .expect("the key is created once the lock is free");
     }
 
     #[test]

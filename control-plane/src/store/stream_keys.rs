@@ -155,7 +155,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<CreatedEvent, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let event = Store::insert_event(&mut tx, settings, actor, now).await?;
         let (key, stream_key) = self
             .insert_key(&mut tx, &event.id, StreamKeyRole::Primary, now)
@@ -209,7 +209,7 @@ impl Store {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> Result<(StreamKeyInfo, StreamKey), StreamKeyError> {
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let exists: Option<String> = sqlx::query_scalar("SELECT id FROM events WHERE id = $1")
             .bind(event_id.as_str())
             .fetch_optional(&mut *tx)
@@ -283,7 +283,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(StreamKeyInfo, bool), StreamKeyError> {
         let at = unix_micros(stored_time(now));
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE stream_keys SET revoked_at = $1 \
              WHERE id = $2 AND event_id = $3 AND revoked_at IS NULL",
@@ -327,7 +327,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(StreamKeyInfo, StreamKey), StreamKeyError> {
         let at = unix_micros(stored_time(now));
-        let mut tx = self.pool.begin().await.map_err(query_failed("begin"))?;
+        let mut tx = self.write_tx().await?;
         let done = sqlx::query(
             "UPDATE stream_keys SET revoked_at = $1 \
              WHERE id = $2 AND event_id = $3 AND revoked_at IS NULL",
