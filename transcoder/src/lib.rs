@@ -23,6 +23,6 @@ mod server;
 mod thread_stage;
 
 pub use config::{ConfigError, LadderProfile, RungProfile, TranscoderConfig};
-pub use ladder::{RungStatus, StreamStatus, TranscoderLoad};
+pub use ladder::TranscoderLoad;
 pub use pipeline::Transcoder;
 pub use server::serve_transport;

@@ -18,8 +18,7 @@ use tracing::{Instrument, error, info, warn};
 use crate::audio_stage::{self, AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
 use crate::ladder::{
-    StageOutput, StageSettings, StatusBoard, StreamStatus, TranscoderLoad, process_cpu_seconds,
-    spawn_ladder,
+    StageOutput, StageSettings, StatusBoard, TranscoderLoad, process_cpu_seconds, spawn_ladder,
 };
 use crate::push::{OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, resume_point};
 
@@ -156,12 +155,6 @@ impl Transcoder {
         lock(&self.inner.streams)
             .get(event_id)
             .is_some_and(|entry| !entry.tx.is_closed())
-    }
-
-    /// The ladder of a stream with a running pipeline: its rungs (shed ones with the
-    /// reason) and its encode speed.
-    pub fn status(&self, event_id: &str) -> Option<StreamStatus> {
-        self.inner.board.get(event_id)
     }
 }
 

@@ -26,26 +26,26 @@ pub struct TranscoderLoad {
     pub cost: usize,
 }
 
-/// A live stream's ladder, as `Transcoder::status` reports it.
+/// A live stream's ladder: what its load and the shed decisions are computed from.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct StreamStatus {
+pub(crate) struct StreamStatus {
     /// Video rungs, top first, shed ones included (with the reason).
-    pub rungs: Vec<RungStatus>,
+    pub(crate) rungs: Vec<RungStatus>,
     /// Media seconds encoded per second the slowest rung spent encoding them, over the
     /// last few seconds: 1.0 is the limit of real time. `None` without encoded rungs.
-    pub speed: Option<f64>,
+    pub(crate) speed: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RungStatus {
-    pub name: String,
-    pub width: u32,
-    pub height: u32,
+pub(crate) struct RungStatus {
+    pub(crate) name: String,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
     /// The rung's target bit rate; `None` for the publisher's video passed through.
-    pub bitrate_bps: Option<u32>,
-    pub passthrough: bool,
+    pub(crate) bitrate_bps: Option<u32>,
+    pub(crate) passthrough: bool,
     /// Why the rung stopped (`shed-cpu`), if it did.
-    pub shed: Option<String>,
+    pub(crate) shed: Option<String>,
 }
 
 /// The status of every stream, written by the ladder threads; the metrics that sum over
