@@ -21,6 +21,10 @@ pub struct IngestConfig {
     /// Events buffered between a publisher connection and its transcoder before the
     /// connection stops reading (TCP back-pressure to that publisher only).
     pub session_queue_events: usize,
+    /// Errors caused by outside input (junk datagrams, refused keys, malformed streams)
+    /// are logged once per source address per this many seconds; the rest of an
+    /// interval's are summed up in one line (metrics count every one).
+    pub error_log_interval_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -32,6 +36,7 @@ impl Default for IngestConfig {
             whip: WhipConfig::default(),
             backup_takeover_secs: 3,
             session_queue_events: 2048,
+            error_log_interval_secs: 10,
         }
     }
 }
@@ -60,6 +65,12 @@ impl Default for RtmpConfig {
             idle_timeout_secs: 30,
             max_connections: 1000,
         }
+    }
+}
+
+impl IngestConfig {
+    pub(crate) fn error_log_interval(&self) -> Duration {
+        Duration::from_secs(self.error_log_interval_secs.max(1))
     }
 }
 

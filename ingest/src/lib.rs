@@ -11,6 +11,7 @@
 
 mod config;
 mod remote;
+mod rollup;
 mod rtmp;
 mod rtsp;
 mod session;

@@ -30,6 +30,7 @@ use tokio::time::timeout;
 use tracing::{Instrument, info, warn};
 
 use crate::session::{BoxFuture, StreamHandler};
+use floodlight_media::sync::lock;
 
 /// Where transcoders are found: the assignment registry (Redis when distributed).
 pub trait TranscoderDirectory: Send + Sync + 'static {
@@ -573,11 +574,6 @@ async fn drive(
         warn!(%error, "transcoder connection ended");
     }
     metrics::gauge!("floodlight_ingest_transcoder_connections").decrement(1);
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single insert/retain critical sections: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

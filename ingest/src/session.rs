@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use crate::config::IngestConfig;
+use floodlight_media::sync::lock;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -815,12 +816,6 @@ fn stamped(event: StreamEvent) -> StampedEvent {
         event,
         received_at_ms: unix_millis(),
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Critical sections are single inserts/removes or counter updates: a poisoned lock is
-    // still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub(crate) fn unix_millis() -> i64 {

@@ -15,6 +15,7 @@ pub mod package;
 pub mod playlist;
 pub mod push;
 pub mod stream;
+pub mod sync;
 pub mod token;
 pub mod track;
 pub mod transport;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -26,6 +26,7 @@ use crate::metrics;
 use crate::stream::{Declared, StreamCore, StreamLimits, StreamStatus};
 use crate::window::{PushError, WindowLimits};
 use crate::{playback, push, resource};
+use floodlight_media::sync::lock;
 
 /// How often the sweeper looks for idle streams and expired ended ones.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -183,9 +184,6 @@ impl LiveStream {
 
 /// A poisoned lock only means another request panicked mid-update; the window is still
 /// the best state there is, so serve on.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// What the sweeper does with a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use crate::ladder::{
     StageOutput, StageSettings, StatusBoard, TranscoderLoad, process_cpu_seconds, spawn_ladder,
 };
 use crate::push::{OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, resume_point};
+use floodlight_media::sync::lock;
 
 /// Events queued from ingest to a stream's pipeline.
 const SESSION_QUEUE: usize = 1024;
@@ -487,9 +488,4 @@ fn unix_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single insert/remove critical sections: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

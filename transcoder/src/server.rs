@@ -35,6 +35,7 @@ use tracing::{Instrument, info, warn};
 
 use crate::config::TranscoderConfig;
 use crate::pipeline::Transcoder;
+use floodlight_media::sync::lock;
 
 /// The transport limits a connection is served with. (No `Debug`: it holds the token.)
 #[derive(Clone)]
@@ -128,11 +129,6 @@ impl Generations {
             latest.remove(event_id);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single insert/remove critical sections: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A path token: 1–`max` of `[A-Za-z0-9_-]`.

@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::rollup::SharedRollup;
 use crate::session::{Ingest, Protocol, PublishRefusal, PublishRequest, PublishStopped, Publisher};
 use to_stream::FlvToStream;
 
@@ -51,6 +52,23 @@ enum RtmpError {
     PublishStopped(#[from] PublishStopped),
 }
 
+impl RtmpError {
+    /// What kind of error this is, for rolling the log up.
+    fn kind(&self) -> &'static str {
+        match self {
+            RtmpError::Io(_) => "io",
+            RtmpError::Handshake(_) => "handshake",
+            RtmpError::Session(_) => "session",
+            RtmpError::HandshakeTimeout(_) => "handshake_timeout",
+            RtmpError::Idle(_) => "idle",
+            RtmpError::Media { .. } => "media",
+            RtmpError::Refused(_) => "refused",
+            RtmpError::Malformed { .. } => "malformed",
+            RtmpError::PublishStopped(_) => "publish_stopped",
+        }
+    }
+}
+
 impl From<HandshakeError> for RtmpError {
     fn from(e: HandshakeError) -> Self {
         RtmpError::Handshake(e)
@@ -68,6 +86,7 @@ impl From<ServerSessionError> for RtmpError {
 pub async fn serve_rtmp(ingest: Ingest, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let limit = Arc::new(Semaphore::new(ingest.config.rtmp.max_connections));
     let next_id = AtomicU64::new(1);
+    let errors = SharedRollup::new("rtmp errors", ingest.config.error_log_interval());
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -82,19 +101,29 @@ pub async fn serve_rtmp(ingest: Ingest, listener: TcpListener, shutdown: impl Fu
         };
         metrics::counter!("floodlight_ingest_connections_total", "protocol" => "rtmp").increment(1);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            warn!(%peer, "rtmp connection refused: max_connections reached");
+            if errors.admit(peer.ip(), "max_connections") {
+                warn!(%peer, "rtmp connection refused: max_connections reached");
+            }
             reject("max_connections");
             continue;
         };
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("rtmp", conn = id, %peer, event = tracing::field::Empty);
         let ingest = ingest.clone();
+        let errors = errors.clone();
         tokio::spawn(
             async move {
                 let _permit = permit;
-                match Connection::new(ingest, peer).run(socket).await {
+                match Connection::new(ingest, peer, errors.clone())
+                    .run(socket)
+                    .await
+                {
                     Ok(()) => info!("rtmp connection closed"),
-                    Err(e) => warn!(error = %e, "rtmp connection closed"),
+                    Err(e) => {
+                        if errors.admit(peer.ip(), e.kind()) {
+                            warn!(error = %e, "rtmp connection closed");
+                        }
+                    }
                 }
             }
             .instrument(span),
@@ -142,6 +171,9 @@ struct Publishing {
 struct Connection {
     ingest: Ingest,
     peer: SocketAddr,
+    /// Refusals and errors are logged rolled up per address (a flood of bad publishers
+    /// costs a few lines).
+    errors: SharedRollup,
     publishing: Option<Publishing>,
     /// Set when the connection must close after flushing its last responses.
     closing: Option<RtmpError>,
@@ -149,10 +181,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(ingest: Ingest, peer: SocketAddr) -> Self {
+    fn new(ingest: Ingest, peer: SocketAddr, errors: SharedRollup) -> Self {
         Connection {
             ingest,
             peer,
+            errors,
             publishing: None,
             closing: None,
             finished: false,
@@ -246,7 +279,9 @@ impl Connection {
             } => {
                 let app = strip_query(&app_name);
                 if app != self.ingest.config.rtmp.app {
-                    warn!(app, "rtmp connect to unknown application refused");
+                    if self.errors.admit(self.peer.ip(), "unknown_app") {
+                        warn!(app, "rtmp connect to unknown application refused");
+                    }
                     return self.refuse(
                         session,
                         request_id,
@@ -350,13 +385,15 @@ impl Connection {
             Ok(grant) => grant,
             Err(refusal) => {
                 // Never log the key itself: it is a publishing credential.
-                warn!(key_len = stream_key.len(), %refusal, "publish refused");
                 let (metric, code) = match refusal {
                     PublishRefusal::UnknownKey => ("unknown_key", "NetStream.Publish.BadName"),
                     PublishRefusal::Forbidden(_) => ("forbidden", "NetStream.Publish.Denied"),
                     PublishRefusal::RateLimited => ("rate_limited", "NetStream.Publish.Denied"),
                     _ => ("auth_unavailable", "NetStream.Publish.Failed"),
                 };
+                if self.errors.admit(self.peer.ip(), metric) {
+                    warn!(key_len = stream_key.len(), %refusal, "publish refused");
+                }
                 return self.refuse(
                     session,
                     request_id,
@@ -372,7 +409,9 @@ impl Connection {
         let publisher = match self.ingest.start_publish(&grant, Protocol::Rtmp, self.peer) {
             Ok(publisher) => publisher,
             Err(taken) => {
-                warn!(%taken, "publish refused");
+                if self.errors.admit(self.peer.ip(), "already_publishing") {
+                    warn!(%taken, "publish refused");
+                }
                 return self.refuse(
                     session,
                     request_id,

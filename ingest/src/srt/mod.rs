@@ -22,6 +22,7 @@ use floodlight_media::StreamEvent;
 use floodlight_media::ts::{TsDemuxer, TsError};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
+use srt_protocol::listener::ListenerStatistics;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::{RejectReason, ServerRejectReason};
 use srt_tokio::options::{ByteCount, KeySize, Passphrase, SocketOptions};
@@ -30,6 +31,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, error, info, warn};
 
+use crate::rollup::SharedRollup;
 use crate::session::{
     Ingest, Protocol, PublishGrant, PublishRefusal, PublishRequest, PublishStopped, SlotTaken,
     unix_millis,
@@ -126,9 +128,11 @@ impl Refusal {
 }
 
 /// Accepts SRT publishers on `socket` until `shutdown` resolves. Each connection runs in
-/// its own tasks: one bad publisher never affects another. srt-tokio's listener task
-/// panics on a few malformed handshakes (`unimplemented!` in srt-protocol 0.4); when it
-/// dies it is started again on the same socket, so SRT ingest never stays down.
+/// its own tasks: one bad publisher never affects another. The published srt-protocol
+/// 0.4.4 panicked srt-tokio's listener task (and with it every connection on the port) on
+/// a few handshakes any caller can send; the vendored, patched copy does not
+/// (vendor/README.md, fuzz target `srt_listener`). Should the listener task still die,
+/// it is started again on the same socket, so SRT ingest never stays down.
 pub async fn serve_srt(ingest: Ingest, socket: UdpSocket, shutdown: impl Future<Output = ()>) {
     let config = ingest.config.srt.clone();
     let local = match socket.local_addr() {
@@ -147,6 +151,8 @@ pub async fn serve_srt(ingest: Ingest, socket: UdpSocket, shutdown: impl Future<
     };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let next_id = Arc::new(AtomicU64::new(1));
+    let interval = ingest.config.error_log_interval();
+    let refusals = SharedRollup::new("srt connections refused", interval);
     tokio::pin!(shutdown);
     loop {
         let bound = async {
@@ -165,6 +171,10 @@ pub async fn serve_srt(ingest: Ingest, socket: UdpSocket, shutdown: impl Future<
             }
         };
         info!(%local, "srt listener started");
+        tokio::spawn(
+            count_malformed(listener.statistics().clone(), refusals.clone(), interval)
+                .in_current_span(),
+        );
         let requests = incoming.incoming();
         loop {
             let request = tokio::select! {
@@ -178,7 +188,8 @@ pub async fn serve_srt(ingest: Ingest, socket: UdpSocket, shutdown: impl Future<
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let peer = request.remote();
             let span = tracing::info_span!("srt", conn = id, %peer, event = tracing::field::Empty);
-            tokio::spawn(handle_request(ingest.clone(), request, limit.clone()).instrument(span));
+            let request = handle_request(ingest.clone(), request, limit.clone(), refusals.clone());
+            tokio::spawn(request.instrument(span));
         }
         // The listener task is gone (it panicked): its connections are cut off too.
         error!("srt listener stopped unexpectedly; starting it again");
@@ -195,20 +206,60 @@ fn rejected(metric: &'static str) {
         .increment(1);
 }
 
-async fn refuse(request: ConnectionRequest, refusal: Refusal) {
+/// Counts the datagrams srt-protocol could not parse (it logs none of them) and logs
+/// how many came in each interval, once, with the refusals' summaries. Ends with the
+/// listener.
+async fn count_malformed(
+    mut statistics: impl futures::Stream<Item = ListenerStatistics> + Unpin,
+    refusals: SharedRollup,
+    interval: Duration,
+) {
+    let counter = metrics::counter!("floodlight_ingest_srt_malformed_datagrams_total");
+    let mut seen = 0;
+    let mut unlogged = 0;
+    let mut last_log = tokio::time::Instant::now();
+    while let Some(stats) = statistics.next().await {
+        let total = stats.rx_parse_errors + stats.rx_io_errors;
+        let new = total.saturating_sub(seen);
+        seen = total;
+        counter.increment(new);
+        unlogged += new;
+        if last_log.elapsed() >= interval {
+            if unlogged > 0 {
+                warn!(
+                    datagrams = unlogged,
+                    secs = last_log.elapsed().as_secs(),
+                    "malformed datagrams on the srt port"
+                );
+            }
+            unlogged = 0;
+            last_log = tokio::time::Instant::now();
+        }
+        refusals.sweep();
+    }
+}
+
+async fn refuse(request: ConnectionRequest, refusal: Refusal, refusals: &SharedRollup) {
     rejected(refusal.metric);
     // The handshake carries 1000 + the reason; libsrt callers report the reason itself
     // (srt_getrejectreason: 1401 for SRT_REJX_UNAUTHORIZED, 11 for SRT_REJ_UNSECURE).
-    warn!(
-        reject_reason = i32::from(refusal.code) - 1000,
-        reason = %refusal.reason,
-        "srt connection refused in the handshake"
-    );
+    if refusals.admit(request.remote().ip(), refusal.metric) {
+        warn!(
+            reject_reason = i32::from(refusal.code) - 1000,
+            reason = %refusal.reason,
+            "srt connection refused in the handshake"
+        );
+    }
     let _ = request.reject(refusal.code).await;
 }
 
 /// Decides a connection request; an accepted one publishes until it ends.
-async fn handle_request(ingest: Ingest, request: ConnectionRequest, limit: Arc<Semaphore>) {
+async fn handle_request(
+    ingest: Ingest,
+    request: ConnectionRequest,
+    limit: Arc<Semaphore>,
+    refusals: SharedRollup,
+) {
     metrics::counter!("floodlight_ingest_connections_total", "protocol" => "srt").increment(1);
     let Ok(permit) = limit.try_acquire_owned() else {
         let refusal = Refusal::new(
@@ -216,29 +267,30 @@ async fn handle_request(ingest: Ingest, request: ConnectionRequest, limit: Arc<S
             ServerRejectReason::Overload,
             "max_connections reached",
         );
-        return refuse(request, refusal).await;
+        return refuse(request, refusal, &refusals).await;
     };
+    let peer = request.remote();
     let handshake_timeout = Duration::from_secs(ingest.config.srt.handshake_timeout_secs);
     let deadline = tokio::time::Instant::now() + handshake_timeout;
     let grant = match tokio::time::timeout_at(deadline, authorize(&ingest, &request)).await {
         Ok(Ok(grant)) => grant,
-        Ok(Err(refusal)) => return refuse(request, refusal).await,
+        Ok(Err(refusal)) => return refuse(request, refusal, &refusals).await,
         Err(_) => {
             let refusal = Refusal::new(
                 "auth_unavailable",
                 ServerRejectReason::Down,
                 "stream key check timed out",
             );
-            return refuse(request, refusal).await;
+            return refuse(request, refusal, &refusals).await;
         }
     };
     tracing::Span::current().record("event", grant.event_id.as_str());
     if let Err(taken) = ingest.check_room(&grant) {
-        return refuse(request, conflict(&taken)).await;
+        return refuse(request, conflict(&taken), &refusals).await;
     }
     let keys = match key_settings(&grant, request.key_size()) {
         Ok(keys) => keys,
-        Err(refusal) => return refuse(request, refusal).await,
+        Err(refusal) => return refuse(request, refusal, &refusals).await,
     };
     let socket = match tokio::time::timeout_at(deadline, request.accept(keys)).await {
         Ok(Ok(socket)) => socket,
@@ -246,7 +298,9 @@ async fn handle_request(ingest: Ingest, request: ConnectionRequest, limit: Arc<S
             // srt-tokio rejected it itself: a wrong passphrase (SRT_REJ_BADSECRET), or no
             // encryption towards an event with a passphrase (SRT_REJ_UNSECURE).
             rejected("handshake_failed");
-            warn!(error = %e, "srt handshake failed: wrong or missing passphrase");
+            if refusals.admit(peer.ip(), "handshake_failed") {
+                warn!(error = %e, "srt handshake failed: wrong or missing passphrase");
+            }
             return;
         }
         Err(_) => {
@@ -334,11 +388,10 @@ fn conflict(taken: &SlotTaken) -> Refusal {
 /// The keys to accept with: the event's passphrase, at the key length the caller asks
 /// for. libsrt callers leave the handshake's key length unset unless `pbkeylen` is given
 /// (their default is AES-128, which srt-tokio assumes for an unset length), so an unset
-/// length does not tell whether the caller encrypts. With a passphrase that is harmless:
-/// srt-tokio rejects an unencrypted caller itself (SRT_REJ_UNSECURE). Without one, a
-/// caller that encrypts at the default length reaches an `unimplemented!` in srt-protocol
-/// 0.4 (the listener is then restarted, see [`serve_srt`]); one that names its length is
-/// refused here.
+/// length does not tell whether the caller encrypts. Either way srt-protocol refuses a
+/// mismatch itself (SRT_REJ_UNSECURE): an unencrypted caller to an event with a
+/// passphrase, or key material towards one without (the case the patched srt-protocol
+/// refuses instead of panicking). A caller that names its length is refused here.
 fn key_settings(grant: &PublishGrant, key_size: KeySize) -> Result<Option<KeySettings>, Refusal> {
     match (&grant.srt_passphrase, key_size) {
         (None, KeySize::Unspecified) => Ok(None),

@@ -42,7 +42,9 @@ use error::WhipError;
 use session::{Session, SessionEnd};
 use to_stream::{KeyframePolicy, WebRtcToStream};
 
+use crate::rollup::SharedRollup;
 use crate::session::{Ingest, Protocol, PublishRequest};
+use floodlight_media::sync::lock;
 
 /// H.264 payload configurations we receive, in order of preference (RFC 6184 §8.1
 /// profile-level-id): Constrained Baseline (what browsers' hardware and OpenH264 encode),
@@ -75,6 +77,8 @@ struct Whip {
     next_port: Arc<AtomicUsize>,
     render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     shutdown: watch::Receiver<bool>,
+    /// Refusals are logged rolled up per address.
+    refusals: SharedRollup,
 }
 
 struct SessionEntry {
@@ -111,11 +115,12 @@ pub async fn serve_whip(
     let config = Arc::new(ingest.config.whip.clone());
     let (stop, stopped) = watch::channel(false);
     let whip = Whip {
-        ingest,
         config: config.clone(),
         crypto: Arc::new(str0m::crypto::from_feature_flags()),
         sessions: Arc::default(),
         next_port: Arc::default(),
+        refusals: SharedRollup::new("whip publishes refused", ingest.config.error_log_interval()),
+        ingest,
         render_metrics: Arc::new(render_metrics),
         shutdown: stopped,
     };
@@ -165,7 +170,9 @@ async fn publish(
         Err(e) => {
             metrics::counter!("floodlight_ingest_rejected_total", "protocol" => "whip", "reason" => e.metric())
                 .increment(1);
-            warn!(event = %event_id, peer = %conn.remote, error = %e, "whip publish refused");
+            if whip.refusals.admit(conn.remote.ip(), e.metric()) {
+                warn!(event = %event_id, peer = %conn.remote, error = %e, "whip publish refused");
+            }
             e.into_response()
         }
     }
@@ -444,9 +451,4 @@ fn bearer(headers: &HeaderMap) -> Result<&str, WhipError> {
             "send the event's stream key as Authorization: Bearer {stream_key}".to_string(),
         )
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single insert/remove/take critical sections: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

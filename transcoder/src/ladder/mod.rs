@@ -8,6 +8,7 @@ mod plan;
 mod shed;
 mod stage;
 
+use floodlight_media::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -111,11 +112,6 @@ fn publish_totals(streams: &HashMap<String, StreamStatus>) {
         .filter_map(|s| s.speed)
         .min_by(f64::total_cmp);
     metrics::gauge!("floodlight_transcoder_encode_speed").set(slowest.unwrap_or(0.0));
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Single insert/remove critical sections: a poisoned map is still consistent.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// CPU seconds this process has used (user + system), from /proc/self/stat (Linux).

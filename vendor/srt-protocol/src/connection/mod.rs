@@ -363,9 +363,9 @@ impl DuplexConnection {
             // TODO: case UMSG_CGWARNING: // 100 - Delay Warning
             //            // One way packet delay is increasing, so decrease the sending rate
             //            ControlTypes::DelayWarning?
-            CongestionWarning => todo!(),
-            // TODO: case UMSG_PEERERROR: // 1000 - An error has happened to the peer side
-            PeerError(_) => todo!(),
+            // Floodlight patch: these two used to panic the connection (`todo!`); a
+            // peer's warning or error report changes nothing here.
+            CongestionWarning | PeerError(_) => {}
             // TODO: case UMSG_EXT: // 0x7FFF - reserved and user defined messages
             Srt(s) => self.handle_srt_control_packet(now, s),
         }
@@ -387,7 +387,9 @@ impl DuplexConnection {
             KeyRefreshResponse(keying_material) => {
                 self.sender().handle_key_refresh_response(keying_material)
             }
-            _ => unimplemented!("{:?}", pack),
+            // Floodlight patch: other SRT control packets from the peer used to panic
+            // the connection (`unimplemented!`); they are ignored.
+            _ => self.warn(now, "unhandled srt control packet", &pack),
         }
     }
 

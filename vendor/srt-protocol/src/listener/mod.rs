@@ -14,12 +14,19 @@ pub use statistics::*;
 #[derive(Clone, Debug)]
 pub struct ListenerSettings {}
 
+/// Floodlight patch: how long a session may stay in the handshake before the listener
+/// forgets it (well past any access-control answer).
+const PENDING_SESSION_TTL: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct MultiplexListener {
     start_time: Instant,
     local_address: SocketAddr,
     settings: ConnInitSettings,
     sessions: HashMap<SessionId, SessionState>,
+    /// Floodlight patch: when each session that is not open yet began, so the ones a
+    /// caller abandons (or a spoofed source never continues) leave the table.
+    pending_since: HashMap<SessionId, Instant>,
     stats: ListenerStatistics,
     stats_timer: Timer,
 }
@@ -31,6 +38,7 @@ impl MultiplexListener {
             local_address,
             settings,
             sessions: Default::default(),
+            pending_since: Default::default(),
             stats: Default::default(),
             stats_timer: Timer::new(now, Duration::from_secs(1)),
         }
@@ -70,15 +78,41 @@ impl MultiplexListener {
         self.stats.rx_packets += 1;
         //self.stats.rx_bytes += packet
         let session_id = SessionId(packet.1);
-        let settings = &self.settings;
-        self.sessions
-            .entry(session_id)
-            .or_insert_with(|| SessionState::new_pending(settings.clone()))
-            .handle_packet(now, session_id, packet)
+        // Floodlight patch: only a handshake starts a session; any other packet from an
+        // unknown source used to leave an entry in the table for good.
+        if !self.sessions.contains_key(&session_id) {
+            if !matches!(&packet.0, Packet::Control(c) if matches!(c.control_type, ControlTypes::Handshake(_)))
+            {
+                return Action::WaitForInput;
+            }
+            self.pending_since.insert(session_id, now);
+            self.sessions
+                .insert(session_id, SessionState::new_pending(self.settings.clone()));
+        }
+        let session = self.sessions.get_mut(&session_id).expect("inserted above");
+        let action = session.handle_packet(now, session_id, packet);
+        if matches!(action, Action::OpenConnection(..)) {
+            self.pending_since.remove(&session_id);
+        }
+        action
     }
 
-    fn handle_packet_receive_error(&mut self, now: Instant, error: ReceivePacketError) -> Action {
-        self.warn(now, "packet", &error);
+    /// Floodlight patch: forgets sessions still not open after [`PENDING_SESSION_TTL`].
+    fn expire_pending_sessions(&mut self, now: Instant) {
+        let sessions = &mut self.sessions;
+        self.pending_since.retain(|session_id, since| {
+            let keep = now.saturating_duration_since(*since) < PENDING_SESSION_TTL;
+            if !keep && !matches!(sessions.get(session_id), Some(SessionState::Open)) {
+                sessions.remove(session_id);
+            }
+            keep
+        });
+    }
+
+    fn handle_packet_receive_error(&mut self, _now: Instant, error: ReceivePacketError) -> Action {
+        // Floodlight patch: no log line per malformed datagram (anyone can send them);
+        // they are counted in the statistics (`rx_parse_errors`, `rx_io_errors`).
+        log::debug!("listen:{}|packet - {:?}", self.local_address.port(), error);
 
         use ReceivePacketError::*;
         match error {
@@ -103,6 +137,7 @@ impl MultiplexListener {
 
     fn handle_timer(&mut self, now: Instant) -> Action {
         if self.stats_timer.check_expired(now).is_some() {
+            self.expire_pending_sessions(now);
             Action::UpdateStatistics(&self.stats)
         } else {
             // TODO: create an action that returns an action with an Iterator that ticks time forward
@@ -123,6 +158,7 @@ impl MultiplexListener {
             RejectConnection(session_id) => {
                 self.stats.cx_rejected += 1;
                 self.sessions.remove(&session_id);
+                self.pending_since.remove(&session_id);
             }
             OpenConnection(_) => {
                 self.stats.cx_opened += 1;
@@ -133,6 +169,7 @@ impl MultiplexListener {
             DropConnection(session_id) => {
                 self.stats.cx_dropped += 1;
                 self.sessions.remove(&session_id);
+                self.pending_since.remove(&session_id);
             }
             UpdateStatistics => {}
         }

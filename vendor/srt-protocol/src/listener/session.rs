@@ -57,7 +57,9 @@ impl SessionState {
                 let reject = reject.clone();
                 self.reject(session_id, reject)
             }
-            Open => unreachable!("this should not happen"),
+            // Floodlight patch: a late second response for an open session is ignored
+            // (it used to panic the listener).
+            Open => Action::WaitForInput,
             Dropping => Action::DropConnection(session_id),
         }
     }

@@ -121,10 +121,9 @@ impl<I: Iterator<Item = u32>> Iterator for DecompressLossList<I> {
                     let next_num = next & !(1 << 31);
                     self.loop_next_end = Some((
                         next_num + 1,
-                        match self.iterator.next() {
-                            Some(i) => i,
-                            None => panic!("unterminated loop while decompressing loss list"),
-                        },
+                        // Floodlight patch: a peer's unterminated range used to panic;
+                        // the list ends there.
+                        self.iterator.next()?,
                     ));
 
                     Some(SeqNumber::new_truncate(next_num))

@@ -632,7 +632,12 @@ impl ControlTypes {
                                             SrtControlPacket::StreamId(stream_id) => {
                                                 sid = Some(stream_id)
                                             }
-                                            _ => unimplemented!("Implement other kinds"),
+                                            // Floodlight patch: other config
+                                            // extensions (congestion, filter, group)
+                                            // used to panic the listener; they are
+                                            // ignored, as libsrt ignores what it does
+                                            // not use.
+                                            _ => {}
                                         }
                                     }
                                 }

@@ -68,8 +68,12 @@ pub fn gen_access_control_response(
     let cipher = match (&settings.key_settings, &incoming.ext_km) {
         // ok, both sides have crypto
         (Some(key_settings), Some(SrtControlPacket::KeyRefreshRequest(km))) => {
+            // Floodlight patch: a caller's key length that differs from ours used to
+            // panic the listener (`unimplemented!`); it is a bad secret.
             if key_settings.key_size != incoming.key_size {
-                unimplemented!("Key size mismatch");
+                return GenHsv5Result::Reject(ConnectionReject::Rejecting(
+                    CoreRejectReason::BadSecret.into(),
+                ));
             }
 
             let cipher = match CipherSettings::new(key_settings, &settings.key_refresh, km) {
@@ -85,13 +89,20 @@ pub fn gen_access_control_response(
         // ok, neither have crypto
         (None, None) => None,
         // bad cases
-        (Some(_), Some(_)) => unimplemented!("Expected kmreq"),
-        (Some(_), None) => {
+        // Floodlight patch: these two used to panic the listener (`unimplemented!`), so
+        // any caller could cut every other connection on it. Both are refusals:
+        // key material that is not a request, and encryption towards a listener
+        // without a passphrase (SRT_REJ_UNSECURE: "password required or unexpected").
+        (Some(_), Some(_)) => {
+            return GenHsv5Result::Reject(ConnectionReject::Rejecting(
+                CoreRejectReason::BadSecret.into(),
+            ))
+        }
+        (Some(_), None) | (None, Some(_)) => {
             return GenHsv5Result::Reject(ConnectionReject::Rejecting(
                 CoreRejectReason::Unsecure.into(),
             ))
         }
-        (None, Some(_)) => unimplemented!("expected no secrets"),
     };
 
     let outgoing_ext_km = cipher
