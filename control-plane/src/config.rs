@@ -23,9 +23,11 @@ pub struct ControlConfig {
     pub database_max_connections: u32,
     /// How long a request waits for a free database connection before failing.
     pub database_acquire_timeout_secs: u64,
-    /// The bootstrap admin API key (env `FLOODLIGHT_ADMIN_KEY`), for automation. Set: it
-    /// is the admin key (stored hashed; changing it replaces the previous one). Unset: a
-    /// fresh database gets a random admin key that `floodlight up` prints once.
+    /// The bootstrap admin API key (env `FLOODLIGHT_ADMIN_KEY`), for automation. It only
+    /// bootstraps an empty API key table: set, it becomes the admin key (stored hashed);
+    /// unset, a random admin key is generated and `floodlight up` prints it once. Once the
+    /// table has keys they are managed through the API: a configured key that was revoked
+    /// stays revoked (start-up warns that it is ignored).
     pub admin_key: Option<Secret>,
     /// Secret of the keyed hash (HMAC-SHA256) that stream and API keys are stored as.
     /// Unset: a random one kept in `{data_dir}/control.key`. Control planes sharing one

@@ -44,10 +44,11 @@ pub use live::{
 pub use secret::KeySecretError;
 pub use store::{
     Actor, ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, AuditCursor, AuditEntry, AuditPage,
-    Authenticated, CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId, EventPage,
-    EventPatch, EventState, GeoRules, IngestSettings, InvalidCursor, KeyedEvent, NewApiKey,
-    NewEvent, RevokeApiKeyError, Role, RtspSource, RtspTransport, Store, StoreError, StreamKey,
-    StreamKeyError, StreamKeyInfo, StreamKeyRole, Transition, TransitionError, Visibility,
+    Authenticated, Bootstrap, CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId,
+    EventPage, EventPatch, EventState, GeoRules, IngestSettings, InvalidCursor, KeyedEvent,
+    NewApiKey, NewEvent, RevokeApiKeyError, Role, RtspSource, RtspTransport, Store, StoreError,
+    StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole, Transition, TransitionError,
+    Visibility,
 };
 
 /// Why the control plane could not start.
@@ -107,12 +108,29 @@ impl Control {
         sessions::describe_metrics();
         let entitlement =
             entitlement::Entitlement::new(config.entitlement.clone(), data_dir, sessions).await?;
-        let bootstrap_key = store
+        let bootstrap = store
             .bootstrap_admin_key(
                 config.admin_key.as_ref().map(Secret::expose_secret),
                 OffsetDateTime::now_utc(),
             )
             .await?;
+        let bootstrap_key = match bootstrap {
+            Bootstrap::Generated(key) => Some(key),
+            Bootstrap::Configured => {
+                tracing::info!("the API key table was empty: control.admin_key is the admin key");
+                None
+            }
+            Bootstrap::ConfiguredIgnored => {
+                tracing::warn!(
+                    "control.admin_key (FLOODLIGHT_ADMIN_KEY) is set but not used: it only \
+                     bootstraps an empty API key table, and this one has keys but not this \
+                     one (it was revoked or replaced, and stays so). Manage keys with \
+                     /v1/api-keys, or unset it"
+                );
+                None
+            }
+            _ => None,
+        };
         Ok(Control {
             state: api::AppState::new(
                 config,
@@ -130,9 +148,7 @@ impl Control {
     /// unset), handed out once for `floodlight up` to print; `None` afterwards, and
     /// whenever the database already had keys.
     pub fn bootstrap_admin_key(&self) -> Option<String> {
-        self.bootstrap_key
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        floodlight_media::sync::lock(&self.bootstrap_key)
             .take()
             .map(|key| key.expose_secret().to_string())
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::TestDb;
 use floodlight_control::{
-    Actor, EventId, EventState, NewApiKey, NewEvent, RevokeApiKeyError, Role, Visibility,
+    Actor, Bootstrap, EventId, EventState, NewApiKey, NewEvent, RevokeApiKeyError, Role, Visibility,
 };
 use time::OffsetDateTime;
 use time::macros::datetime;
@@ -74,15 +74,15 @@ store_test!(api_keys_authenticate_and_revoke, |db: TestDb| async move {
     };
     let now = tick();
     // A fresh database without a configured admin key gets a generated one, once.
-    let generated = store.bootstrap_admin_key(None, now).await.unwrap().unwrap();
+    let Bootstrap::Generated(generated) = store.bootstrap_admin_key(None, now).await.unwrap()
+    else {
+        panic!("no key generated for an empty key table");
+    };
     assert!(generated.expose_secret().starts_with("fl_api_"));
-    assert!(
-        store
-            .bootstrap_admin_key(None, now)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(matches!(
+        store.bootstrap_admin_key(None, now).await.unwrap(),
+        Bootstrap::Unchanged
+    ));
     let admin = store
         .authenticate(generated.expose_secret())
         .await
@@ -90,27 +90,17 @@ store_test!(api_keys_authenticate_and_revoke, |db: TestDb| async move {
         .unwrap();
     assert_eq!(admin.role, Role::Admin);
 
-    // A configured key replaces the bootstrap key; configuring it again changes nothing.
+    // Issue 10, finding 3: a configured key only bootstraps an empty key table; here it
+    // is ignored, and says so.
     let configured = "a configured admin key of at least 32 characters";
-    assert!(
+    assert!(matches!(
         store
             .bootstrap_admin_key(Some(configured), tick())
             .await
-            .unwrap()
-            .is_none()
-    );
-    store
-        .bootstrap_admin_key(Some(configured), tick())
-        .await
-        .unwrap();
-    assert!(
-        store
-            .authenticate(generated.expose_secret())
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let admin = store.authenticate(configured).await.unwrap().unwrap();
+            .unwrap(),
+        Bootstrap::ConfiguredIgnored
+    ));
+    assert!(store.authenticate(configured).await.unwrap().is_none());
     let admin_actor = Actor::from(&admin);
 
     let (info, key) = store
@@ -163,7 +153,13 @@ store_test!(api_keys_authenticate_and_revoke, |db: TestDb| async move {
             .await,
         Err(RevokeApiKeyError::LastAdmin)
     ));
-    assert!(store.authenticate(configured).await.unwrap().is_some());
+    assert!(
+        store
+            .authenticate(generated.expose_secret())
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(matches!(
         store
             .revoke_api_key("nosuchkey0000000", &admin_actor, now)
@@ -176,12 +172,8 @@ store_test!(api_keys_authenticate_and_revoke, |db: TestDb| async move {
     let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
-        [
-            "api_key.revoke",
-            "api_key.create",
-            "api_key.bootstrap",
-            "api_key.bootstrap"
-        ]
+        // One bootstrap: the ignored configured key changed nothing.
+        ["api_key.revoke", "api_key.create", "api_key.bootstrap"]
     );
     assert_eq!(audit.entries[0].actor, admin.key_id.as_str());
     assert_eq!(audit.entries[0].actor_role, "admin");
@@ -359,5 +351,57 @@ store_test!(
         let keys = store.stream_keys(&ids[1]).await.unwrap();
         assert_eq!(keys.len(), 3);
         assert_eq!(keys.iter().filter(|k| k.revoked_at.is_none()).count(), 2);
+    }
+);
+
+store_test!(
+    a_revoked_configured_admin_key_stays_revoked,
+    |db: TestDb| async move {
+        // Issue 10, finding 3: revoke the bootstrap key, restart with the same
+        // FLOODLIGHT_ADMIN_KEY, and it used to work again (audited as a new bootstrap).
+        let store = db.open().await;
+        let now = OffsetDateTime::now_utc();
+        let configured = "a configured admin key of at least 32 characters";
+        assert!(matches!(
+            store
+                .bootstrap_admin_key(Some(configured), now)
+                .await
+                .unwrap(),
+            Bootstrap::Configured
+        ));
+        let bootstrap = store.authenticate(configured).await.unwrap().unwrap();
+        let actor = Actor::from(&bootstrap);
+        let (_, successor) = store
+            .create_api_key(
+                &NewApiKey {
+                    role: Role::Admin,
+                    principal: None,
+                    label: Some("successor".to_string()),
+                },
+                &actor,
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .revoke_api_key(bootstrap.key_id.as_str(), &actor, now)
+            .await
+            .unwrap();
+        // The restart.
+        assert!(matches!(
+            store
+                .bootstrap_admin_key(Some(configured), now)
+                .await
+                .unwrap(),
+            Bootstrap::ConfiguredIgnored
+        ));
+        assert!(store.authenticate(configured).await.unwrap().is_none());
+        assert!(
+            store
+                .authenticate(successor.expose_secret())
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 );

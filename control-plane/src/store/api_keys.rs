@@ -83,6 +83,21 @@ impl fmt::Display for ApiKeyId {
     }
 }
 
+/// What [`Store::bootstrap_admin_key`] did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Bootstrap {
+    /// The key table was empty: this generated admin key was stored, to print once.
+    Generated(ApiKey),
+    /// The key table was empty: the configured key is the admin key now.
+    Configured,
+    /// The key table has keys, and the configured key (if any) is one of the active ones.
+    Unchanged,
+    /// The key table has keys and the configured key is not an active one (revoked or
+    /// replaced): it stays out. Keys are managed through the API once the table has any.
+    ConfiguredIgnored,
+}
+
 /// The id of the bootstrap admin key (the generated one, or `control.admin_key`).
 pub(crate) const BOOTSTRAP_KEY_ID: &str = "bootstrap-admin";
 
@@ -240,94 +255,85 @@ impl FromStr for ApiKeyCursor {
 }
 
 impl Store {
-    /// Makes sure an admin key exists. With `configured` (`control.admin_key`), that key
-    /// is the bootstrap admin key (replacing an earlier configured or generated one);
-    /// returns `None`. Without, a database that has no API key at all gets a generated
-    /// admin key, returned this once for the operator to copy.
+    /// Makes sure an admin key exists. The bootstrap applies only to an empty key table:
+    /// then the configured key (`control.admin_key`) becomes the admin key, or, with none
+    /// configured, a generated one is stored and returned this once for the operator to
+    /// copy. Once the table has keys, they are managed through the API only: a configured
+    /// key that is not an active key (revoked, or replaced) stays out, and the outcome
+    /// says so.
     pub async fn bootstrap_admin_key(
         &self,
         configured: Option<&str>,
         now: OffsetDateTime,
-    ) -> Result<Option<ApiKey>, StoreError> {
+    ) -> Result<Bootstrap, StoreError> {
         let at = unix_micros(stored_time(now));
-        let actor = Actor::system();
         let mut tx = self.write_tx().await?;
-        let generated = match configured {
-            Some(key) => {
-                let digest = self.hasher.digest(key);
-                let done = sqlx::query(
-                    "INSERT INTO api_keys (id, key_hash, role, principal, label, created_at) \
-                     VALUES ($1, $2, 'admin', $1, 'bootstrap (control.admin_key)', $3) \
-                     ON CONFLICT (id) DO UPDATE SET key_hash = excluded.key_hash, \
-                     revoked_at = NULL WHERE api_keys.key_hash <> excluded.key_hash \
-                     OR api_keys.revoked_at IS NOT NULL",
-                )
-                .bind(BOOTSTRAP_KEY_ID)
-                .bind(digest)
-                .bind(at)
-                .execute(&mut *tx)
-                .await
-                .map_err(query_failed("upsert bootstrap admin key"))?;
-                if done.rows_affected() > 0 {
-                    record_audit(
-                        &mut tx,
-                        &AuditRecord {
-                            actor: &actor,
-                            action: "api_key.bootstrap",
-                            target_kind: "api_key",
-                            target_id: BOOTSTRAP_KEY_ID,
-                            detail: Some(serde_json::json!({ "source": "control.admin_key" })),
-                        },
-                        at,
-                    )
-                    .await?;
-                }
-                None
-            }
+        let any: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_failed("count API keys"))?;
+        if any.is_some() {
+            let Some(key) = configured else {
+                return Ok(Bootstrap::Unchanged);
+            };
+            let active: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(self.hasher.digest(key))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query_failed("look up the configured admin key"))?;
+            return Ok(match active {
+                Some(_) => Bootstrap::Unchanged,
+                None => Bootstrap::ConfiguredIgnored,
+            });
+        }
+        let (generated, digest, label, source) = match configured {
+            Some(key) => (
+                None,
+                self.hasher.digest(key),
+                "bootstrap (control.admin_key)",
+                "control.admin_key",
+            ),
             None => {
-                let any: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys LIMIT 1")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(query_failed("count API keys"))?;
-                if any.is_some() {
-                    None
-                } else {
-                    let key = ApiKey::generate();
-                    // Two control planes starting on one fresh database: one insert wins,
-                    // the other affects no row and prints nothing.
-                    let done = sqlx::query(
-                        "INSERT INTO api_keys (id, key_hash, role, principal, label, \
-                         created_at) VALUES ($1, $2, 'admin', $1, 'bootstrap (generated)', $3) \
-                         ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(BOOTSTRAP_KEY_ID)
-                    .bind(self.hasher.digest(key.expose_secret()))
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(query_failed("insert bootstrap admin key"))?;
-                    if done.rows_affected() == 0 {
-                        None
-                    } else {
-                        record_audit(
-                            &mut tx,
-                            &AuditRecord {
-                                actor: &actor,
-                                action: "api_key.bootstrap",
-                                target_kind: "api_key",
-                                target_id: BOOTSTRAP_KEY_ID,
-                                detail: Some(serde_json::json!({ "source": "generated" })),
-                            },
-                            at,
-                        )
-                        .await?;
-                        Some(key)
-                    }
-                }
+                let key = ApiKey::generate();
+                let digest = self.hasher.digest(key.expose_secret());
+                (Some(key), digest, "bootstrap (generated)", "generated")
             }
         };
+        // Two control planes starting on one fresh database: one insert wins, the other
+        // affects no row and prints nothing.
+        let done = sqlx::query(
+            "INSERT INTO api_keys (id, key_hash, role, principal, label, created_at) \
+             VALUES ($1, $2, 'admin', $1, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(BOOTSTRAP_KEY_ID)
+        .bind(digest)
+        .bind(label)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(query_failed("insert bootstrap admin key"))?;
+        if done.rows_affected() == 0 {
+            return Ok(Bootstrap::Unchanged);
+        }
+        record_audit(
+            &mut tx,
+            &AuditRecord {
+                actor: &Actor::system(),
+                action: "api_key.bootstrap",
+                target_kind: "api_key",
+                target_id: BOOTSTRAP_KEY_ID,
+                detail: Some(serde_json::json!({ "source": source })),
+            },
+            at,
+        )
+        .await?;
         tx.commit().await.map_err(query_failed("commit"))?;
-        Ok(generated)
+        Ok(match generated {
+            Some(key) => Bootstrap::Generated(key),
+            None => Bootstrap::Configured,
+        })
     }
 
     /// The caller behind `key`, or `None` for an unknown or revoked key. The key is

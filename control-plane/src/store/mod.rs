@@ -29,7 +29,8 @@ use crate::config::{ControlConfig, DEFAULT_DATABASE_FILE};
 use crate::secret::{KeyHasher, KeySecretError};
 
 pub use api_keys::{
-    ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, Authenticated, NewApiKey, RevokeApiKeyError, Role,
+    ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, Authenticated, Bootstrap, NewApiKey,
+    RevokeApiKeyError, Role,
 };
 pub use audit::{Actor, AuditCursor, AuditEntry, AuditPage};
 #[allow(
