@@ -43,14 +43,21 @@ pub struct ControlConfig {
     pub reconnect_grace_secs: u64,
     /// How often the lifecycle reconciler looks for events to end.
     pub reconcile_interval_ms: u64,
-    /// Failed stream key attempts one source address may make per window before its
-    /// attempts are refused without a look-up.
+    /// Failed stream key attempts one source address may make per window. Past it the
+    /// address is throttled, not locked out: a valid key is still accepted at once, and
+    /// each further failure is answered `rate_limited` after `credential_failure_delay_ms`.
     pub publish_failures_max: u32,
     /// The window of `publish_failures_max`, seconds.
     pub publish_failures_window_secs: u64,
     /// Most source addresses whose failures are counted at once (memory bound); when
     /// full, a new failing address goes uncounted until windows expire.
     pub publish_failures_tracked_max: usize,
+    /// Failed API key attempts (401) one source address may make per window
+    /// (`publish_failures_window_secs`), throttled like stream keys: past it, each
+    /// further failure is answered 429 after `credential_failure_delay_ms`.
+    pub api_key_failures_max: u32,
+    /// How long an over-the-limit address waits for each failed credential's answer, ms.
+    pub credential_failure_delay_ms: u64,
     /// Most active (unrevoked) stream keys one event may have.
     pub max_stream_keys_per_event: usize,
     /// Lifecycle messages buffered per event-bus subscriber; a slower subscriber misses
@@ -104,6 +111,8 @@ impl Default for ControlConfig {
             publish_failures_max: 10,
             publish_failures_window_secs: 60,
             publish_failures_tracked_max: 100_000,
+            api_key_failures_max: 20,
+            credential_failure_delay_ms: 1000,
             max_stream_keys_per_event: 10,
             event_bus_capacity: 1024,
             entitlement: crate::entitlement::EntitlementConfig::default(),
@@ -180,6 +189,7 @@ impl ControlConfig {
                 "publish_failures_tracked_max",
                 self.publish_failures_tracked_max as u64,
             ),
+            ("api_key_failures_max", u64::from(self.api_key_failures_max)),
             (
                 "max_stream_keys_per_event",
                 self.max_stream_keys_per_event as u64,

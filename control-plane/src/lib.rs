@@ -16,6 +16,7 @@ mod api;
 mod bus;
 mod config;
 mod entitlement;
+mod failures;
 mod lifecycle;
 mod live;
 mod rfc3339;
@@ -237,7 +238,11 @@ pub async fn run(
         let stop = stop.clone();
         async move { lifecycle.run_reconciler(stop.notified()).await }
     });
-    let served = axum::serve(listener, control.router())
+    // Connect info: failed API keys are counted per client address.
+    let app = control
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     // `notify_one` keeps the permit if the reconciler is between passes.

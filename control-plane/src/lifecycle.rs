@@ -6,16 +6,16 @@
 //! The decisions are pure functions of the event, the time and the config
 //! ([`publish_refusal`], [`reconcile_step`]); the methods around them do the I/O.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
 use crate::bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
 use crate::config::ControlConfig;
+use crate::failures::FailureLimiter;
 use crate::live::{IngestProtocol, LiveStatusSource};
 use crate::store::{
     Actor, Event, EventId, EventState, RtspTransport, Store, StoreError, StreamKeyRole,
@@ -238,83 +238,6 @@ pub(crate) fn reconcile_step(
     }
 }
 
-/// Failed stream key attempts per source address within a fixed window. IPv6 sources
-/// count per /64, the block one subscriber usually holds, so rotating addresses within
-/// it does not reset the count.
-pub(crate) struct FailureLimiter {
-    max: u32,
-    window: Duration,
-    capacity: usize,
-    table: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl FailureLimiter {
-    pub(crate) fn new(config: &ControlConfig) -> FailureLimiter {
-        FailureLimiter {
-            max: config.publish_failures_max,
-            window: Duration::from_secs(config.publish_failures_window_secs),
-            capacity: config.publish_failures_tracked_max,
-            table: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let mut segments = v6.segments();
-                    segments[4..].fill(0);
-                    IpAddr::V6(segments.into())
-                }
-            },
-        }
-    }
-
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (Instant, u32)>> {
-        self.table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Whether `ip` has used up its failures in the current window.
-    pub(crate) fn blocked(&self, ip: IpAddr, now: Instant) -> bool {
-        self.table()
-            .get(&Self::key(ip))
-            .is_some_and(|&(start, count)| {
-                now.duration_since(start) < self.window && count >= self.max
-            })
-    }
-
-    /// Counts a failed attempt from `ip`.
-    pub(crate) fn record_failure(&self, ip: IpAddr, now: Instant) {
-        let mut table = self.table();
-        if table.len() >= self.capacity {
-            table.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let key = Self::key(ip);
-        if !table.contains_key(&key) && table.len() >= self.capacity {
-            tracing::warn!(
-                tracked = table.len(),
-                "control.publish_failures_tracked_max reached; a failing address goes uncounted"
-            );
-            return;
-        }
-        let entry = table.entry(key).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-    }
-
-    /// Forgets windows that have passed.
-    pub(crate) fn prune(&self, now: Instant) {
-        self.table()
-            .retain(|_, (start, _)| now.duration_since(*start) < self.window);
-    }
-}
-
 const PUBLISH_CHECKS: &str = "floodlight_control_publish_checks_total";
 
 pub(crate) fn describe_metrics() {
@@ -335,6 +258,8 @@ struct Inner {
     bus: InProcessBus,
     live: Arc<dyn LiveStatusSource>,
     failures: FailureLimiter,
+    /// How long a failure from an address over its limit waits for its answer.
+    failure_delay: Duration,
 }
 
 impl Lifecycle {
@@ -345,7 +270,13 @@ impl Lifecycle {
     ) -> Lifecycle {
         Lifecycle(Arc::new(Inner {
             bus: InProcessBus::new(config.event_bus_capacity),
-            failures: FailureLimiter::new(&config),
+            failures: FailureLimiter::new(
+                config.publish_failures_max,
+                Duration::from_secs(config.publish_failures_window_secs),
+                config.publish_failures_tracked_max,
+                "control.publish_failures_tracked_max",
+            ),
+            failure_delay: Duration::from_millis(config.credential_failure_delay_ms),
             store,
             config,
             live,
@@ -408,9 +339,6 @@ impl Lifecycle {
 
     async fn decide(&self, check: PublishCheck<'_>) -> Result<PublishPermit, PublishDenied> {
         let inner = &self.0;
-        if inner.failures.blocked(check.remote_ip, Instant::now()) {
-            return Err(PublishDenied::RateLimited);
-        }
         let keyed = inner
             .store
             .stream_key_event(check.stream_key)
@@ -425,9 +353,16 @@ impl Lifecycle {
                 keyed
             }
             _ => {
-                inner
-                    .failures
-                    .record_failure(check.remote_ip, Instant::now());
+                // Issue 10, finding 4: an address over its failures used to be refused
+                // before the look-up, so one bad encoder behind a venue's NAT locked out
+                // the good one. Now the key is always checked; only failures are slowed.
+                let now = Instant::now();
+                let throttled = inner.failures.over_limit(check.remote_ip, now);
+                inner.failures.record_failure(check.remote_ip, now);
+                if throttled {
+                    tokio::time::sleep(inner.failure_delay).await;
+                    return Err(PublishDenied::RateLimited);
+                }
                 return Err(PublishDenied::UnknownKey);
             }
         };
@@ -577,8 +512,6 @@ impl Lifecycle {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-
     use time::macros::datetime;
 
     use super::*;
@@ -702,45 +635,5 @@ mod tests {
             reconcile_step(&scheduled, false, None, now, &config),
             ReconcileStep::Nothing
         );
-    }
-
-    #[test]
-    fn failures_are_limited_per_address_and_window() {
-        let config = ControlConfig {
-            publish_failures_max: 3,
-            publish_failures_window_secs: 60,
-            ..ControlConfig::default()
-        };
-        let limiter = FailureLimiter::new(&config);
-        let t0 = Instant::now();
-        let a = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
-        let b = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
-        for _ in 0..3 {
-            assert!(!limiter.blocked(a, t0));
-            limiter.record_failure(a, t0);
-        }
-        assert!(limiter.blocked(a, t0));
-        assert!(!limiter.blocked(b, t0), "per address");
-        // The window passes: a fresh start.
-        let later = t0 + Duration::from_secs(60);
-        assert!(!limiter.blocked(a, later));
-        limiter.record_failure(a, later);
-        assert!(!limiter.blocked(a, later));
-
-        // IPv6 counts per /64; IPv4-mapped addresses count as IPv4.
-        let v6 = |last: u16| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, last));
-        for last in 1..=3 {
-            limiter.record_failure(v6(last), t0);
-        }
-        assert!(limiter.blocked(v6(99), t0));
-        let other_64 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 2, 0, 0, 0, 1));
-        assert!(!limiter.blocked(other_64, t0));
-        let c = Ipv4Addr::new(192, 0, 2, 3);
-        for _ in 0..3 {
-            limiter.record_failure(IpAddr::V6(c.to_ipv6_mapped()), t0);
-        }
-        assert!(limiter.blocked(IpAddr::V4(c), t0));
-        limiter.prune(t0 + Duration::from_secs(3600));
-        assert!(limiter.table().is_empty());
     }
 }

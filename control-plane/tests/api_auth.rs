@@ -3,8 +3,14 @@
 
 mod common;
 
-use axum::http::{Method, StatusCode, header};
-use common::{ADMIN_KEY, Harness, harness};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode, header};
+use common::{ADMIN_KEY, Harness, harness, harness_with};
+use floodlight_control::ControlConfig;
 use serde_json::{Value, json};
 
 /// Keys of every role: admin (the bootstrap key), ops, a broadcaster for "acme", the
@@ -518,4 +524,43 @@ async fn a_fresh_database_without_a_configured_key_bootstraps_one_to_print() {
     assert!(again.bootstrap_admin_key().is_none(), "not on a restart");
     let caller = again.store().authenticate(&key).await.unwrap().unwrap();
     assert_eq!(caller.role, floodlight_control::Role::Admin);
+}
+
+/// Failed API keys are throttled per address, never locked out (issue 10): past
+/// `api_key_failures_max`, an unknown key is answered 429 after the delay; a valid key
+/// from the same address still works, and other addresses are untouched.
+#[tokio::test]
+async fn failed_api_keys_are_throttled_per_address_not_locked_out() {
+    let h = harness_with(ControlConfig {
+        api_key_failures_max: 3,
+        credential_failure_delay_ms: 200,
+        ..ControlConfig::default()
+    })
+    .await;
+    let from = |key: &str, ip: [u8; 4]| {
+        let mut request = Request::get("/v1/events")
+            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((ip, 40000))));
+        request
+    };
+    let venue = [192, 0, 2, 1];
+    for _ in 0..3 {
+        h.send(from("fl_api_guess", venue))
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    let started = Instant::now();
+    let throttled = h.send(from("fl_api_guess", venue)).await;
+    throttled.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(throttled.headers.contains_key(header::RETRY_AFTER));
+    assert_eq!(throttled.json()["reason"], "rate_limited");
+    h.send(from(ADMIN_KEY, venue)).await.expect(StatusCode::OK);
+    h.send(from("fl_api_guess", [198, 51, 100, 7]))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
 }

@@ -220,6 +220,7 @@ both_backends!(
     failed_key_attempts_are_limited_per_address,
     ControlConfig {
         publish_failures_max: 3,
+        credential_failure_delay_ms: 200,
         ..ControlConfig::default()
     },
     |h| {
@@ -233,13 +234,23 @@ both_backends!(
                 PublishDenied::UnknownKey
             );
         }
-        // Now even the right key is refused from that address, without a look-up.
+        // Over the limit, further guesses are answered rate_limited, late.
+        let started = std::time::Instant::now();
         assert_eq!(
             h.control
-                .authorize_publish(check(&key, IngestProtocol::Rtmp))
+                .authorize_publish(check("fl_live_guess", IngestProtocol::Rtmp))
                 .await
                 .unwrap_err(),
             PublishDenied::RateLimited
+        );
+        assert!(started.elapsed() >= std::time::Duration::from_millis(200));
+        // Issue 10, finding 4: the right key from that address (a venue's good encoder
+        // behind the NAT of a bad one) still publishes.
+        assert!(
+            h.control
+                .authorize_publish(check(&key, IngestProtocol::Rtmp))
+                .await
+                .is_ok()
         );
         let elsewhere = PublishCheck {
             remote_ip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7)),

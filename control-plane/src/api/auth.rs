@@ -1,7 +1,9 @@
 //! Who is calling: the API key in `Authorization: Bearer` (RFC 6750 §2.1), its role and
 //! principal. Every `/v1` handler takes a [`Caller`] and says which roles it serves.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
 
@@ -68,14 +70,25 @@ impl FromRequestParts<AppState> for Caller {
             .store()
             .authenticate(key)
             .await
-            .map_err(ApiError::Unavailable)?
-            .ok_or(ApiError::Unauthenticated("unknown or revoked API key"))?;
+            .map_err(ApiError::Unavailable)?;
+        let Some(caller) = caller else {
+            return Err(state.api_key_failed(peer_ip(parts)).await);
+        };
         Ok(Caller {
             key_id: caller.key_id.as_str().to_string(),
             role: caller.role,
             principal: caller.principal,
         })
     }
+}
+
+/// The client's address, when the server was started with connect info (in-process
+/// `Router::oneshot` calls have none and are not counted).
+fn peer_ip(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).

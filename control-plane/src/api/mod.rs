@@ -11,7 +11,9 @@ pub(crate) mod openapi;
 pub(crate) mod problem;
 mod stream_keys;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -21,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::config::{ControlConfig, PublicUrls};
+use crate::failures::FailureLimiter;
 use crate::lifecycle::Lifecycle;
 use crate::live::LiveStatusSource;
 use crate::store::Store;
@@ -40,6 +43,8 @@ struct Shared {
     lifecycle: Lifecycle,
     entitlement: crate::entitlement::Entitlement,
     render_metrics: RenderMetrics,
+    /// Unknown API keys per source address (`control.api_key_failures_max`).
+    api_key_failures: FailureLimiter,
 }
 
 /// Renders the process's Prometheus text exposition.
@@ -56,6 +61,12 @@ impl AppState {
     ) -> AppState {
         AppState(Arc::new(Shared {
             lifecycle: Lifecycle::new(store.clone(), config.clone(), live.clone()),
+            api_key_failures: FailureLimiter::new(
+                config.api_key_failures_max,
+                Duration::from_secs(config.publish_failures_window_secs),
+                config.publish_failures_tracked_max,
+                "control.publish_failures_tracked_max",
+            ),
             config,
             store,
             urls,
@@ -63,6 +74,29 @@ impl AppState {
             entitlement,
             render_metrics,
         }))
+    }
+
+    /// The answer to an unknown or revoked API key from `peer`: 401, or, once the
+    /// address is over `control.api_key_failures_max` in the window, 429 after
+    /// `control.credential_failure_delay_ms` (a guesser gets one answer per delay).
+    pub(crate) async fn api_key_failed(&self, peer: Option<IpAddr>) -> ApiError {
+        let unknown = ApiError::Unauthenticated("unknown or revoked API key");
+        let Some(peer) = peer else { return unknown };
+        let failures = &self.0.api_key_failures;
+        let now = Instant::now();
+        let throttled = failures.over_limit(peer, now);
+        failures.record_failure(peer, now);
+        metrics::counter!("floodlight_control_api_key_failures_total").increment(1);
+        if !throttled {
+            return unknown;
+        }
+        tokio::time::sleep(Duration::from_millis(
+            self.0.config.credential_failure_delay_ms,
+        ))
+        .await;
+        ApiError::TooManyFailures {
+            retry_after_secs: self.0.config.publish_failures_window_secs,
+        }
     }
 
     /// Publish checks, state changes from publishing, the reconciler and the bus.

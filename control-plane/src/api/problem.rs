@@ -39,6 +39,10 @@ pub(crate) enum ApiError {
         reason: Option<&'static str>,
         detail: String,
     },
+    /// 429: this address sent too many unknown API keys lately (`Retry-After` says when
+    /// its window ends). A valid key is still accepted.
+    #[error("too many failed API key attempts from this address; retry later")]
+    TooManyFailures { retry_after_secs: u64 },
     #[error("no such resource; the API lives under /v1")]
     RouteNotFound,
     #[error("this method is not allowed on this resource")]
@@ -125,6 +129,7 @@ impl ApiError {
             ApiError::Body(rejection) => rejection.status(),
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Refused { status, .. } => *status,
+            ApiError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -142,6 +147,7 @@ impl ApiError {
     fn reason(&self) -> Option<&'static str> {
         match self {
             ApiError::Refused { reason, .. } => *reason,
+            ApiError::TooManyFailures { .. } => Some("rate_limited"),
             _ => None,
         }
     }
@@ -178,6 +184,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyFailures { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         response
     }
