@@ -543,3 +543,31 @@ async fn active_stream_keys_per_event_are_limited() {
     refused.problem(StatusCode::CONFLICT);
     assert!(refused.text().contains("max_stream_keys_per_event"));
 }
+
+/// Issue 10, finding 6: a NUL character in a title was stored on SQLite and a server
+/// error on PostgreSQL. Now both answer 4xx naming the field or parameter.
+#[tokio::test]
+async fn nul_characters_are_refused_on_both_backends() {
+    for backend in [common::Backend::Sqlite, common::Backend::Postgres] {
+        let h = common::harness_on(backend, Default::default()).await;
+        let answer = h
+            .post_json("/v1/events", r#"{"title": "Cup\u0000final"}"#)
+            .await;
+        assert_eq!(
+            answer.problem(StatusCode::UNPROCESSABLE_ENTITY).as_deref(),
+            Some("title")
+        );
+        let answer = h
+            .post_json("/v1/events", r#"{"title": "Cup", "tags": ["a", "\u0000"]}"#)
+            .await;
+        assert_eq!(
+            answer.problem(StatusCode::UNPROCESSABLE_ENTITY).as_deref(),
+            Some("tags[1]")
+        );
+        let answer = h.get("/v1/events?tag=%00").await;
+        assert_eq!(
+            answer.problem(StatusCode::BAD_REQUEST).as_deref(),
+            Some("tag")
+        );
+    }
+}

@@ -58,6 +58,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(body)?;
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         // A key that did not parse shows as a trailing `?`; name its object instead.
@@ -68,6 +69,57 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     // Trailing characters after the value make the document invalid JSON.
     deserializer.end().map_err(|error| body_error(".", error))?;
     Ok(value)
+}
+
+/// 422 for a string holding U+0000 (issue 10): no text field needs it, and PostgreSQL
+/// cannot store it (it would be a server error there, accepted on SQLite). JSON can only
+/// carry it escaped, as `\u0000`, so only a body with that escape is looked into.
+fn refuse_nul(body: &[u8]) -> Result<(), ApiError> {
+    const ESCAPED_NUL: &[u8] = b"\\u0000";
+    if !body.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
+        return Ok(());
+    }
+    // Malformed JSON is left to the parse that follows, which names where it broke.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    match path_of_nul(&value) {
+        Some(path) => Err(ApiError::invalid_field(
+            if path.is_empty() {
+                ".".to_string()
+            } else {
+                path
+            },
+            "text must not contain the NUL character (U+0000)",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The path (`title`, `tags[2]`, `ingest.rtsp_source.url`) of the first string or object
+/// key holding U+0000.
+fn path_of_nul(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let join = |prefix: &str, rest: Option<String>| -> String {
+        match rest {
+            Some(rest) if rest.starts_with('[') => format!("{prefix}{rest}"),
+            Some(rest) if !rest.is_empty() => format!("{prefix}.{rest}"),
+            _ => prefix.to_string(),
+        }
+    };
+    match value {
+        Value::String(text) => text.contains('\0').then(String::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path_of_nul(item).map(|rest| join(&format!("[{i}]"), Some(rest)))
+        }),
+        Value::Object(members) => members.iter().find_map(|(key, member)| {
+            if key.contains('\0') {
+                return Some(key.replace('\0', "\\u0000"));
+            }
+            path_of_nul(member).map(|rest| join(key, Some(rest)))
+        }),
+        _ => None,
+    }
 }
 
 /// `path` is where deserializing stopped, `.` for the top level.
@@ -162,6 +214,22 @@ mod tests {
             field_and_status(r#"{"title": "a", "nested": {"count": 1,}}"#),
             (field("nested"), 400)
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        // Issue 10, finding 6: a NUL in an event title was stored on SQLite and a server
+        // error on PostgreSQL.
+        assert_eq!(
+            field_and_status(r#"{"title": "Cup\u0000final"}"#),
+            (Some("title".to_string()), 422)
+        );
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "nested": {"tags": ["x", "\u0000"]}}"#),
+            (Some("nested.tags[1]".to_string()), 422)
+        );
+        // An escaped backslash before "u0000" is no NUL.
+        assert!(parse::<Body>(br#"{"title": "C:\\u0000"}"#).is_ok());
     }
 
     #[test]

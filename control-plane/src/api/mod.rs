@@ -162,6 +162,17 @@ where
         _state: &S,
     ) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        // A NUL in a parameter cannot reach the database (PostgreSQL refuses it).
+        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+            && let Some((name, _)) = pairs
+                .iter()
+                .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::bad_parameter(
+                &name.replace('\0', "%00"),
+                "query parameters must not contain the NUL character (%00)",
+            ));
+        }
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|error| ApiError::Invalid {
