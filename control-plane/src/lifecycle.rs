@@ -18,8 +18,8 @@ use crate::config::ControlConfig;
 use crate::failures::FailureLimiter;
 use crate::live::{IngestProtocol, LiveStatusSource};
 use crate::store::{
-    Actor, Event, EventId, EventState, RtspTransport, Store, StoreError, StreamKeyRole,
-    TransitionError, Visibility,
+    Actor, Event, EventId, EventState, PublisherTimes, RtspTransport, Store, StoreError,
+    StreamKeyRole, TransitionError, Visibility,
 };
 
 /// A publisher asking to publish.
@@ -203,23 +203,30 @@ pub(crate) fn publish_refusal(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReconcileStep {
     Nothing,
-    /// A live event's publisher is gone: start the grace period now.
-    MarkGone,
+    /// A live event's publisher is gone: its grace period started at this time.
+    MarkGone(OffsetDateTime),
     /// The publisher is back: forget the grace period.
     ClearGone,
+    /// The publisher is on air: renew its lease (when it was last seen).
+    NoteSeen,
     /// End the event, for this cause.
     End(&'static str),
 }
+
+/// How often the reconciler notes a publisher on air in the store. After a crash, its
+/// event's grace counts from the last note, so a restart ends it at most this late.
+const SEEN_LEASE: time::Duration = time::Duration::seconds(5);
 
 /// The reconciler's decision for `event` (scheduled or live), given whether a publisher
 /// is on air and since when it has been gone.
 pub(crate) fn reconcile_step(
     event: &Event,
     publishing: bool,
-    gone_since: Option<OffsetDateTime>,
+    times: PublisherTimes,
     now: OffsetDateTime,
     config: &ControlConfig,
 ) -> ReconcileStep {
+    let gone_since = times.gone_since;
     let (_, closes) = publish_window(event, config);
     if closes.is_some_and(|closes| now > closes) && event.state.is_open() {
         return ReconcileStep::End("window_closed");
@@ -229,8 +236,19 @@ pub(crate) fn reconcile_step(
     }
     match (publishing, gone_since) {
         (true, Some(_)) => ReconcileStep::ClearGone,
-        (true, None) => ReconcileStep::Nothing,
-        (false, None) => ReconcileStep::MarkGone,
+        (true, None) => match times.last_seen {
+            Some(seen) if now - seen < SEEN_LEASE => ReconcileStep::Nothing,
+            _ => ReconcileStep::NoteSeen,
+        },
+        // Nobody reported the publisher leaving (the process died with it on air, issue
+        // 10): it has been gone since it was last seen, not since this pass.
+        (false, None) => match times.last_seen {
+            Some(seen) if now - seen >= secs(config.reconnect_grace_secs) => {
+                ReconcileStep::End("publisher_gone")
+            }
+            Some(seen) => ReconcileStep::MarkGone(seen),
+            None => ReconcileStep::MarkGone(now),
+        },
         (false, Some(since)) if now - since >= secs(config.reconnect_grace_secs) => {
             ReconcileStep::End("publisher_gone")
         }
@@ -455,13 +473,17 @@ impl Lifecycle {
         inner.failures.prune(Instant::now());
         let closed_before = now.saturating_sub(secs(inner.config.late_close_secs));
         let mut ended = Vec::new();
-        for (event, gone_since) in inner.store.reconcile_candidates(closed_before).await? {
+        for (event, times) in inner.store.reconcile_candidates(closed_before).await? {
             let publishing = inner.live.live_status(&event.id).publishing;
-            match reconcile_step(&event, publishing, gone_since, now, &inner.config) {
+            match reconcile_step(&event, publishing, times, now, &inner.config) {
                 ReconcileStep::Nothing => {}
-                ReconcileStep::MarkGone => {
-                    inner.store.set_publisher_gone(&event.id, Some(now)).await?
+                ReconcileStep::MarkGone(since) => {
+                    inner
+                        .store
+                        .set_publisher_gone(&event.id, Some(since))
+                        .await?
                 }
+                ReconcileStep::NoteSeen => inner.store.note_publisher_seen(&event.id, now).await?,
                 ReconcileStep::ClearGone => inner.store.set_publisher_gone(&event.id, None).await?,
                 ReconcileStep::End(cause) => {
                     match inner
@@ -598,15 +620,24 @@ mod tests {
         let config = ControlConfig::default(); // 30 s grace
         let now = datetime!(2026-12-01 18:00 UTC);
         let live = event(EventState::Live, None, None);
+        let none = PublisherTimes::default();
+        let gone = |since| PublisherTimes {
+            gone_since: since,
+            last_seen: None,
+        };
+        let seen = |at| PublisherTimes {
+            gone_since: None,
+            last_seen: Some(at),
+        };
         assert_eq!(
-            reconcile_step(&live, true, None, now, &config),
+            reconcile_step(&live, true, seen(now), now, &config),
             ReconcileStep::Nothing
         );
         assert_eq!(
-            reconcile_step(&live, false, None, now, &config),
-            ReconcileStep::MarkGone
+            reconcile_step(&live, false, none, now, &config),
+            ReconcileStep::MarkGone(now)
         );
-        let gone = Some(now - time::Duration::seconds(29));
+        let gone = gone(Some(now - time::Duration::seconds(29)));
         assert_eq!(
             reconcile_step(&live, false, gone, now, &config),
             ReconcileStep::Nothing
@@ -615,7 +646,10 @@ mod tests {
             reconcile_step(&live, true, gone, now, &config),
             ReconcileStep::ClearGone
         );
-        let gone = Some(now - time::Duration::seconds(30));
+        let gone = PublisherTimes {
+            gone_since: Some(now - time::Duration::seconds(30)),
+            last_seen: None,
+        };
         assert_eq!(
             reconcile_step(&live, false, gone, now, &config),
             ReconcileStep::End("publisher_gone")
@@ -626,14 +660,48 @@ mod tests {
         for state in [EventState::Live, EventState::Scheduled] {
             let late = event(state, None, ends);
             assert_eq!(
-                reconcile_step(&late, true, None, now, &config),
+                reconcile_step(&late, true, none, now, &config),
                 ReconcileStep::End("window_closed")
             );
         }
         let scheduled = event(EventState::Scheduled, None, None);
         assert_eq!(
-            reconcile_step(&scheduled, false, None, now, &config),
+            reconcile_step(&scheduled, false, none, now, &config),
             ReconcileStep::Nothing
+        );
+    }
+
+    #[test]
+    fn a_publisher_on_air_renews_its_lease_and_a_crash_counts_from_it() {
+        let config = ControlConfig::default(); // 30 s grace
+        let now = datetime!(2026-12-01 18:00 UTC);
+        let live = event(EventState::Live, None, None);
+        let seen = |ago: i64| PublisherTimes {
+            gone_since: None,
+            last_seen: Some(now - time::Duration::seconds(ago)),
+        };
+        // On air: noted when never seen or the lease is 5 s old.
+        assert_eq!(
+            reconcile_step(&live, true, PublisherTimes::default(), now, &config),
+            ReconcileStep::NoteSeen
+        );
+        assert_eq!(
+            reconcile_step(&live, true, seen(4), now, &config),
+            ReconcileStep::Nothing
+        );
+        assert_eq!(
+            reconcile_step(&live, true, seen(5), now, &config),
+            ReconcileStep::NoteSeen
+        );
+        // Issue 10, finding 6: after a restart nobody reported the publisher leaving.
+        // Its grace counts from when it was last seen: the rest of it, or none at all.
+        assert_eq!(
+            reconcile_step(&live, false, seen(12), now, &config),
+            ReconcileStep::MarkGone(now - time::Duration::seconds(12))
+        );
+        assert_eq!(
+            reconcile_step(&live, false, seen(30), now, &config),
+            ReconcileStep::End("publisher_gone")
         );
     }
 }

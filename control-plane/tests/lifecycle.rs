@@ -499,3 +499,76 @@ both_backends!(
         assert_eq!(live["state"], "live");
     }
 );
+
+both_backends!(
+    after_a_crash_the_grace_counts_from_when_the_publisher_was_last_seen,
+    ControlConfig::default(),
+    |h| {
+        // Issue 10, finding 6: kill -9 with a publisher on air left the event live for a
+        // whole grace period after the restart, however long the process was down.
+        let (id, _) = event(&h, json!({ "title": "Crash" })).await;
+        h.control
+            .publish_started(&id, IngestProtocol::Rtmp)
+            .await
+            .unwrap();
+        h.live.set(
+            &id,
+            LiveStatus {
+                publishing: true,
+                ..LiveStatus::default()
+            },
+        );
+        let now = OffsetDateTime::now_utc();
+        // On air: the reconciler notes it (the lease).
+        assert!(h.control.reconcile(now).await.unwrap().is_empty());
+        // The process dies (no publish_stopped) and is back 31 s later with nobody on air.
+        h.live.set(&id, LiveStatus::default());
+        let ended = h
+            .control
+            .reconcile(now + time::Duration::seconds(31))
+            .await
+            .unwrap();
+        assert_eq!(
+            ended,
+            vec![floodlight_control::EventId::parse(&id).unwrap()]
+        );
+        let answer = h
+            .get(&format!("/v1/events/{id}"))
+            .await
+            .expect(StatusCode::OK);
+        assert_eq!(answer["state"], "ended");
+
+        // Down for 10 s: the publisher has the rest of its grace (20 s) to come back.
+        let (id, _) = event(&h, json!({ "title": "Blip" })).await;
+        h.control
+            .publish_started(&id, IngestProtocol::Rtmp)
+            .await
+            .unwrap();
+        h.live.set(
+            &id,
+            LiveStatus {
+                publishing: true,
+                ..LiveStatus::default()
+            },
+        );
+        assert!(h.control.reconcile(now).await.unwrap().is_empty());
+        h.live.set(&id, LiveStatus::default());
+        let restart = now + time::Duration::seconds(10);
+        assert!(h.control.reconcile(restart).await.unwrap().is_empty());
+        assert!(
+            h.control
+                .reconcile(now + time::Duration::seconds(29))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            h.control
+                .reconcile(now + time::Duration::seconds(30))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+);

@@ -674,6 +674,15 @@ pub(super) async fn record_transition(
     Ok(())
 }
 
+/// What the store knows of a live event's publisher, for the reconciler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PublisherTimes {
+    /// Since when the publisher has been gone (reported, or noticed by the reconciler).
+    pub(crate) gone_since: Option<OffsetDateTime>,
+    /// When the reconciler last saw it on air.
+    pub(crate) last_seen: Option<OffsetDateTime>,
+}
+
 impl Store {
     /// Inserts the event row, its tags, its first transition and the audit entry; the
     /// caller owns the transaction (creation also issues the first stream key).
@@ -1038,34 +1047,59 @@ impl Store {
     }
 
     /// What the reconciler looks at: live events, and scheduled or live events whose
-    /// `ends_at` is before `ends_before`; with since when their publisher has been gone.
+    /// `ends_at` is before `ends_before`; with what is known of their publisher.
     pub(crate) async fn reconcile_candidates(
         &self,
         ends_before: OffsetDateTime,
-    ) -> Result<Vec<(Event, Option<OffsetDateTime>)>, StoreError> {
+    ) -> Result<Vec<(Event, PublisherTimes)>, StoreError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
             event: EventRow,
             publisher_gone_at: Option<i64>,
+            publisher_seen_at: Option<i64>,
         }
         let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS}, events.publisher_gone_at FROM events \
-             WHERE state = 'live' OR (state = 'scheduled' AND ends_at < $1)"
+            "SELECT {EVENT_COLUMNS}, events.publisher_gone_at, events.publisher_seen_at \
+             FROM events WHERE state = 'live' OR (state = 'scheduled' AND ends_at < $1)"
         )))
         .bind(unix_micros(ends_before))
         .fetch_all(&self.pool)
         .await
         .map_err(query_failed("select events to reconcile"))?;
-        let gone: Vec<Option<i64>> = rows.iter().map(|row| row.publisher_gone_at).collect();
+        let times: Vec<(Option<i64>, Option<i64>)> = rows
+            .iter()
+            .map(|row| (row.publisher_gone_at, row.publisher_seen_at))
+            .collect();
         let events = self
             .with_tags(rows.into_iter().map(|row| row.event).collect())
             .await?;
         events
             .into_iter()
-            .zip(gone)
-            .map(|(event, gone)| Ok((event, optional_time(gone)?)))
+            .zip(times)
+            .map(|(event, (gone, seen))| {
+                let times = PublisherTimes {
+                    gone_since: optional_time(gone)?,
+                    last_seen: optional_time(seen)?,
+                };
+                Ok((event, times))
+            })
             .collect()
+    }
+
+    /// Notes that `event_id`'s publisher is on air at `at` (the reconciler's lease).
+    pub(crate) async fn note_publisher_seen(
+        &self,
+        event_id: &EventId,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE events SET publisher_seen_at = $1 WHERE id = $2")
+            .bind(unix_micros(stored_time(at)))
+            .bind(event_id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(query_failed("note the publisher seen"))?;
+        Ok(())
     }
 
     /// Scheduled and live events with an RTSP source (window not yet checked).

@@ -38,6 +38,7 @@ pub use audit::{Actor, AuditCursor, AuditEntry, AuditPage};
     reason = "for the entitlement store, which audits its changes"
 )]
 pub(crate) use audit::{AuditRecord, record_audit};
+pub(crate) use events::PublisherTimes;
 pub use events::{
     Event, EventAccess, EventCursor, EventFilter, EventId, EventPage, EventPatch, EventState,
     GeoRules, IngestSettings, InvalidCursor, NewEvent, RtspSource, RtspTransport, Transition,
@@ -91,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "schedule, keys and audit",
         include_str!("../../migrations/0002_schedule_keys_and_audit.sql"),
+    ),
+    (
+        3,
+        "publisher seen",
+        include_str!("../../migrations/0003_publisher_seen.sql"),
     ),
     (
         100,
