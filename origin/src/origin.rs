@@ -182,9 +182,6 @@ impl LiveStream {
     }
 }
 
-/// A poisoned lock only means another request panicked mid-update; the window is still
-/// the best state there is, so serve on.
-
 /// What the sweeper does with a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sweep {
