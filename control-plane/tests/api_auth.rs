@@ -366,6 +366,10 @@ async fn api_keys_are_issued_listed_and_revoked_by_admins() {
     h.call(Some(&key), Method::GET, "/v1/events", None)
         .await
         .problem(StatusCode::UNAUTHORIZED);
+    // The revoked key is gone as a resource; the list keeps it for the record.
+    h.get(&format!("/v1/api-keys/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
 
     // The only admin key cannot be revoked; with a second admin, it can.
     h.call(

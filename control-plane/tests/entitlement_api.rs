@@ -249,9 +249,10 @@ async fn a_purchase_entitles_to_that_event_only() {
     let answer = playback(&h, &other_event, &viewer).await;
     assert_eq!(reason(&answer, StatusCode::FORBIDDEN), "no_subscription");
 
+    // A reference to nothing: 404 naming the field (the document's own rule).
     let answer = post(&h, None, &uri, json!({ "event_id": "0000000000000000" })).await;
     assert_eq!(
-        answer.problem(StatusCode::UNPROCESSABLE_ENTITY).as_deref(),
+        answer.problem(StatusCode::NOT_FOUND).as_deref(),
         Some("event_id")
     );
     let answer = post(
@@ -345,7 +346,19 @@ async fn geo_lists_are_checked_against_the_cdn_header() {
 #[tokio::test]
 async fn accounts_plans_and_subscriptions_are_validated() {
     let h = harness().await;
-    let viewer = account(&h, "  Mixed@Example.COM ").await;
+    let viewer = account(&h, "Mixed@Example.COM").await;
+    // Checked as sent, as the OpenAPI schema's pattern says.
+    let answer = post(
+        &h,
+        None,
+        "/v1/accounts",
+        json!({ "email": " a@example.com" }),
+    )
+    .await;
+    assert_eq!(
+        answer.problem(StatusCode::UNPROCESSABLE_ENTITY).as_deref(),
+        Some("email")
+    );
     let answer = post(
         &h,
         None,
@@ -423,8 +436,13 @@ async fn accounts_plans_and_subscriptions_are_validated() {
 
     let uri = format!("/v1/accounts/{viewer}/subscriptions");
     let now = unix_now();
+    // A reference to nothing: 404 naming the field.
+    let answer = post(&h, None, &uri, json!({ "plan_id": "nosuchplan000000" })).await;
+    assert_eq!(
+        answer.problem(StatusCode::NOT_FOUND).as_deref(),
+        Some("plan_id")
+    );
     for (body, field) in [
-        (json!({ "plan_id": "nosuchplan000000" }), "plan_id"),
         (
             json!({ "plan_id": plan_id, "valid_from": "yesterday" }),
             "valid_from",
@@ -567,7 +585,8 @@ async fn the_webhook_is_off_without_a_secret() {
         .send(webhook_request(&body, unix_now(), WEBHOOK_SECRET))
         .await;
     assert_eq!(
-        reason(&answer, StatusCode::SERVICE_UNAVAILABLE),
+        // Off is absent to a client: 404, not a server error (issue 10).
+        reason(&answer, StatusCode::NOT_FOUND),
         "webhook_not_configured"
     );
 }

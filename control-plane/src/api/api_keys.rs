@@ -27,8 +27,11 @@ pub(super) fn routes() -> Router<AppState> {
 pub(super) struct CreateApiKeyRequest {
     role: Role,
     /// Who the key acts for: a broadcaster's events belong to it. Default: the key's id.
+    /// 1 to 64 characters of letters, digits, '.', '_', '@' and '-'.
+    #[schema(pattern = r"^[0-9A-Za-z._@-]{1,64}$")]
     principal: Option<String>,
-    /// A note for people, e.g. "OBS at the stadium".
+    /// A note for people, e.g. "OBS at the stadium"; up to 200 characters.
+    #[schema(max_length = 200)]
     label: Option<String>,
 }
 
@@ -118,10 +121,10 @@ pub(super) async fn create_api_key(
     let principal = request
         .principal
         .as_deref()
-        .map(|p| validate_principal("principal", p.trim()))
+        .map(|p| validate_principal("principal", p))
         .transpose()?;
-    let label = request.label.map(|l| l.trim().to_string());
-    if let Some(label) = &label
+    // Counted as sent (the schema's maxLength), stored trimmed.
+    if let Some(label) = &request.label
         && label.chars().count() > LABEL_MAX_CHARS
     {
         return Err(ApiError::invalid_field(
@@ -129,6 +132,7 @@ pub(super) async fn create_api_key(
             format!("label is longer than {LABEL_MAX_CHARS} characters"),
         ));
     }
+    let label = request.label.map(|l| l.trim().to_string());
     let new = NewApiKey {
         role: request.role,
         principal,
@@ -179,7 +183,7 @@ pub(super) async fn list_api_keys(
     params(("key_id" = String, Path)),
     responses(
         (status = 200, body = ApiKeyBody),
-        (status = 404, body = super::openapi::Problem),
+        (status = 404, description = "No such key, or it was revoked (reason `revoked`)", body = super::openapi::Problem),
     ))]
 /// One API key (admin).
 pub(super) async fn get_api_key(
@@ -193,6 +197,20 @@ pub(super) async fn get_api_key(
         .api_key(&key_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no API key with id {key_id:?}")))?;
+    // Revoking is the DELETE of this resource: afterwards it is not found here, though
+    // the list still shows it with `revoked_at`, for the record.
+    if let Some(revoked_at) = info.revoked_at {
+        return Err(ApiError::Refused {
+            status: axum::http::StatusCode::NOT_FOUND,
+            reason: Some("revoked"),
+            detail: format!(
+                "API key {key_id:?} was revoked at {}; GET /v1/api-keys lists it",
+                revoked_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            ),
+        });
+    }
     Ok(Json(info.into()))
 }
 

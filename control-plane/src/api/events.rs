@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::api_keys::validate_principal;
+use super::fields::{self, CountryCode, Label};
 use super::openapi::Problem;
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, page_cursor, page_limit};
 use crate::bus::LifecycleKind;
@@ -58,12 +59,17 @@ fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EventRequest {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, not all spaces (trimmed). Required to create.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(
+        value_type = Option<String>,
+        max_length = 200,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     title: Option<Option<String>>,
+    /// Up to 5000 characters.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 5000)]
     description: Option<Option<String>>,
     /// RFC 3339; absent: publishing is open now.
     #[serde(default, deserialize_with = "nullable")]
@@ -77,21 +83,22 @@ pub(super) struct EventRequest {
     visibility: Option<Visibility>,
     /// What subscription plans include; lowercase `[a-z0-9_-]`, 1 to 64 characters.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<Label>)]
     category: Option<Option<String>>,
     /// Up to 20, each like a category.
+    #[schema(max_items = 20, value_type = Option<Vec<Label>>)]
     tags: Option<Vec<String>>,
-    /// Ladder profile name.
+    /// Ladder profile name: 1 to 64 characters of letters, digits, '_' and '-'.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     ladder: Option<Option<String>>,
     /// LL-HLS PART-TARGET, 100 to 1000 ms.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 100, maximum = 1000)]
     part_target_ms: Option<Option<u32>>,
     /// 1 to 86400 s.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 86400)]
     dvr_window_secs: Option<Option<u32>>,
     ingest: Option<IngestRequest>,
     geo: Option<GeoRequest>,
@@ -112,11 +119,11 @@ pub(super) struct IngestRequest {
     backup: Option<bool>,
     /// SRT AES passphrase, 10 to 79 characters. Write-only.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 10, max_length = 79)]
     srt_passphrase: Option<Option<String>>,
     /// SRT receiver latency, 1 to 10000 ms.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     srt_latency_ms: Option<Option<u32>>,
     /// An RTSP server to pull the feed from.
     #[serde(default, deserialize_with = "nullable")]
@@ -127,7 +134,12 @@ pub(super) struct IngestRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RtspSourceRequest {
-    /// `rtsp://[user:password@]host[:port]/path`; answers show it without credentials.
+    /// `rtsp://[user:password@]host[:port]/path` (or `rtsps://`), at most 2048 bytes;
+    /// answers show it without credentials.
+    #[schema(
+        pattern = r"^rtsps?://([!-.0-~]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     url: String,
     /// Default `tcp`.
     transport: Option<RtspTransport>,
@@ -137,8 +149,10 @@ pub(super) struct RtspSourceRequest {
 #[serde(deny_unknown_fields)]
 pub(super) struct GeoRequest {
     /// ISO 3166-1 alpha-2 codes; non-empty: only these countries may watch.
+    #[schema(max_items = 300, value_type = Option<Vec<CountryCode>>)]
     allow: Option<Vec<String>>,
-    /// ISO 3166-1 alpha-2 codes that may not watch.
+    /// ISO 3166-1 alpha-2 codes that may not watch (none of those in `allow`).
+    #[schema(max_items = 300, value_type = Option<Vec<CountryCode>>)]
     deny: Option<Vec<String>>,
 }
 
@@ -147,46 +161,6 @@ const DESCRIPTION_MAX_CHARS: usize = 5000;
 const MAX_TAGS: usize = 20;
 const MAX_GEO_CODES: usize = 300;
 const RTSP_URL_MAX_BYTES: usize = 2048;
-
-/// The title as stored: trimmed, non-empty, at most 200 characters.
-fn validate_title(raw: &str) -> Result<&str, ApiError> {
-    let title = raw.trim();
-    if title.is_empty() {
-        return Err(ApiError::invalid_field("title", "title must not be empty"));
-    }
-    let chars = title.chars().count();
-    if chars > TITLE_MAX_CHARS {
-        return Err(ApiError::invalid_field(
-            "title",
-            format!("title is {chars} characters long; the limit is {TITLE_MAX_CHARS}"),
-        ));
-    }
-    Ok(title)
-}
-
-/// A category or tag: lowercased, `[a-z0-9][a-z0-9_-]{0,63}`.
-fn validate_label(field: &str, raw: &str) -> Result<String, ApiError> {
-    let label = raw.trim().to_lowercase();
-    let valid = (1..=64).contains(&label.len())
-        && label
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
-        Ok(label)
-    } else {
-        Err(ApiError::invalid_field(
-            field,
-            format!(
-                "{field} must be 1 to 64 characters of letters, digits, '_' and '-', \
-                 starting with a letter or digit"
-            ),
-        ))
-    }
-}
 
 fn validate_time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
     crate::rfc3339::parse(raw.trim()).ok_or_else(|| {
@@ -197,31 +171,75 @@ fn validate_time(field: &str, raw: &str) -> Result<OffsetDateTime, ApiError> {
     })
 }
 
-/// `rtsp://` or `rtsps://`, a host, no whitespace.
-fn validate_rtsp_url(raw: &str) -> Result<String, ApiError> {
-    let url = raw.trim();
+/// `rtsp://` or `rtsps://`, optional `userinfo@`, a host name or bracketed IPv6 address,
+/// an optional port, an optional path of printable ASCII; at most 2048 bytes. Exactly
+/// the schema's pattern (`RtspSourceRequest::url`).
+fn validate_rtsp_url(url: &str) -> Result<String, ApiError> {
     let field = "ingest.rtsp_source.url";
-    let rest = url
-        .strip_prefix("rtsp://")
-        .or_else(|| url.strip_prefix("rtsps://"))
-        .ok_or_else(|| {
-            ApiError::invalid_field(field, format!("{field} must start with rtsp://"))
-        })?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    if host.is_empty() || host.starts_with(':') {
+    if url.len() > RTSP_URL_MAX_BYTES || !rtsp_url_shape(url) {
         return Err(ApiError::invalid_field(
             field,
-            format!("{field} has no host"),
-        ));
-    }
-    if url.len() > RTSP_URL_MAX_BYTES || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("{field} must be at most {RTSP_URL_MAX_BYTES} bytes without spaces"),
+            format!(
+                "{field} must be rtsp://[user:password@]host[:port][/path], printable ASCII, \
+                 at most {RTSP_URL_MAX_BYTES} bytes"
+            ),
         ));
     }
     Ok(url.to_string())
+}
+
+/// Whether `url` matches
+/// `^rtsps?://([!-.0-~]+@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(/[!-~]*)?$`.
+fn rtsp_url_shape(url: &str) -> bool {
+    let printable = |b: u8| (b'!'..=b'~').contains(&b);
+    let Some(rest) = url
+        .strip_prefix("rtsp://")
+        .or_else(|| url.strip_prefix("rtsps://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !path.bytes().all(printable) {
+        return false;
+    }
+    // Host characters never include '@': userinfo runs to the last one.
+    let host_port = match authority.rfind('@') {
+        Some(at) => {
+            let user = &authority[..at];
+            if user.is_empty() || !user.bytes().all(printable) {
+                return false;
+            }
+            &authority[at + 1..]
+        }
+        None => authority,
+    };
+    let (host_ok, port) = match host_port.strip_prefix('[') {
+        Some(inner) => match inner.split_once(']') {
+            Some((address, port)) => (
+                !address.is_empty()
+                    && address
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+                port,
+            ),
+            None => (false, ""),
+        },
+        None => {
+            let (host, port) = host_port.split_at(host_port.find(':').unwrap_or(host_port.len()));
+            (
+                !host.is_empty()
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+                port,
+            )
+        }
+    };
+    let port_ok = port.is_empty()
+        || port.strip_prefix(':').is_some_and(|digits| {
+            (1..=5).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+        });
+    host_ok && port_ok
 }
 
 /// The URL without `user:password@`, as answers show it.
@@ -243,13 +261,7 @@ fn validate_countries(field: &str, codes: &[String]) -> Result<Vec<String>, ApiE
     }
     let mut out: Vec<String> = Vec::with_capacity(codes.len());
     for (i, code) in codes.iter().enumerate() {
-        let code = code.trim().to_ascii_uppercase();
-        if code.len() != 2 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(ApiError::invalid_field(
-                format!("{field}[{i}]"),
-                format!("{field}[{i}] must be an ISO 3166-1 alpha-2 country code such as US"),
-            ));
-        }
+        let code = fields::country_code(&format!("{field}[{i}]"), code)?;
         if !out.contains(&code) {
             out.push(code);
         }
@@ -282,7 +294,9 @@ fn apply(
     now: OffsetDateTime,
 ) -> Result<NewEvent, ApiError> {
     match request.title {
-        Some(Some(title)) => settings.title = validate_title(&title)?.to_string(),
+        Some(Some(title)) => {
+            settings.title = fields::display_text("title", &title, TITLE_MAX_CHARS)?.to_string()
+        }
         Some(None) => return Err(ApiError::invalid_field("title", "title must not be null")),
         None if creating => {
             return Err(ApiError::invalid_field("title", "missing field `title`"));
@@ -290,9 +304,7 @@ fn apply(
         None => {}
     }
     if let Some(description) = request.description {
-        let description = description
-            .map(|d| d.trim().to_string())
-            .filter(|d| !d.is_empty());
+        // Counted as sent (the schema's maxLength), stored trimmed.
         if let Some(d) = &description
             && d.chars().count() > DESCRIPTION_MAX_CHARS
         {
@@ -301,7 +313,9 @@ fn apply(
                 format!("description is longer than {DESCRIPTION_MAX_CHARS} characters"),
             ));
         }
-        settings.description = description;
+        settings.description = description
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty());
     }
     let window_changed = request.starts_at.is_some() || request.ends_at.is_some();
     if let Some(starts_at) = request.starts_at {
@@ -328,7 +342,7 @@ fn apply(
     }
     if let Some(category) = request.category {
         settings.category = category
-            .map(|c| validate_label("category", &c))
+            .map(|c| fields::label("category", &c))
             .transpose()?;
     }
     if let Some(tags) = request.tags {
@@ -340,7 +354,7 @@ fn apply(
         }
         let mut clean: Vec<String> = Vec::with_capacity(tags.len());
         for (i, tag) in tags.iter().enumerate() {
-            let tag = validate_label(&format!("tags[{i}]"), tag)?;
+            let tag = fields::label(&format!("tags[{i}]"), tag)?;
             if !clean.contains(&tag) {
                 clean.push(tag);
             }
@@ -350,7 +364,6 @@ fn apply(
     if let Some(ladder) = request.ladder {
         settings.ladder = ladder
             .map(|name| {
-                let name = name.trim();
                 let valid = (1..=64).contains(&name.len())
                     && name
                         .bytes()
@@ -406,9 +419,7 @@ fn apply(
         }
     }
     if let Some(owner) = request.owner {
-        let owner = owner
-            .map(|o| validate_principal("owner", o.trim()))
-            .transpose()?;
+        let owner = owner.map(|o| validate_principal("owner", &o)).transpose()?;
         if !caller.sees_all() && owner.as_deref() != Some(caller.principal.as_str()) {
             return Err(ApiError::forbidden(
                 "only admin and ops keys assign an event's owner",
@@ -678,9 +689,8 @@ pub(super) struct EventListBody {
 }
 
 fn comma_list(text: &str) -> impl Iterator<Item = &str> {
+    // As sent, like the documented pattern: no spaces, no empty items.
     text.split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
 }
 
 fn list_filter(query: &ListQuery, caller: &Caller) -> Result<EventFilter, ApiError> {
@@ -720,7 +730,7 @@ fn list_filter(query: &ListQuery, caller: &Caller) -> Result<EventFilter, ApiErr
     if let Some(tags) = &query.tags {
         for tag in comma_list(tags) {
             filter.tags.push(
-                validate_label("tags", tag)
+                fields::label("tags", tag)
                     .map_err(|error| ApiError::bad_parameter("tags", error.to_string()))?,
             );
         }
@@ -732,10 +742,12 @@ fn list_filter(query: &ListQuery, caller: &Caller) -> Result<EventFilter, ApiErr
     params(
         ("limit" = Option<u32>, Query, description = "Items per page"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-        ("state" = Option<String>, Query, description = "Comma-separated states, any of them"),
-        ("starts_from" = Option<String>, Query, description = "starts_at at or after (RFC 3339)"),
-        ("starts_to" = Option<String>, Query, description = "starts_at before (RFC 3339)"),
-        ("tags" = Option<String>, Query, description = "Comma-separated tags, all of them"),
+        ("state" = Option<String>, Query, description = "Comma-separated states, any of them",
+            pattern = r"^(scheduled|live|ended|archived|cancelled)(,(scheduled|live|ended|archived|cancelled))*$"),
+        ("starts_from" = Option<String>, Query, format = DateTime, description = "starts_at at or after (RFC 3339)"),
+        ("starts_to" = Option<String>, Query, format = DateTime, description = "starts_at before (RFC 3339)"),
+        ("tags" = Option<String>, Query, description = "Comma-separated tags, all of them",
+            pattern = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}(,[A-Za-z0-9][A-Za-z0-9_-]{0,63})*$"),
     ),
     responses(
         (status = 200, body = EventListBody),
@@ -982,12 +994,14 @@ mod tests {
 
     #[test]
     fn titles_are_trimmed_and_bounded_in_characters() {
-        assert_eq!(validate_title("  Cup final \n").unwrap(), "Cup final");
-        assert!(validate_title(" \t ").is_err());
+        let title =
+            |raw: &str| fields::display_text("title", raw, TITLE_MAX_CHARS).map(str::to_string);
+        assert_eq!(title("  Cup final \n").unwrap(), "Cup final");
+        assert!(title(" \t ").is_err());
         // 200 two-byte characters are within the limit: it counts characters, not bytes.
         let long = "é".repeat(TITLE_MAX_CHARS);
-        assert_eq!(validate_title(&long).unwrap(), long);
-        assert!(validate_title(&format!("{long}e")).is_err());
+        assert_eq!(title(&long).unwrap(), long);
+        assert!(title(&format!("{long}e")).is_err());
     }
 
     #[test]
@@ -1001,20 +1015,33 @@ mod tests {
         assert!(validate_rtsp_url("http://cam/x").is_err());
         assert!(validate_rtsp_url("rtsp://u:p@/x").is_err());
         assert!(validate_rtsp_url("rtsp://cam/a b").is_err());
-        assert_eq!(
-            validate_rtsp_url(" rtsps://cam/x ").unwrap(),
-            "rtsps://cam/x"
-        );
+        assert_eq!(validate_rtsp_url("rtsps://cam/x").unwrap(), "rtsps://cam/x");
+        // Checked as sent: the schema's pattern cannot say "after trimming".
+        assert!(validate_rtsp_url(" rtsps://cam/x ").is_err());
+        for good in [
+            "rtsp://user:p@ss@cam.example:554/live/1",
+            "rtsp://[fe80::1]:8554/x",
+            "rtsp://10.0.0.2",
+        ] {
+            assert!(validate_rtsp_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "rtsp://cam:123456/x",
+            "rtsp://@cam/x",
+            "rtsp://c_m/x",
+            "rtsp://[]/x",
+        ] {
+            assert!(validate_rtsp_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn labels_and_countries_are_normalized() {
-        assert_eq!(
-            validate_label("category", " Football ").unwrap(),
-            "football"
-        );
-        assert!(validate_label("category", "-x").is_err());
-        assert!(validate_label("category", "a,b").is_err());
+        assert_eq!(fields::label("category", "Football").unwrap(), "football");
+        // Checked as sent: the schema's pattern cannot say "after trimming".
+        assert!(fields::label("category", " Football ").is_err());
+        assert!(fields::label("category", "-x").is_err());
+        assert!(fields::label("category", "a,b").is_err());
         assert_eq!(
             validate_countries("geo.allow", &["us".into(), "CA".into(), "US".into()]).unwrap(),
             ["US", "CA"]

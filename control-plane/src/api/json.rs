@@ -57,42 +57,72 @@ fn is_json(headers: &HeaderMap) -> bool {
             .is_some_and(|subtype| subtype.ends_with("+json"))
 }
 
+/// The body as `T`. It is read as a JSON value first: malformed JSON is a 400 naming
+/// where it broke, a string holding U+0000 a 422 naming it, and a whole number written
+/// with a fraction (`766.0`, an integer to JSON Schema) counts as that integer. Then the
+/// value is deserialized into `T`, a 422 naming the field on a mismatch.
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    refuse_nul(body)?;
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        // A key that did not parse shows as a trailing `?`; name its object instead.
-        let path = error.path().to_string();
-        let path = path.trim_end_matches('?').trim_end_matches('.');
-        body_error(if path.is_empty() { "." } else { path }, error.into_inner())
-    })?;
-    // Trailing characters after the value make the document invalid JSON.
-    deserializer.end().map_err(|error| body_error(".", error))?;
-    Ok(value)
-}
-
-/// 422 for a string holding U+0000 (issue 10): no text field needs it, and PostgreSQL
-/// cannot store it (it would be a server error there, accepted on SQLite). JSON can only
-/// carry it escaped, as `\u0000`, so only a body with that escape is looked into.
-fn refuse_nul(body: &[u8]) -> Result<(), ApiError> {
-    const ESCAPED_NUL: &[u8] = b"\\u0000";
-    if !body.windows(ESCAPED_NUL.len()).any(|w| w == ESCAPED_NUL) {
-        return Ok(());
-    }
-    // Malformed JSON is left to the parse that follows, which names where it broke.
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Ok(());
+    let mut value = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(value) => value,
+        Err(_) => return Err(syntax_error::<T>(body)),
     };
-    match path_of_nul(&value) {
-        Some(path) => Err(ApiError::invalid_field(
+    if let Some(path) = path_of_nul(&value) {
+        // Issue 10: no text field needs it, and PostgreSQL cannot store it (a server
+        // error there, accepted on SQLite).
+        return Err(ApiError::invalid_field(
             if path.is_empty() {
                 ".".to_string()
             } else {
                 path
             },
             "text must not contain the NUL character (U+0000)",
-        )),
-        None => Ok(()),
+        ));
+    }
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        // A key that did not parse shows as a trailing `?`; name its object instead.
+        let path = error.path().to_string();
+        let path = path.trim_end_matches('?').trim_end_matches('.');
+        body_error(if path.is_empty() { "." } else { path }, error.into_inner())
+    })
+}
+
+/// The error of a body that is not JSON, naming the field parsing stopped in (reading
+/// it as `T` directly tells where).
+fn syntax_error<T: DeserializeOwned>(body: &[u8]) -> ApiError {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(error) => {
+            let path = error.path().to_string();
+            let path = path.trim_end_matches('?').trim_end_matches('.');
+            body_error(if path.is_empty() { "." } else { path }, error.into_inner())
+        }
+        // Trailing characters after the value make the document invalid JSON.
+        Ok(_) => match deserializer.end() {
+            Err(error) => body_error(".", error),
+            Ok(()) => ApiError::Invalid {
+                status: axum::http::StatusCode::BAD_REQUEST,
+                field: None,
+                detail: "the body is not JSON".to_string(),
+            },
+        },
+    }
+}
+
+/// `766.0` → `766`, for every number in `value` that is a whole number in range.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::{Number, Value};
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            if float.fract() == 0.0 && float.abs() < 9.0e15 {
+                // Exactly representable in both: |float| < 2^53.
+                *number = Number::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(members) => members.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
@@ -227,6 +257,12 @@ mod tests {
         assert_eq!(
             field_and_status(r#"{"title": "a", "nested": {"tags": ["x", "\u0000"]}}"#),
             (Some("nested.tags[1]".to_string()), 422)
+        );
+        // A whole number written with a fraction is that integer (JSON Schema's view).
+        assert!(parse::<Body>(br#"{"title": "a", "nested": {"count": 3.0}}"#).is_ok());
+        assert_eq!(
+            field_and_status(r#"{"title": "a", "nested": {"count": 3.5}}"#),
+            (Some("nested.count".to_string()), 422)
         );
         // An escaped backslash before "u0000" is no NUL.
         assert!(parse::<Body>(br#"{"title": "C:\\u0000"}"#).is_ok());

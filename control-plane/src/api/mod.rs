@@ -6,6 +6,7 @@ mod api_keys;
 mod audit;
 pub(crate) mod auth;
 mod events;
+pub(crate) mod fields;
 pub(crate) mod json;
 pub(crate) mod openapi;
 pub(crate) mod problem;
@@ -162,11 +163,18 @@ where
         _state: &S,
     ) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        let pairs =
+            serde_urlencoded::from_str::<Vec<(String, String)>>(query).map_err(|error| {
+                ApiError::Invalid {
+                    status: axum::http::StatusCode::BAD_REQUEST,
+                    field: None,
+                    detail: format!("the query string does not parse: {error}"),
+                }
+            })?;
         // A NUL in a parameter cannot reach the database (PostgreSQL refuses it).
-        if let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-            && let Some((name, _)) = pairs
-                .iter()
-                .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        if let Some((name, _)) = pairs
+            .iter()
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
         {
             return Err(ApiError::bad_parameter(
                 &name.replace('\0', "%00"),

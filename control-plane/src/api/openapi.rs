@@ -5,6 +5,7 @@
 //! they grant nothing); every operation needs an API key, declared once as the `bearer`
 //! security scheme, which the UI's "Authorize" button takes.
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -127,11 +128,183 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole document. Other areas of the control plane merge theirs in here.
-pub(crate) fn document() -> utoipa::openapi::OpenApi {
-    ControlApi::openapi().merge_from(crate::entitlement::EntitlementApi::openapi())
+/// The whole document. Other areas of the control plane merge theirs in here; then every
+/// operation gets the error answers any request can meet (see [`document_errors`]).
+pub(crate) fn document(max_page_size: u32) -> serde_json::Value {
+    let openapi = ControlApi::openapi().merge_from(crate::entitlement::EntitlementApi::openapi());
+    let mut document = serde_json::to_value(openapi).unwrap_or_default();
+    document_errors(&mut document);
+    document_paging(&mut document, max_page_size);
+    require_title_to_create(&mut document);
+    document
 }
 
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(document())
+/// `POST /v1/events` and `PATCH /v1/events/{id}` share one body type (every field
+/// optional, `null` clears); creating needs a title, which the shared schema cannot say.
+fn require_title_to_create(document: &mut serde_json::Value) {
+    let schema = document
+        .pointer_mut("/paths/~1v1~1events/post/requestBody/content/application~1json/schema");
+    if let Some(schema) = schema {
+        let shared = schema.take();
+        *schema = serde_json::json!({
+            "allOf": [
+                shared,
+                { "required": ["title"], "properties": { "title": { "type": "string" } } }
+            ]
+        });
+    }
+}
+
+async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(document(state.config().max_page_size))
+}
+
+/// The shape of every `cursor` this API issues: `{created_at_micros}-{id}`, ids being 16
+/// characters of `[0-9a-z]`; API keys' may also be the bootstrap admin key's.
+const CURSOR_PATTERN: &str = "^-?[0-9]{1,18}-[0-9a-z]{16}$";
+const API_KEY_CURSOR_PATTERN: &str = "^-?[0-9]{1,18}-([0-9a-z]{16}|bootstrap-admin)$";
+
+/// Gives the list operations' `limit` its bounds (1 to `control.max_page_size`) and
+/// `cursor` its shape, so generated clients never send one the API refuses.
+fn document_paging(document: &mut serde_json::Value, max_page_size: u32) {
+    use serde_json::{Value, json};
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let cursor = if path.starts_with("/v1/api-keys") {
+            API_KEY_CURSOR_PATTERN
+        } else {
+            CURSOR_PATTERN
+        };
+        let parameters = item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|item| item.values_mut())
+            .filter_map(|operation| operation.get_mut("parameters"))
+            .filter_map(Value::as_array_mut)
+            .flatten();
+        for parameter in parameters {
+            let schema = match parameter.get("name").and_then(Value::as_str) {
+                Some("limit") => {
+                    json!({ "type": "integer", "minimum": 1, "maximum": max_page_size })
+                }
+                Some("cursor") => json!({ "type": "string", "pattern": cursor }),
+                _ => continue,
+            };
+            parameter["schema"] = schema;
+        }
+    }
+}
+
+/// The answers every operation can give besides its own, and when.
+const COMMON_ERRORS: &[(&str, &str, Applies)] = &[
+    (
+        "400",
+        "A query or path parameter, or the JSON syntax, is malformed (`field` names it)",
+        Applies::Always,
+    ),
+    (
+        "401",
+        "No API key, or an unknown or revoked one",
+        Applies::Authenticated,
+    ),
+    (
+        "403",
+        "The key's role may not do this",
+        Applies::Authenticated,
+    ),
+    ("404", "No such resource", Applies::WithPathParameters),
+    (
+        "413",
+        "The body is larger than control.max_body_bytes",
+        Applies::WithBody,
+    ),
+    (
+        "415",
+        "The body is not sent as application/json",
+        Applies::WithBody,
+    ),
+    (
+        "422",
+        "Well-formed JSON with a field that is invalid (`field` names it)",
+        Applies::WithBody,
+    ),
+    (
+        "429",
+        "Too many unknown API keys from this address lately; Retry-After says when to retry",
+        Applies::Authenticated,
+    ),
+    (
+        "503",
+        "The database does not answer; retry later",
+        Applies::Always,
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Applies {
+    Always,
+    Authenticated,
+    WithPathParameters,
+    WithBody,
+}
+
+/// Makes the document say what the API does on errors: every error answer is
+/// `application/problem+json` (RFC 9457, the `Problem` schema), and each operation lists
+/// the statuses any request to it can meet (a bad parameter, a missing key, a full
+/// database pool), not only the ones its handler chooses. Generated clients then know
+/// every answer they can get.
+fn document_errors(document: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let problem = json!({
+        "application/problem+json": {
+            "schema": { "$ref": "#/components/schemas/Problem" }
+        }
+    });
+    let open_routes = ["/v1/openapi.json"];
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "patch" | "delete") {
+                continue;
+            }
+            let authenticated = !open_routes.contains(&path.as_str())
+                && operation.get("security") != Some(&json!([]));
+            let with_path_parameters = path.contains('{');
+            let with_body = operation.get("requestBody").is_some();
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            for (status, response) in responses.iter_mut() {
+                if (status.starts_with('4') || status.starts_with('5'))
+                    && let Some(response) = response.as_object_mut()
+                {
+                    response.insert("content".to_string(), problem.clone());
+                }
+            }
+            for &(status, description, applies) in COMMON_ERRORS {
+                let applies = match applies {
+                    Applies::Always => true,
+                    Applies::Authenticated => authenticated,
+                    Applies::WithPathParameters => with_path_parameters,
+                    Applies::WithBody => with_body,
+                };
+                if applies && !responses.contains_key(status) {
+                    responses.insert(
+                        status.to_string(),
+                        json!({ "description": description, "content": problem.clone() }),
+                    );
+                }
+            }
+        }
+    }
 }

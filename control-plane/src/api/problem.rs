@@ -90,6 +90,16 @@ impl ApiError {
         }
     }
 
+    /// 404 for a body field naming something that does not exist (`plan_id`,
+    /// `event_id`), with the field.
+    pub(crate) fn missing_reference(field: &str, detail: impl Into<String>) -> ApiError {
+        ApiError::Invalid {
+            status: StatusCode::NOT_FOUND,
+            field: Some(field.to_string()),
+            detail: detail.into(),
+        }
+    }
+
     /// 400 naming the query parameter at fault.
     pub(crate) fn bad_parameter(name: &str, detail: impl Into<String>) -> ApiError {
         ApiError::Invalid {

@@ -23,6 +23,7 @@ use super::store::{
     Subscription, SubscriptionState,
 };
 use super::webhook;
+use crate::api::fields::{self, Label};
 use crate::api::openapi::Problem;
 use crate::api::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, page_cursor, page_limit};
 use crate::sessions::{NewSession, Registration, ViewerSession};
@@ -78,7 +79,12 @@ const PLAN_READERS: &[Role] = &[Role::Admin, Role::Ops, Role::ViewerService];
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateAccountRequest {
-    /// The viewer's email address; one account per address.
+    /// The viewer's email address (at most 254 characters, stored lowercased); one
+    /// account per address.
+    #[schema(
+        pattern = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        max_length = 254
+    )]
     email: String,
 }
 
@@ -120,10 +126,17 @@ pub(crate) struct AccountListBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreatePlanRequest {
+    /// 1 to 200 characters, not all spaces (stored trimmed).
+    #[schema(
+        max_length = 200,
+        pattern = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+    )]
     name: String,
-    /// Event categories the plan includes (`[a-z0-9][a-z0-9_-]{0,63}`, lowercased).
+    /// Event categories the plan includes (like events' `category`, lowercased).
+    #[schema(max_items = 100, value_type = Vec<Label>)]
     categories: Vec<String>,
-    /// Sessions one account may watch at once; `null` or absent: no limit.
+    /// Sessions one account may watch at once, 1 to 10000; `null` or absent: no limit.
+    #[schema(minimum = 1, maximum = 10000)]
     max_concurrent_sessions: Option<u32>,
 }
 
@@ -284,7 +297,7 @@ pub(crate) struct PlaybackRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(crate) struct PlaybackBody {
+pub(crate) struct PlaybackGrantBody {
     /// The master playlist URL; for an entitled event it carries the token.
     playback_url: String,
     /// The signed playback token (JWT, HS256); `null` for a public event.
@@ -352,57 +365,9 @@ pub(crate) struct PageQuery {
 // ---------------------------------------------------------------------------------------
 // Validation.
 
-const EMAIL_MAX_CHARS: usize = 254;
 const NAME_MAX_CHARS: usize = 200;
 const MAX_PLAN_CATEGORIES: usize = 100;
-
-/// An email address, trimmed and lowercased: one `@` between a local part and a dotted
-/// domain, no spaces (RFC 5321 §4.5.3.1.3 bounds the length).
-fn validate_email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_lowercase();
-    let valid = (3..=EMAIL_MAX_CHARS).contains(&email.len())
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.contains('@')
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
-        });
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::invalid_field(
-            "email",
-            "email must be an address like viewer@example.com",
-        ))
-    }
-}
-
-/// A category as events carry it: lowercased, `[a-z0-9][a-z0-9_-]{0,63}` (the rule of
-/// the events API's `category`).
-fn validate_category(field: &str, raw: &str) -> Result<String, ApiError> {
-    let label = raw.trim().to_lowercase();
-    let valid = (1..=64).contains(&label.len())
-        && label
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if valid {
-        Ok(label)
-    } else {
-        Err(ApiError::invalid_field(
-            field,
-            format!(
-                "{field} must be 1 to 64 characters of letters, digits, '_' and '-', starting \
-                 with a letter or digit"
-            ),
-        ))
-    }
-}
+const MAX_CONCURRENT_SESSIONS: u32 = 10_000;
 
 fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
     crate::rfc3339::parse(text).ok_or_else(|| {
@@ -457,7 +422,7 @@ pub(crate) async fn create_account(
     ApiJson(request): ApiJson<CreateAccountRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(VIEWER_SERVICE)?;
-    let email = validate_email(&request.email)?;
+    let email = fields::email(&request.email)?;
     let account = match state
         .store()
         .create_account(&email, &caller.actor(), now())
@@ -609,7 +574,7 @@ pub(crate) async fn create_subscription(
             return Err(account_not_found(&account_id));
         }
         Err(EntitlementStoreError::UnknownPlan(plan_id)) => {
-            return Err(ApiError::invalid_field(
+            return Err(ApiError::missing_reference(
                 "plan_id",
                 format!("no plan with id {plan_id:?}"),
             ));
@@ -630,8 +595,7 @@ pub(crate) async fn create_subscription(
         (status = 201, description = "Bought", body = PurchaseBody),
         (status = 200, description = "Bought before: the earlier purchase", body = PurchaseBody),
         (status = 403, body = Problem),
-        (status = 404, description = "No such account", body = Problem),
-        (status = 422, description = "event_id names no event", body = Problem),
+        (status = 404, description = "No such account, or event_id names no event (`field`)", body = Problem),
     ))]
 /// Records a purchase of one event, pay-per-view (admin, viewer-service).
 pub(crate) async fn create_purchase(
@@ -642,7 +606,7 @@ pub(crate) async fn create_purchase(
 ) -> Result<Response, ApiError> {
     caller.require(VIEWER_SERVICE)?;
     let event_id = EventId::parse(request.event_id.trim()).ok_or_else(|| {
-        ApiError::invalid_field(
+        ApiError::missing_reference(
             "event_id",
             format!("no event with id {:?}", request.event_id),
         )
@@ -661,7 +625,7 @@ pub(crate) async fn create_purchase(
             Ok((status, Json(PurchaseBody::from(purchase))).into_response())
         }
         Err(EntitlementStoreError::UnknownAccount(_)) => Err(account_not_found(&account_id)),
-        Err(EntitlementStoreError::UnknownEvent(id)) => Err(ApiError::invalid_field(
+        Err(EntitlementStoreError::UnknownEvent(id)) => Err(ApiError::missing_reference(
             "event_id",
             format!("no event with id {id:?}"),
         )),
@@ -749,13 +713,7 @@ pub(crate) async fn create_plan(
     ApiJson(request): ApiJson<CreatePlanRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(PLAN_WRITERS)?;
-    let name = request.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > NAME_MAX_CHARS {
-        return Err(ApiError::invalid_field(
-            "name",
-            format!("name must be 1 to {NAME_MAX_CHARS} characters"),
-        ));
-    }
+    let name = fields::display_text("name", &request.name, NAME_MAX_CHARS)?.to_string();
     if request.categories.len() > MAX_PLAN_CATEGORIES {
         return Err(ApiError::invalid_field(
             "categories",
@@ -766,12 +724,17 @@ pub(crate) async fn create_plan(
         .categories
         .iter()
         .enumerate()
-        .map(|(i, c)| validate_category(&format!("categories[{i}]"), c))
+        .map(|(i, c)| fields::label(&format!("categories[{i}]"), c))
         .collect::<Result<Vec<_>, _>>()?;
-    if request.max_concurrent_sessions == Some(0) {
+    if request
+        .max_concurrent_sessions
+        .is_some_and(|n| !(1..=MAX_CONCURRENT_SESSIONS).contains(&n))
+    {
         return Err(ApiError::invalid_field(
             "max_concurrent_sessions",
-            "max_concurrent_sessions must be at least 1, or null for no limit",
+            format!(
+                "max_concurrent_sessions must be 1 to {MAX_CONCURRENT_SESSIONS}, or null for no limit"
+            ),
         ));
     }
     let plan = state
@@ -867,8 +830,9 @@ pub(crate) async fn payment_webhook(
 ) -> Result<Json<SubscriptionBody>, ApiError> {
     let config = &state.entitlement().config;
     let Some(secret) = &config.webhook_secret else {
+        // Off is absent: a client's request must not meet a server error (issue 10).
         return Err(refused(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::NOT_FOUND,
             "webhook_not_configured",
             "the payment webhook is off: control.entitlement.webhook_secret is not set",
         ));
@@ -940,7 +904,7 @@ pub(crate) async fn payment_webhook(
     params(("event_id" = String, Path)),
     request_body = PlaybackRequest,
     responses(
-        (status = 200, description = "Entitled (or a public event): where to play, with the token", body = PlaybackBody),
+        (status = 200, description = "Entitled (or a public event): where to play, with the token", body = PlaybackGrantBody),
         (status = 403, description = "Not entitled; reason: no_subscription, subscription_expired, \
             subscription_past_due, not_in_plan, geo_blocked, event_unavailable", body = Problem),
         (status = 404, description = "No such event", body = Problem),
@@ -958,7 +922,7 @@ pub(crate) async fn playback(
     headers: HeaderMap,
     ApiPath(event_id): ApiPath<String>,
     ApiJson(request): ApiJson<PlaybackRequest>,
-) -> Result<Json<PlaybackBody>, ApiError> {
+) -> Result<Json<PlaybackGrantBody>, ApiError> {
     caller.require(VIEWER_SERVICE)?;
     let not_found = || ApiError::not_found(format!("no event with id {event_id:?}"));
     let id = EventId::parse(&event_id).ok_or_else(not_found)?;
@@ -996,7 +960,7 @@ pub(crate) async fn playback(
     }
     let master = state.urls().hls_master_playlist(id.as_str());
     if event.visibility == Visibility::Public {
-        return Ok(Json(PlaybackBody {
+        return Ok(Json(PlaybackGrantBody {
             playback_url: master,
             token: None,
             expires_at: None,
@@ -1066,7 +1030,7 @@ pub(crate) async fn playback(
     }
     let token = entitlement.signing_key.sign(&claims);
     let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp).ok();
-    Ok(Json(PlaybackBody {
+    Ok(Json(PlaybackGrantBody {
         playback_url: format!("{master}?{}={token}", entitlement.config.token_query_param),
         token: Some(token),
         expires_at,
@@ -1081,20 +1045,22 @@ mod tests {
     #[test]
     fn emails_are_normalized_and_checked() {
         assert_eq!(
-            validate_email("  Viewer@Example.COM ").unwrap(),
+            fields::email("Viewer@Example.COM").unwrap(),
             "viewer@example.com"
         );
+        // Checked as sent, as the schema's pattern says.
         for bad in [
-            "", "a", "@x.y", "a@", "a@b", "a@.b", "a@b.", "a b@c.d", "a@b@c.d",
+            "", "a", "@x.y", "a@", "a@b", "a@.b", "a@b.", "a b@c.d", "a@b@c.d", " a@b.c",
         ] {
-            assert!(validate_email(bad).is_err(), "{bad}");
+            assert!(fields::email(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn categories_follow_the_events_rule() {
-        assert_eq!(validate_category("c", " Football ").unwrap(), "football");
-        assert!(validate_category("c", "-x").is_err());
-        assert!(validate_category("c", "a b").is_err());
+        assert_eq!(fields::label("c", "Football").unwrap(), "football");
+        assert!(fields::label("c", " Football ").is_err());
+        assert!(fields::label("c", "-x").is_err());
+        assert!(fields::label("c", "a b").is_err());
     }
 }
