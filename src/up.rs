@@ -9,8 +9,8 @@ use anyhow::Context;
 use floodlight_control::sessions::SessionStore;
 use floodlight_control::{
     Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
-    LiveStatusSource, PublicUrls, PublishCheck, PublishDenied, PublishPermit, PublisherStatus,
-    RenditionStatus, RtspTransport as ControlRtspTransport, ShedRendition, Visibility,
+    LiveStatusSource, PublicUrls, PublishCheck, PublishPermit, PublisherStatus, RenditionStatus,
+    RtspTransport as ControlRtspTransport, ShedRendition, Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
@@ -118,17 +118,7 @@ impl IngestAuthority for StoreAuthority {
                 protocol: control_protocol(request.protocol),
                 remote_ip: request.remote_addr.ip(),
             };
-            let permit = self
-                .0
-                .authorize_publish(check)
-                .await
-                .map_err(|denied| match denied {
-                    PublishDenied::UnknownKey => PublishRefusal::UnknownKey,
-                    PublishDenied::Forbidden(reason) => PublishRefusal::Forbidden(reason),
-                    PublishDenied::RateLimited => PublishRefusal::RateLimited,
-                    PublishDenied::Unavailable(reason) => PublishRefusal::Unavailable(reason),
-                    other => PublishRefusal::Unavailable(other.to_string()),
-                })?;
+            let permit = self.0.authorize_publish(check).await?;
             Ok(PublishGrant {
                 event_id: permit.event_id.as_str().to_string(),
                 settings: stream_settings(&permit),

@@ -38,7 +38,7 @@ pub use entitlement::{
     NewSubscription, Page, Plan, Purchase, SigningKeyError, Subscription, SubscriptionState,
     playback_signing_keys,
 };
-pub use lifecycle::{PublishCheck, PublishDenied, PublishPermit, PullSourceSpec};
+pub use lifecycle::{PublishCheck, PublishPermit, PublishRefusal, PullSourceSpec};
 pub use live::{
     IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus, ShedRendition,
 };
@@ -166,7 +166,7 @@ impl Control {
     pub async fn authorize_publish(
         &self,
         check: PublishCheck<'_>,
-    ) -> Result<PublishPermit, PublishDenied> {
+    ) -> Result<PublishPermit, PublishRefusal> {
         self.state.lifecycle().authorize_publish(check).await
     }
 

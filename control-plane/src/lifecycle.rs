@@ -21,6 +21,7 @@ use crate::store::{
     Actor, Event, EventId, EventState, PublisherTimes, RtspTransport, Store, StoreError,
     StreamKeyRole, TransitionError, Visibility,
 };
+pub use floodlight_media::publish::PublishRefusal;
 
 /// A publisher asking to publish.
 #[derive(Clone, Copy)]
@@ -89,25 +90,6 @@ impl fmt::Debug for PublishPermit {
             .field("srt_latency_ms", &self.srt_latency_ms)
             .finish()
     }
-}
-
-/// A no, or no answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishDenied {
-    /// No active key like this, or it belongs to another event than the one named.
-    #[error("unknown stream key")]
-    UnknownKey,
-    /// The key is valid but publishing is not allowed now; the reason is safe to show
-    /// the publisher.
-    #[error("{0}")]
-    Forbidden(String),
-    /// Too many failed key attempts from this address; try again later.
-    #[error("too many failed stream key attempts, retry later")]
-    RateLimited,
-    /// The database could not be asked.
-    #[error("stream key check unavailable: {0}")]
-    Unavailable(String),
 }
 
 /// An event whose feed ingest pulls from an RTSP server, now.
@@ -328,14 +310,11 @@ impl Lifecycle {
     pub(crate) async fn authorize_publish(
         &self,
         check: PublishCheck<'_>,
-    ) -> Result<PublishPermit, PublishDenied> {
+    ) -> Result<PublishPermit, PublishRefusal> {
         let outcome = self.decide(check).await;
         let label = match &outcome {
             Ok(_) => "granted",
-            Err(PublishDenied::UnknownKey) => "unknown_key",
-            Err(PublishDenied::Forbidden(_)) => "forbidden",
-            Err(PublishDenied::RateLimited) => "rate_limited",
-            Err(PublishDenied::Unavailable(_)) => "unavailable",
+            Err(refusal) => refusal.label(),
         };
         metrics::counter!(PUBLISH_CHECKS, "outcome" => label).increment(1);
         match &outcome {
@@ -355,13 +334,13 @@ impl Lifecycle {
         outcome
     }
 
-    async fn decide(&self, check: PublishCheck<'_>) -> Result<PublishPermit, PublishDenied> {
+    async fn decide(&self, check: PublishCheck<'_>) -> Result<PublishPermit, PublishRefusal> {
         let inner = &self.0;
         let keyed = inner
             .store
             .stream_key_event(check.stream_key)
             .await
-            .map_err(|error| PublishDenied::Unavailable(error.to_string()))?;
+            .map_err(|error| PublishRefusal::Unavailable(error.to_string()))?;
         let keyed = match keyed {
             Some(keyed)
                 if check
@@ -379,9 +358,9 @@ impl Lifecycle {
                 inner.failures.record_failure(check.remote_ip, now);
                 if throttled {
                     tokio::time::sleep(inner.failure_delay).await;
-                    return Err(PublishDenied::RateLimited);
+                    return Err(PublishRefusal::RateLimited);
                 }
-                return Err(PublishDenied::UnknownKey);
+                return Err(PublishRefusal::UnknownKey);
             }
         };
         let now = OffsetDateTime::now_utc();
@@ -392,7 +371,7 @@ impl Lifecycle {
             now,
             &inner.config,
         ) {
-            return Err(PublishDenied::Forbidden(reason));
+            return Err(PublishRefusal::Forbidden(reason));
         }
         if let Err(error) = inner.store.touch_stream_key(&keyed.key_id, now).await {
             tracing::warn!(%error, "could not note the stream key's last use");

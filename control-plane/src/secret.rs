@@ -110,8 +110,8 @@ impl KeyHasher {
 }
 
 /// Creates `path` with `contents`, readable by the owner only; an existing file is left
-/// alone (`create_new`), so two processes starting together keep one secret.
-async fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+/// alone (`create_new`), so two processes starting together keep one secret (or key).
+pub(crate) async fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut options = tokio::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use axum::http::StatusCode;
 use common::{Backend, Harness, harness_on};
 use floodlight_control::{
-    ControlConfig, IngestProtocol, LifecycleKind, LiveStatus, PublishCheck, PublishDenied,
+    ControlConfig, IngestProtocol, LifecycleKind, LiveStatus, PublishCheck, PublishRefusal,
     RtspTransport, Visibility,
 };
 use serde_json::{Value, json};
@@ -106,14 +106,14 @@ both_backends!(
         };
         assert_eq!(
             h.control.authorize_publish(wrong).await.unwrap_err(),
-            PublishDenied::UnknownKey
+            PublishRefusal::UnknownKey
         );
         assert_eq!(
             h.control
                 .authorize_publish(check("fl_live_nope", IngestProtocol::Rtmp))
                 .await
                 .unwrap_err(),
-            PublishDenied::UnknownKey
+            PublishRefusal::UnknownKey
         );
         // The key's last use is noted.
         let keys = h
@@ -133,7 +133,7 @@ both_backends!(
             let control = h.control.clone();
             async move {
                 match control.authorize_publish(check(&key, protocol)).await {
-                    Err(PublishDenied::Forbidden(reason)) => reason,
+                    Err(PublishRefusal::Forbidden(reason)) => reason,
                     other => panic!("expected a refusal, got {other:?}"),
                 }
             }
@@ -231,7 +231,7 @@ both_backends!(
                     .authorize_publish(check("fl_live_guess", IngestProtocol::Rtmp))
                     .await
                     .unwrap_err(),
-                PublishDenied::UnknownKey
+                PublishRefusal::UnknownKey
             );
         }
         // Over the limit, further guesses are answered rate_limited, late.
@@ -241,7 +241,7 @@ both_backends!(
                 .authorize_publish(check("fl_live_guess", IngestProtocol::Rtmp))
                 .await
                 .unwrap_err(),
-            PublishDenied::RateLimited
+            PublishRefusal::RateLimited
         );
         assert!(started.elapsed() >= std::time::Duration::from_millis(200));
         // Issue 10, finding 4: the right key from that address (a venue's good encoder
@@ -353,7 +353,7 @@ both_backends!(
                 .authorize_publish(check(&key, IngestProtocol::Rtmp))
                 .await
                 .unwrap_err(),
-            PublishDenied::Forbidden("the event is ended".to_string())
+            PublishRefusal::Forbidden("the event is ended".to_string())
         );
         let transitions = h
             .get(&format!("/v1/events/{id}/transitions"))

@@ -56,25 +56,7 @@ pub struct PublishGrant {
     pub srt_latency_ms: Option<u32>,
 }
 
-/// A no from the control plane, or no answer at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishRefusal {
-    /// No event has this key (or it was revoked), or it belongs to another event than the
-    /// one named.
-    #[error("unknown stream key")]
-    UnknownKey,
-    /// The key is valid but publishing is not allowed now; the reason is safe to show the
-    /// publisher (outside the event's window, event cancelled, protocol not allowed…).
-    #[error("{0}")]
-    Forbidden(String),
-    /// Too many failed key attempts from this address; try again later.
-    #[error("too many failed stream key attempts, retry later")]
-    RateLimited,
-    /// The control plane could not be asked.
-    #[error("stream key check unavailable: {0}")]
-    Unavailable(String),
-}
+pub use floodlight_media::publish::PublishRefusal;
 
 /// A change in an event's publishing, reported to the control plane (which moves the
 /// event `live` on the first publish and `ended` after the reconnect grace period).

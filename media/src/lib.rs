@@ -13,6 +13,7 @@ pub mod flv;
 pub mod frame;
 pub mod package;
 pub mod playlist;
+pub mod publish;
 pub mod push;
 pub mod stream;
 pub mod sync;

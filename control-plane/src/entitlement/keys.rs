@@ -11,6 +11,7 @@ use floodlight_media::token::{KeySpecError, TokenKey};
 
 use super::config::EntitlementConfig;
 use crate::config::{ConfigError, Secret};
+use crate::secret::write_new_private_file;
 
 /// File in the data dir holding the generated signing keys.
 pub(crate) const PLAYBACK_KEYS_FILE: &str = "playback.keys";
@@ -86,24 +87,6 @@ pub async fn playback_signing_keys(
         return Err(SigningKeyError::Empty { path });
     }
     Ok(specs)
-}
-
-/// Creates `path` with `contents`, readable by the owner only; an existing file is left
-/// alone (`create_new`), so two processes starting together keep one key.
-async fn write_new_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    match options.open(path).await {
-        Ok(mut file) => {
-            use tokio::io::AsyncWriteExt;
-            file.write_all(contents.as_bytes()).await?;
-            file.sync_all().await
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(error),
-    }
 }
 
 #[cfg(test)]
