@@ -57,8 +57,12 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     );
     let binary = schemathesis();
     let url = format!("http://{addr}/v1/openapi.json");
+    // schemathesis keeps a cache in its working directory: not in the source tree.
+    let workdir = tempfile::tempdir().unwrap();
+    let cwd = workdir.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(binary)
+            .current_dir(cwd)
             .args(["--config-file", config, "run", &url])
             .args(["--header", &format!("Authorization: Bearer {ADMIN_KEY}")])
             .args(["--checks", "all"])
