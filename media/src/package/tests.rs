@@ -7,7 +7,8 @@ use mp4_atom::{Decode, Mdat, Moof};
 use super::*;
 use crate::aac::AdtsHeader;
 use crate::avc::annexb_nal_units;
-use crate::track::{AacConfig, AvcConfig};
+use crate::push::RenditionKind;
+use crate::track::{AacConfig, AvcConfig, CodecParams, TrackParams};
 
 /// Wall clock of the synthetic publisher's first frame.
 const EPOCH_MS: i64 = 1_700_000_000_000;
