@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use floodlight_control::ControlConfig;
-use floodlight_control::sessions::SessionsConfig;
+use floodlight_control::viewer_sessions::SessionsConfig;
 use floodlight_ingest::IngestConfig;
 use floodlight_origin::OriginConfig;
 use floodlight_transcoder::TranscoderConfig;

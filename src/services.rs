@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use floodlight_control::sessions::SessionStore;
+use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{Control, PublicUrls};
 use floodlight_ingest::{Ingest, RemoteSettings, RemoteTranscoders};
 use floodlight_transcoder::Transcoder;

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use floodlight_control::sessions::SessionStore;
+use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{
     Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
     LiveStatusSource, PublicUrls, PublishCheck, PublishPermit, PublisherStatus, RenditionStatus,

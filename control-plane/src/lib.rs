@@ -21,8 +21,8 @@ mod lifecycle;
 mod live;
 mod rfc3339;
 mod secret;
-pub mod sessions;
 mod store;
+pub mod viewer_sessions;
 
 use std::future::Future;
 use std::path::Path;
@@ -87,7 +87,8 @@ impl Control {
         live: Arc<dyn LiveStatusSource>,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
     ) -> Result<Control, ControlError> {
-        let sessions = sessions::SessionStore::in_process(&sessions::SessionsConfig::default());
+        let sessions =
+            viewer_sessions::SessionStore::in_process(&viewer_sessions::SessionsConfig::default());
         Control::with_sessions(config, data_dir, urls, live, sessions, render_metrics).await
     }
 
@@ -99,14 +100,14 @@ impl Control {
         data_dir: &Path,
         urls: PublicUrls,
         live: Arc<dyn LiveStatusSource>,
-        sessions: sessions::SessionStore,
+        sessions: viewer_sessions::SessionStore,
         render_metrics: impl Fn() -> String + Send + Sync + 'static,
     ) -> Result<Control, ControlError> {
         config.validate()?;
         let store = Store::open(&config, data_dir).await?;
         store::describe_metrics();
         lifecycle::describe_metrics();
-        sessions::describe_metrics();
+        viewer_sessions::describe_metrics();
         let entitlement =
             entitlement::Entitlement::new(config.entitlement.clone(), data_dir, sessions).await?;
         let bootstrap = store

@@ -26,8 +26,8 @@ use super::webhook;
 use crate::api::fields::{self, Label};
 use crate::api::openapi::Problem;
 use crate::api::{ApiError, ApiJson, ApiPath, ApiQuery, AppState, Caller, page_cursor, page_limit};
-use crate::sessions::{NewSession, Registration, ViewerSession};
 use crate::store::{Actor, EventId, EventState, Role, Visibility, random_id};
+use crate::viewer_sessions::{NewSession, Registration, ViewerSession};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -391,7 +391,7 @@ fn refused(status: StatusCode, reason: &'static str, detail: impl Into<String>) 
     }
 }
 
-fn sessions_unavailable(error: crate::sessions::SessionError) -> ApiError {
+fn sessions_unavailable(error: crate::viewer_sessions::SessionError) -> ApiError {
     tracing::warn!(%error, "viewer-session store unavailable");
     refused(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -22,7 +22,7 @@ use std::path::Path;
 use axum::http::HeaderName;
 use floodlight_media::token::TokenKey;
 
-use crate::sessions::SessionStore;
+use crate::viewer_sessions::SessionStore;
 
 pub(crate) use api::{EntitlementApi, routes};
 pub use config::EntitlementConfig;

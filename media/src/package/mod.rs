@@ -198,8 +198,10 @@ pub struct PackagerStats {
     pub frames_held: u64,
 }
 
+/// Where the publisher is: before its first `Tracks`, publishing, or gone (a reconnect
+/// starts publishing again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Session {
+enum Publishing {
     NotStarted,
     Live,
     Ended,
@@ -218,7 +220,7 @@ pub struct StreamPackager {
     /// Decode time (90 kHz, stream timeline) of the leader's latest frame: the segments it
     /// starts up to there are known ([`MAX_FOLLOWER_HOLD_90K`]).
     leader_reach_90k: Option<i64>,
-    session: Session,
+    publishing: Publishing,
     timeline: StreamTimeline,
     /// Set by the first frame of each epoch.
     anchor: Option<PdtAnchor>,
@@ -238,7 +240,7 @@ impl StreamPackager {
             ladder: Vec::new(),
             leader: None,
             leader_reach_90k: None,
-            session: Session::NotStarted,
+            publishing: Publishing::NotStarted,
             timeline: StreamTimeline::new(jump_threshold),
             anchor: None,
             video_start_90k: None,
@@ -336,7 +338,7 @@ impl StreamPackager {
         now_ms: i64,
     ) -> Result<(), PackagerError> {
         let track = frame.track;
-        if self.session != Session::Live {
+        if self.publishing != Publishing::Live {
             return Err(PackagerError::NoTrackParams { track });
         }
         let index = self
@@ -587,11 +589,11 @@ impl StreamPackager {
     }
 
     fn end_session(&mut self, now_ms: i64) -> Result<(), PackagerError> {
-        if self.session != Session::Live {
+        if self.publishing != Publishing::Live {
             return Ok(());
         }
         let result = self.flush_all(now_ms);
-        self.session = Session::Ended;
+        self.publishing = Publishing::Ended;
         result
     }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::cutter::{PartCutter, SegmentPolicy};
 use super::rendition::{Rendition, Role, Timing, part_target_ms, validate_name};
 use super::timeline::AudioClock;
-use super::{MAX_RENDITIONS, PackagerError, PackagerOutput, Session, StreamPackager, invalid};
+use super::{MAX_RENDITIONS, PackagerError, PackagerOutput, Publishing, StreamPackager, invalid};
 use crate::cmaf;
 use crate::frame::TrackKind;
 use crate::stream::RenditionTrack;
@@ -150,14 +150,14 @@ impl StreamPackager {
             }
             self.release_all_held()
         };
-        let result = match self.session {
-            Session::Live if affected == 0 => {
+        let result = match self.publishing {
+            Publishing::Live if affected == 0 => {
                 // A repeated sequence header, or a new order or bandwidth hint.
                 let join = self.join_msn();
                 self.apply_renditions(list, inits, join);
                 Ok(())
             }
-            Session::Live if !unchanged && affected > 1 => {
+            Publishing::Live if !unchanged && affected > 1 => {
                 let result = self.flush_all(now_ms);
                 let join = self.join_msn();
                 self.apply_renditions(list, inits, join);
@@ -165,9 +165,9 @@ impl StreamPackager {
                 self.restart_renditions(false);
                 result
             }
-            Session::Live => self.change_renditions(list, inits),
-            Session::NotStarted | Session::Ended => {
-                let first = self.session == Session::NotStarted;
+            Publishing::Live => self.change_renditions(list, inits),
+            Publishing::NotStarted | Publishing::Ended => {
+                let first = self.publishing == Publishing::NotStarted;
                 let join = self.join_msn();
                 self.apply_renditions(list, inits, join);
                 let floor = self.timeline_end_90k().filter(|_| !first);
@@ -176,7 +176,7 @@ impl StreamPackager {
                 self.video_start_90k = None;
                 self.realign(!first || self.config.continues);
                 self.restart_renditions(true);
-                self.session = Session::Live;
+                self.publishing = Publishing::Live;
                 Ok(())
             }
         };
