@@ -30,3 +30,10 @@ pub use session::{
 };
 pub use srt::{SrtConfig, bind_srt, serve_srt};
 pub use whip::{InvalidWhipConfig, PortRange, WhipConfig, serve_whip};
+
+/// Parsers of outside input, re-exported for fuzz/ only: not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::srt::stream_id::{StreamIdError, publish_key};
+    pub use crate::whip::stun::{PEER_REFLEXIVE_PRIORITY, add_missing_priority};
+}

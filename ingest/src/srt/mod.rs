@@ -9,7 +9,7 @@
 //! learns why before a single media byte. Accepted connections' payload goes through the MPEG-TS demuxer
 //! (`floodlight_media::ts`) into `Frame`s.
 
-mod stream_id;
+pub(crate) mod stream_id;
 
 use std::future::Future;
 use std::net::SocketAddr;

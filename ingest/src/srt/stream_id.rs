@@ -14,7 +14,7 @@ const ACCESS_CONTROL_PREFIX: &str = "#!::";
 /// Why a stream ID cannot publish. The messages are safe to log: they never hold the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum StreamIdError {
+pub enum StreamIdError {
     #[error("no stream ID: publish to srt://HOST:9000?streamid={{stream_key}}")]
     Missing,
     #[error("access-control stream ID without r={{stream_key}}")]
@@ -29,7 +29,7 @@ pub(crate) enum StreamIdError {
 }
 
 /// The stream key a stream ID names for publishing.
-pub(crate) fn publish_key(stream_id: Option<&str>) -> Result<&str, StreamIdError> {
+pub fn publish_key(stream_id: Option<&str>) -> Result<&str, StreamIdError> {
     let id = stream_id.unwrap_or_default();
     if id.is_empty() {
         return Err(StreamIdError::Missing);

@@ -8,7 +8,7 @@
 mod config;
 mod error;
 mod session;
-mod stun;
+pub(crate) mod stun;
 mod to_stream;
 
 use std::collections::HashMap;

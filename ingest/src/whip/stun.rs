@@ -27,11 +27,11 @@ const HMAC_LEN: usize = 20;
 /// RFC 8489 §14.7: the CRC-32 is XOR'ed with this.
 const FINGERPRINT_XOR: u32 = 0x5354_554e;
 /// RFC 8445 §5.1.2.1: (2^24)·110 + (2^8)·65535 + (256 − 1).
-pub(crate) const PEER_REFLEXIVE_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
+pub const PEER_REFLEXIVE_PRIORITY: u32 = (110 << 24) | (65535 << 8) | 255;
 
 /// The request with PRIORITY added and signed again, if `packet` is an authentic STUN
 /// Binding request without PRIORITY; `None` for anything else (pass it on as it is).
-pub(crate) fn add_missing_priority(
+pub fn add_missing_priority(
     packet: &[u8],
     local_password: &[u8],
     hmac: &dyn Sha1HmacProvider,
