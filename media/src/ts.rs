@@ -784,7 +784,9 @@ impl TsDemuxer {
                 self.stats.dropped_frames += 1;
                 continue;
             };
-            if blocks != 1 {
+            // An ADTS frame no longer than its header carries no audio: an empty access
+            // unit would make an empty CMAF sample (found by fuzz/ts_demux).
+            if blocks != 1 || header.frame_len <= header.header_len {
                 self.stats.dropped_frames += 1;
                 continue;
             }
@@ -1171,6 +1173,33 @@ mod tests {
             parse_pes(&[0, 0, 1, 0xbe, 0, 2, 0xff, 0xff, 0xff]),
             Err(PesDefect::NotMedia)
         ));
+    }
+
+    /// fuzz/ts_demux found an ADTS frame no longer than its header handed out as an
+    /// empty audio frame (an empty CMAF sample downstream).
+    #[test]
+    fn an_adts_frame_without_audio_is_dropped_not_emitted_empty() {
+        let input = include_bytes!("../testdata/ts/fuzz_ts_demux_empty_adts_frame.bin");
+        let (&piece, bytes) = input.split_first().unwrap();
+        let mut demuxer = TsDemuxer::new();
+        let mut frames = 0;
+        for chunk in bytes.chunks(usize::from(piece).max(1) * 8) {
+            let _ = demuxer.push(chunk, 7);
+            while let Some(stamped) = demuxer.poll_event() {
+                if let StreamEvent::Frame(frame) = stamped.event {
+                    assert!(!frame.data.is_empty(), "empty {:?} frame", frame.track);
+                    frames += 1;
+                }
+            }
+        }
+        demuxer.finish();
+        while let Some(stamped) = demuxer.poll_event() {
+            if let StreamEvent::Frame(frame) = stamped.event {
+                assert!(!frame.data.is_empty(), "empty {:?} frame", frame.track);
+                frames += 1;
+            }
+        }
+        assert!(demuxer.stats().dropped_frames > 0, "{frames} frames");
     }
 
     #[test]

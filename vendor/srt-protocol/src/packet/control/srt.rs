@@ -365,6 +365,12 @@ impl SrtControlPacket {
                 )))
             }
             8 => {
+                // Floodlight patch: a group extension shorter than its 4 bytes used to
+                // panic (`get_u8` past the end) in `Packet::parse`, which srt-tokio runs
+                // on every datagram in the listener task (found by fuzz/srt_listener).
+                if buf.remaining() < 4 {
+                    return Err(PacketParseError::NotEnoughData);
+                }
                 let ty = buf.get_u8().into();
                 let flags = GroupFlags::from_bits_truncate(buf.get_u8());
                 let weight = buf.get_u16_le();
