@@ -211,11 +211,14 @@ fn garbage() -> Vec<Vec<u8>> {
     handshake.extend([127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     handshake.extend([0, 6, 0, 1, b'e', b'v', b'i', b'l']);
     datagrams.push(handshake);
-    // An SRT extension control packet of subtype 8 (group) without its 4 body bytes: it
-    // panicked the vendored srt-protocol's packet parser too (found by fuzz/srt_listener).
-    datagrams.push(vec![
-        0xff, 0xff, 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x23, 0xc0, 0x00, 0x0a,
-    ]);
+    // SRT extension control packets of subtype 8 (group) without its 4 body bytes, and 5
+    // (stream id) with no words: they panicked the vendored srt-protocol's packet parser
+    // too (found by fuzz/srt_listener).
+    for subtype in [8, 5] {
+        datagrams.push(vec![
+            0xff, 0xff, 0x00, subtype, 0, 0, 0, 0, 0, 0, 0, 0x11, 0x23, 0xc0, 0x00, 0x0a,
+        ]);
+    }
     datagrams
 }
 

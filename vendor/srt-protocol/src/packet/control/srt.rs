@@ -275,6 +275,12 @@ fn le_bytes_to_string(le_bytes: &mut impl Buf) -> Result<String, PacketParseErro
     if le_bytes.remaining() % 4 != 0 {
         return Err(PacketParseError::NotEnoughData);
     }
+    // Floodlight patch: an empty string (a stream id or congestion extension with no
+    // words) used to panic below (`get_u32_le` on nothing), in `Packet::parse` on the
+    // listener task (found by fuzz/srt_listener).
+    if le_bytes.remaining() == 0 {
+        return Ok(String::new());
+    }
 
     let mut str_bytes = Vec::with_capacity(le_bytes.remaining());
 
