@@ -67,7 +67,7 @@ impl Harness {
                     Some(answer) => Input::AccessResponse(Some(answer)),
                     None => return,
                 },
-                Action::SendPacket(_) | Action::UpdateStatistics(_) => next.input_from(Ok(())),
+                Action::SendPacket(_) | Action::UpdateStatistics(_) => next.input_from(Ok::<(), ()>(())),
                 Action::RequestAccess(id, _) => {
                     assert!(self.seen.contains(&id), "asked about {id:?} unprompted");
                     let response = self
@@ -75,28 +75,28 @@ impl Harness {
                         .remove(&id)
                         .unwrap_or(AccessControlResponse::Dropped);
                     self.pending.push((id, response));
-                    next.input_from(Ok(()))
+                    next.input_from(Ok::<(), ()>(()))
                 }
                 Action::RejectConnection(id, _) => {
                     assert!(self.seen.contains(&id), "rejected {id:?} unprompted");
-                    next.input_from(Ok(()))
+                    next.input_from(Ok::<(), ()>(()))
                 }
                 Action::OpenConnection(id, connection) => {
                     assert!(self.seen.contains(&id), "opened {id:?} unprompted");
                     let (_, connection) = *connection;
                     self.open.insert(id, DuplexConnection::new(connection));
-                    next.input_from(Ok(()))
+                    next.input_from(Ok::<(), ()>(()))
                 }
                 Action::DelegatePacket(id, packet) => {
                     if let Some(connection) = self.open.get_mut(&id) {
                         connection.handle_packet_input(self.now, Ok(packet));
                         Self::drain(connection, self.now);
                     }
-                    next.input_from(Ok(()))
+                    next.input_from(Ok::<(), ()>(()))
                 }
                 Action::DropConnection(id) => {
                     self.open.remove(&id);
-                    next.input_from(Ok(()))
+                    next.input_from(Ok::<(), ()>(()))
                 }
             };
         }
