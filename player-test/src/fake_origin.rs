@@ -217,6 +217,16 @@ async fn part(
         .into_response()
 }
 
+/// Serves a clean stream that went live `LIVE_BEFORE_MS` ago and ends after `seconds` more
+/// of parts; its master playlist's URL.
+pub(crate) async fn serve_clean(seconds: u64) -> String {
+    serve(
+        LIVE_BEFORE_MS / PART_MS + seconds * 1000 / PART_MS,
+        Faults::default(),
+    )
+    .await
+}
+
 /// Serves a stream that went live `LIVE_BEFORE_MS` ago and ends after `total_parts`.
 async fn serve(total_parts: u64, faults: Faults) -> String {
     let now_unix_ms = SystemTime::now()

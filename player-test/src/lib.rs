@@ -27,6 +27,8 @@ pub mod fmp4;
 mod follow;
 pub mod playlist;
 mod report;
+mod swarm;
 
 pub use follow::{PlayerConfig, PlayerError, VariantChoice, blocking_reload_url, follow};
 pub use report::{Distribution, RenditionSummary, Report};
+pub use swarm::{SwarmConfig, SwarmReport, swarm};

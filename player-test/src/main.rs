@@ -1,6 +1,7 @@
-//! `floodlight-player <master_url> [--duration 20s] [--json]`: follows an LL-HLS stream
-//! like a low-latency player and prints what it found. Exit status: 0 no errors, 1 errors
-//! found, 2 could not follow at all.
+//! `floodlight-player <master_url>... [--duration 20s] [--viewers N] [--json]`: follows an
+//! LL-HLS stream like a low-latency player (or, with several viewers, runs a swarm of
+//! them) and prints what it found. Exit status: 0 no errors, 1 errors found, 2 could not
+//! follow at all.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use floodlight_player::{PlayerConfig, VariantChoice, follow};
+use floodlight_player::{PlayerConfig, SwarmConfig, VariantChoice, follow, swarm};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,8 +17,17 @@ use floodlight_player::{PlayerConfig, VariantChoice, follow};
     about = "Follow an LL-HLS stream like a low-latency player; check and measure it"
 )]
 struct Args {
-    /// Multivariant (master) playlist URL, e.g. http://127.0.0.1:8080/live/EVENT/master.m3u8
-    master_url: String,
+    /// Multivariant (master) playlist URL, e.g. http://127.0.0.1:8080/live/EVENT/master.m3u8;
+    /// several for a swarm (viewer i follows the i-th modulo their number).
+    #[arg(required = true)]
+    master_urls: Vec<String>,
+    /// Viewers to run at once (a swarm): even ones take the highest variant, odd ones the
+    /// lowest; `--variant` applies to a single viewer only.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    viewers: u32,
+    /// A swarm's viewers start evenly spread over this time.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    ramp: Duration,
     /// How long to follow: `20s`, `500ms`, `2m` or plain seconds (`20`, `1.5`).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     duration: Duration,
@@ -59,7 +69,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut config = PlayerConfig::new(args.master_url);
+    if args.viewers > 1 || args.master_urls.len() > 1 {
+        return run_swarm(args).await;
+    }
+    let mut config = PlayerConfig::new(args.master_urls[0].clone());
     config.duration = args.duration;
     config.variant = match args.variant.as_str() {
         "highest" => VariantChoice::HighestBandwidth,
@@ -84,12 +97,39 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let text = if args.json {
-        match serde_json::to_string_pretty(&report) {
+    if !print_report(&report, args.json) {
+        ExitCode::from(2)
+    } else if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_swarm(args: Args) -> ExitCode {
+    let mut config = SwarmConfig::new(args.master_urls, args.viewers as usize, args.duration);
+    config.ramp = args.ramp;
+    config.player.follow_audio = !args.no_audio;
+    config.player.request_timeout = args.request_timeout;
+    config.player.delta_update_every = args.delta_update_every;
+    let report = swarm(config).await;
+    if !print_report(&report, args.json) || report.viewers == report.failed_viewers {
+        ExitCode::from(2)
+    } else if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints `report` as JSON or text; false if it could not be encoded.
+fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, json: bool) -> bool {
+    let text = if json {
+        match serde_json::to_string_pretty(report) {
             Ok(json) => json + "\n",
             Err(e) => {
                 eprintln!("floodlight-player: cannot encode the report: {e}");
-                return ExitCode::from(2);
+                return false;
             }
         }
     } else {
@@ -97,11 +137,7 @@ async fn main() -> ExitCode {
     };
     // A closed stdout (`| head`) is no reason to fail: the exit status carries the verdict.
     let _ = std::io::stdout().write_all(text.as_bytes());
-    if report.is_clean() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    true
 }
 
 #[cfg(test)]
