@@ -18,8 +18,9 @@ cargo build --release --quiet -p floodlight-player --bin floodlight-player
 if [ -z "${BENCH_BIN:-}" ]; then
     cargo build --release --quiet -p floodlight --bin floodlight
 fi
-BIN=${BENCH_BIN:-target/release/floodlight}
-PLAYER=target/release/floodlight-player
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=${BENCH_BIN:-$TARGET/release/floodlight}
+PLAYER=$TARGET/release/floodlight-player
 ulimit -n 16384 2>/dev/null || echo "note: ulimit -n is $(ulimit -n)" >&2
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -7,6 +7,7 @@
 pub mod aac;
 pub mod avc;
 mod bits;
+pub mod clock;
 pub mod cmaf;
 pub mod codec;
 pub mod flv;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -550,13 +550,6 @@ async fn sweep_streams(inner: Weak<Inner>) {
         };
         Origin { inner }.sweep(Instant::now());
     }
-}
-
-/// Milliseconds since the Unix epoch, the clock `PartMeta` times are on.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn render_metrics(State(origin): State<Origin>) -> Response {

@@ -12,10 +12,11 @@ use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist};
 use floodlight_media::push::RenditionKind;
 
 use crate::error::ApiError;
-use crate::origin::{Origin, WaitFor, now_ms};
+use crate::origin::{LiveStream, Origin, WaitFor};
 use crate::resource::RenditionFile;
 use crate::stream::{RenderedPlaylist, StreamCore};
-use crate::window::{Awaited, Lookup};
+use crate::window::{Awaited, Lookup, PartPosition};
+use floodlight_media::clock::unix_millis;
 
 const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Parts, segments and versioned init segments never change under their URI.
@@ -164,7 +165,7 @@ pub(crate) async fn master(
     ))
 }
 
-/// `GET /live/{event_id}/{rendition}/{file}`.
+/// `GET /live/{event_id}/{rendition}/{file}`: admits the viewer, then answers the file.
 pub(crate) async fn rendition_file(
     State(origin): State<Origin>,
     path: Result<Path<(String, String, String)>, PathRejection>,
@@ -195,172 +196,240 @@ pub(crate) async fn rendition_file(
     )?;
     let (kind, target_duration) =
         window.ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
-    let unknown_rendition = || ApiError::unknown_rendition(&event_id, &rendition);
-    // A shed rendition's playlists answer 410: hls.js and AVPlayer switch to another
-    // variant when a variant playlist fails (hls.js does not retry a 4xx, it switches
-    // level), whereas EXT-X-ENDLIST would make them play the rung to its end and stop.
-    // Its parts and segments stay fetchable, so a player finishes what it buffered.
-    let shed = |core: &StreamCore| -> Result<(), ApiError> {
-        match core.shed(&rendition) {
-            Some(shed) => Err(ApiError::Gone(format!(
-                "{event_id}/{rendition} was shed from the ladder ({}); play another variant of the master playlist",
-                shed.reason
-            ))),
-            None => Ok(()),
-        }
+    let request = RenditionRequest {
+        timeout: block_timeout(&origin, target_duration),
+        origin: &origin,
+        stream: &stream,
+        event_id: &event_id,
+        rendition: &rendition,
+        kind,
+        target_duration,
     };
-    let timeout = block_timeout(&origin, target_duration);
     match file {
         RenditionFile::Playlist => {
             // Only playlists take delivery directives: parts and segments skip the parse.
             let directives = HlsDirectives::from_query(uri.query().unwrap_or_default())?;
-            let request = directives.parse()?;
-            let delta = request.delta;
-            let (rendered, cache): (RenderedPlaylist, HeaderValue) = match request.awaited {
-                None => {
-                    // A declared rendition without a part yet would answer a playlist
-                    // with no segment, which players treat as an error (hls.js
-                    // `levelEmptyError`) and retry only a second later: wait for the
-                    // first part instead, as a blocking reload would.
-                    let rendered = origin
-                        .wait_until(
-                            &stream,
-                            WaitFor::Rendition(&rendition),
-                            timeout,
-                            "playlist",
-                            |core| {
-                                shed(core)?;
-                                let window =
-                                    core.rendition(&rendition).ok_or_else(unknown_rendition)?;
-                                if window.last().is_none() && !core.is_ended() {
-                                    return Ok(None);
-                                }
-                                core.media_playlist_text(&rendition, delta)
-                                    .map(Some)
-                                    .ok_or_else(unknown_rendition)
-                            },
-                        )
-                        .await?;
-                    (rendered, HeaderValue::from_static(LIVE_EDGE_PLAYLIST))
-                }
-                Some((msn, part)) => {
-                    let rendered = origin
-                        .wait_until(&stream, WaitFor::Rendition(&rendition), timeout, "playlist", |core| {
-                            shed(core)?;
-                            let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
-                            match window.awaited(msn, part) {
-                                Awaited::Ready => core.media_playlist_text(&rendition, delta).map(Some).ok_or_else(unknown_rendition),
-                                Awaited::Wait => Ok(None),
-                                Awaited::TooFar => Err(ApiError::BadRequest(format!(
-                                    "_HLS_msn={msn}{} is too far ahead of the playlist (RFC 8216bis §6.2.5.2)",
-                                    part.map(|p| format!("&_HLS_part={p}")).unwrap_or_default()
-                                ))),
-                            }
-                        })
-                        .await?;
-                    let max_age =
-                        BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS.saturating_mul(target_duration);
-                    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
-                        .unwrap_or(HeaderValue::from_static(LIVE_EDGE_PLAYLIST));
-                    (rendered, cache)
-                }
+            let PlaylistRequest { awaited, delta } = directives.parse()?;
+            let (rendered, cache) = match awaited {
+                None => request.live_edge_playlist(delta).await?,
+                Some((msn, part)) => request.blocking_reload(msn, part, delta).await?,
             };
             let text = admission.playlist(rendered.text, rendered.uri_ends.as_deref());
             Ok(playlist_response(text, cache))
         }
         RenditionFile::IFramePlaylist => {
-            if kind != RenditionKind::Video {
-                return Err(ApiError::NotFound(format!(
-                    "{event_id}/{rendition} is audio: I-frame playlists are for video renditions"
-                )));
-            }
-            // Not a low-latency playlist (no parts, no blocking reload): players reload it
-            // every target duration (RFC 8216bis §6.3.4). Its first request waits for the
-            // first complete segment, as the media playlist's waits for the first part.
-            let playlist = origin
-                .wait_until(
-                    &stream,
-                    WaitFor::Rendition(&rendition),
-                    timeout,
-                    "playlist",
-                    |core| {
-                        shed(core)?;
-                        let window = core.rendition(&rendition).ok_or_else(unknown_rendition)?;
-                        if !window.has_complete_segment() && !core.is_ended() {
-                            return Ok(None);
-                        }
-                        core.iframe_playlist(&rendition)
-                            .map(Some)
-                            .ok_or_else(unknown_rendition)
-                    },
-                )
-                .await?;
-            let text = admission.playlist(Bytes::from(playlist.render()), None);
+            let playlist = request.iframe_playlist().await?;
+            let text = admission.playlist(playlist, None);
             Ok(playlist_response(
                 text,
                 HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
             ))
         }
-        RenditionFile::Init(version) => {
-            let lookup = stream
-                .lock()
-                .core
-                .rendition(&rendition)
-                .ok_or_else(unknown_rendition)?
-                .init(version);
-            let what = match version {
-                Some(version) => format!("{event_id}/{rendition}: init version {version}"),
-                None => format!("{event_id}/{rendition}: init segment"),
-            };
-            let bytes = found(lookup, &what)?;
-            Ok(media_response(
-                bytes,
-                kind,
-                if version.is_some() {
-                    IMMUTABLE
-                } else {
-                    REVALIDATE
-                },
-            ))
+        RenditionFile::Init(version) => request.init(version),
+        RenditionFile::Part(position) => request.part(position).await,
+        RenditionFile::Segment(msn) => request.segment(msn),
+    }
+}
+
+/// An admitted request for one file of a rendition that exists: each kind of file is a
+/// step of its own below.
+struct RenditionRequest<'a> {
+    origin: &'a Origin,
+    stream: &'a LiveStream,
+    event_id: &'a str,
+    rendition: &'a str,
+    kind: RenditionKind,
+    target_duration: u32,
+    /// How long a request may block (RFC 8216bis §6.2.5.2).
+    timeout: Duration,
+}
+
+impl RenditionRequest<'_> {
+    fn unknown_rendition(&self) -> ApiError {
+        ApiError::unknown_rendition(self.event_id, self.rendition)
+    }
+
+    /// A shed rendition's playlists answer 410: hls.js and AVPlayer switch to another
+    /// variant when a variant playlist fails (hls.js does not retry a 4xx, it switches
+    /// level), whereas EXT-X-ENDLIST would make them play the rung to its end and stop.
+    /// Its parts and segments stay fetchable, so a player finishes what it buffered.
+    fn refuse_if_shed(&self, core: &StreamCore) -> Result<(), ApiError> {
+        match core.shed(self.rendition) {
+            Some(shed) => Err(ApiError::Gone(format!(
+                "{}/{} was shed from the ladder ({}); play another variant of the master playlist",
+                self.event_id, self.rendition, shed.reason
+            ))),
+            None => Ok(()),
         }
-        RenditionFile::Part(position) => {
-            let what = format!(
-                "{event_id}/{rendition}: part {}.{}",
-                position.msn, position.part
-            );
-            // RFC 8216bis §6.2.6: a request for the preload-hinted part blocks until the
-            // part exists.
-            let bytes = origin
-                .wait_until(
-                    &stream,
-                    WaitFor::Rendition(&rendition),
-                    timeout,
-                    "part",
-                    |core| match core
-                        .rendition(&rendition)
-                        .ok_or_else(unknown_rendition)?
-                        .part(position)
-                    {
-                        Lookup::Wait => Ok(None),
-                        lookup => found(lookup, &what).map(Some),
-                    },
-                )
-                .await?;
-            Ok(media_response(bytes, kind, IMMUTABLE))
+    }
+
+    /// Waits until `check` has an answer for this rendition, or the blocking timeout.
+    async fn wait<T>(
+        &self,
+        what: &'static str,
+        check: impl FnMut(&mut StreamCore) -> Result<Option<T>, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.origin
+            .wait_until(
+                self.stream,
+                WaitFor::Rendition(self.rendition),
+                self.timeout,
+                what,
+                check,
+            )
+            .await
+    }
+
+    /// The playlist at the live edge (no `_HLS_msn`). A declared rendition without a part
+    /// yet would answer a playlist with no segment, which players treat as an error
+    /// (hls.js `levelEmptyError`) and retry only a second later: wait for the first part
+    /// instead, as a blocking reload would.
+    async fn live_edge_playlist(
+        &self,
+        delta: DeltaUpdate,
+    ) -> Result<(RenderedPlaylist, HeaderValue), ApiError> {
+        let rendered = self
+            .wait("playlist", |core| {
+                self.refuse_if_shed(core)?;
+                let window = core
+                    .rendition(self.rendition)
+                    .ok_or_else(|| self.unknown_rendition())?;
+                if window.last().is_none() && !core.is_ended() {
+                    return Ok(None);
+                }
+                core.media_playlist_text(self.rendition, delta)
+                    .map(Some)
+                    .ok_or_else(|| self.unknown_rendition())
+            })
+            .await?;
+        Ok((rendered, HeaderValue::from_static(LIVE_EDGE_PLAYLIST)))
+    }
+
+    /// A blocking reload (RFC 8216bis §6.2.5.2): answers once the playlist holds part
+    /// `part` of segment `msn` (or the whole segment), 400 when that is too far ahead.
+    /// The answer is cacheable while every part it lists is fetchable.
+    async fn blocking_reload(
+        &self,
+        msn: u64,
+        part: Option<u32>,
+        delta: DeltaUpdate,
+    ) -> Result<(RenderedPlaylist, HeaderValue), ApiError> {
+        let rendered = self
+            .wait("playlist", |core| {
+                self.refuse_if_shed(core)?;
+                let window = core
+                    .rendition(self.rendition)
+                    .ok_or_else(|| self.unknown_rendition())?;
+                match window.awaited(msn, part) {
+                    Awaited::Ready => core
+                        .media_playlist_text(self.rendition, delta)
+                        .map(Some)
+                        .ok_or_else(|| self.unknown_rendition()),
+                    Awaited::Wait => Ok(None),
+                    Awaited::TooFar => Err(ApiError::BadRequest(format!(
+                        "_HLS_msn={msn}{} is too far ahead of the playlist (RFC 8216bis §6.2.5.2)",
+                        part.map(|p| format!("&_HLS_part={p}")).unwrap_or_default()
+                    ))),
+                }
+            })
+            .await?;
+        let max_age =
+            BLOCKING_RESPONSE_MAX_AGE_TARGET_DURATIONS.saturating_mul(self.target_duration);
+        let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+            .unwrap_or(HeaderValue::from_static(LIVE_EDGE_PLAYLIST));
+        Ok((rendered, cache))
+    }
+
+    /// The I-frame playlist of a video rendition. Not a low-latency playlist (no parts,
+    /// no blocking reload): players reload it every target duration (RFC 8216bis
+    /// §6.3.4). Its first request waits for the first complete segment, as the media
+    /// playlist's waits for the first part.
+    async fn iframe_playlist(&self) -> Result<Bytes, ApiError> {
+        if self.kind != RenditionKind::Video {
+            return Err(ApiError::NotFound(format!(
+                "{}/{} is audio: I-frame playlists are for video renditions",
+                self.event_id, self.rendition
+            )));
         }
-        RenditionFile::Segment(msn) => {
-            let lookup = stream
-                .lock()
-                .core
-                .rendition(&rendition)
-                .ok_or_else(unknown_rendition)?
-                .segment_bytes(msn);
-            let bytes = found(
-                lookup,
-                &format!("{event_id}/{rendition}: segment {msn} (complete segments only)"),
-            )?;
-            Ok(media_response(bytes, kind, IMMUTABLE))
-        }
+        let playlist = self
+            .wait("playlist", |core| {
+                self.refuse_if_shed(core)?;
+                let window = core
+                    .rendition(self.rendition)
+                    .ok_or_else(|| self.unknown_rendition())?;
+                if !window.has_complete_segment() && !core.is_ended() {
+                    return Ok(None);
+                }
+                core.iframe_playlist(self.rendition)
+                    .map(Some)
+                    .ok_or_else(|| self.unknown_rendition())
+            })
+            .await?;
+        Ok(Bytes::from(playlist.render()))
+    }
+
+    /// `init.mp4` (the latest, revalidated) or `init{version}.mp4` (immutable).
+    fn init(&self, version: Option<u32>) -> Result<Response, ApiError> {
+        let lookup = self
+            .stream
+            .lock()
+            .core
+            .rendition(self.rendition)
+            .ok_or_else(|| self.unknown_rendition())?
+            .init(version);
+        let (event_id, rendition) = (self.event_id, self.rendition);
+        let what = match version {
+            Some(version) => format!("{event_id}/{rendition}: init version {version}"),
+            None => format!("{event_id}/{rendition}: init segment"),
+        };
+        let bytes = found(lookup, &what)?;
+        let cache = if version.is_some() {
+            IMMUTABLE
+        } else {
+            REVALIDATE
+        };
+        Ok(media_response(bytes, self.kind, cache))
+    }
+
+    /// A part. RFC 8216bis §6.2.6: a request for the preload-hinted part blocks until the
+    /// part exists.
+    async fn part(&self, position: PartPosition) -> Result<Response, ApiError> {
+        let what = format!(
+            "{}/{}: part {}.{}",
+            self.event_id, self.rendition, position.msn, position.part
+        );
+        let bytes = self
+            .wait("part", |core| {
+                match core
+                    .rendition(self.rendition)
+                    .ok_or_else(|| self.unknown_rendition())?
+                    .part(position)
+                {
+                    Lookup::Wait => Ok(None),
+                    lookup => found(lookup, &what).map(Some),
+                }
+            })
+            .await?;
+        Ok(media_response(bytes, self.kind, IMMUTABLE))
+    }
+
+    /// A complete segment (for players without LL-HLS, and the DVR window).
+    fn segment(&self, msn: u64) -> Result<Response, ApiError> {
+        let lookup = self
+            .stream
+            .lock()
+            .core
+            .rendition(self.rendition)
+            .ok_or_else(|| self.unknown_rendition())?
+            .segment_bytes(msn);
+        let bytes = found(
+            lookup,
+            &format!(
+                "{}/{}: segment {msn} (complete segments only)",
+                self.event_id, self.rendition
+            ),
+        )?;
+        Ok(media_response(bytes, self.kind, IMMUTABLE))
     }
 }
 
@@ -402,7 +471,7 @@ fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
 
 /// Seconds since the Unix epoch, the clock token expiries are on.
 fn now_secs() -> i64 {
-    now_ms().div_euclid(1000)
+    unix_millis().div_euclid(1000)
 }
 
 fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {

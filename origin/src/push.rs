@@ -16,10 +16,11 @@ use tracing::{debug, info, warn};
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::origin::{EndReason, Origin, now_ms};
+use crate::origin::{EndReason, Origin};
 use crate::resource::is_valid_event_id;
 use crate::stream::{Declared, validate_descriptor};
 use crate::window::Pushed;
+use floodlight_media::clock::unix_millis;
 
 /// Guards every push route: 401 without the configured bearer token. Refusals are logged
 /// at debug level only (a scanner must not flood the log) and never with the credential.
@@ -158,7 +159,7 @@ pub(crate) async fn part(
     let stream = origin.stream(&event_id)?;
     let _span = stream.span.enter();
     let len = bytes.len();
-    let now = now_ms();
+    let now = unix_millis();
     {
         let mut state = stream.lock();
         let over_target_before = state.core.segments_over_target();
@@ -272,7 +273,7 @@ pub(crate) async fn shed(
         let mut state = stream.lock();
         let newly = state
             .core
-            .shed_rendition(&rendition, &reason, now_ms())
+            .shed_rendition(&rendition, &reason, unix_millis())
             .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
         state.touch();
         if !newly {
