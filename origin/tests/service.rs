@@ -1,10 +1,14 @@
 //! Service tests: the origin's router driven over HTTP (`Router::oneshot`, and a real
 //! listener for the server loop), with parts pushed through the push API as a transcoder
 //! does. Part payloads are opaque to the origin, so they are short labelled byte strings.
+//!
+//! They run on paused time (`start_paused`): the origin reads tokio's clock, so a blocking
+//! reload's three target durations or the retention sweep pass as soon as nothing else
+//! can run, and "still waiting after 300 ms" is exact rather than a race with the machine.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,6 +19,7 @@ use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor, Renditi
 use floodlight_media::token::{PlaybackClaims, TokenKey};
 use floodlight_origin::{Origin, OriginConfig, ViewerSessions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 const EVENT: &str = "ev1";
@@ -222,7 +227,7 @@ fn part_uris(playlist: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn master_playlist_lists_video_variants_with_the_audio_group() {
     let app = app();
     live_stream(&app).await;
@@ -276,7 +281,7 @@ async fn master_playlist_lists_video_variants_with_the_audio_group() {
     assert_eq!(uri, Some("video/index.m3u8"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn media_playlist_describes_the_live_window() {
     let app = app();
     live_stream(&app).await;
@@ -342,7 +347,7 @@ async fn media_playlist_describes_the_live_window() {
     assert!(!playlist.contains("#EXT-X-ENDLIST"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn segments_are_their_parts_concatenated_and_media_headers_fit() {
     let app = app();
     live_stream(&app).await;
@@ -413,7 +418,7 @@ async fn segments_are_their_parts_concatenated_and_media_headers_fit() {
     assert_eq!((head.status, head.body.len()), (StatusCode::OK, 0));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn blocking_reload_answers_once_the_awaited_part_is_pushed() {
     let app = app();
     live_stream(&app).await;
@@ -477,7 +482,7 @@ async fn blocking_reload_answers_once_the_awaited_part_is_pushed() {
     assert_eq!(reply.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn blocking_reload_refuses_malformed_and_too_far_requests() {
     let app = app();
     live_stream(&app).await;
@@ -503,7 +508,7 @@ async fn blocking_reload_refuses_malformed_and_too_far_requests() {
         .assert_problem(StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn blocking_reload_gives_up_after_three_target_durations() {
     let app = app();
     live_stream(&app).await;
@@ -520,7 +525,7 @@ async fn blocking_reload_gives_up_after_three_target_durations() {
     assert!(waited < Duration::from_secs(6), "held for {waited:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn delta_updates_skip_old_segments() {
     let app = app();
     live_stream(&app).await;
@@ -544,7 +549,7 @@ async fn delta_updates_skip_old_segments() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_preload_hinted_part_blocks_until_it_is_pushed() {
     let app = app();
     live_stream(&app).await;
@@ -579,7 +584,7 @@ async fn the_preload_hinted_part_blocks_until_it_is_pushed() {
     assert!(started.elapsed() >= Duration::from_millis(2900));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn parts_age_out_three_target_durations_after_they_leave_the_playlist() {
     let app = app();
     live_stream(&app).await;
@@ -607,7 +612,7 @@ async fn parts_age_out_three_target_durations_after_they_leave_the_playlist() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_end_answers_blocked_requests_and_closes_the_playlist() {
     let app = app();
     live_stream(&app).await;
@@ -645,7 +650,7 @@ async fn the_end_answers_blocked_requests_and_closes_the_playlist() {
         .assert_problem(StatusCode::CONFLICT);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pushes_are_validated() {
     let config = OriginConfig {
         max_push_body_bytes: 512,
@@ -740,7 +745,7 @@ async fn pushes_are_validated() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn last_part_and_stream_status_follow_the_pushes() {
     let (origin, app) = origin_with(config());
     live_stream(&app).await;
@@ -771,7 +776,7 @@ async fn last_part_and_stream_status_follow_the_pushes() {
     assert_eq!(origin.stream_status("nope"), None);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn health_and_metrics_endpoints() {
     let app = app();
     let health = get(&app, "/healthz").await;
@@ -809,7 +814,7 @@ async fn health_and_metrics_endpoints() {
         .assert_problem(StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_server_answers_blocked_requests_at_shutdown() {
     let handle = metrics_handle();
     let origin = Origin::new(config(), move || handle.render());
@@ -885,7 +890,7 @@ fn part_request(msn: u64, part: u32, duration: &str, ends_segment: bool) -> Requ
     .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_push_api_requires_the_token_when_one_is_set() {
     let (_, app) = origin_with(OriginConfig {
         push_token: Some(TOKEN.to_string()),
@@ -962,7 +967,7 @@ async fn the_push_api_requires_the_token_when_one_is_set() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn streams_and_renditions_per_stream_are_capped() {
     let (_, app) = origin_with(OriginConfig {
         max_streams: 1,
@@ -989,7 +994,7 @@ async fn streams_and_renditions_per_stream_are_capped() {
         .assert_problem(StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn part_durations_must_be_positive_and_within_twice_the_segment_target() {
     let app = app();
     live_stream(&app).await;
@@ -1006,7 +1011,7 @@ async fn part_durations_must_be_positive_and_within_twice_the_segment_target() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_target_duration_is_fixed_when_declared_and_longer_segments_are_counted() {
     // The default factor 1.5 and a 2 s segment target.
     let (_, app) = origin_with(OriginConfig::default());
@@ -1047,7 +1052,7 @@ async fn the_target_duration_is_fixed_when_declared_and_longer_segments_are_coun
         .assert_problem(StatusCode::CONFLICT);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_master_playlist_keeps_the_audio_group_when_audio_is_late() {
     let app = app();
     live_stream(&app).await;
@@ -1069,7 +1074,7 @@ async fn the_master_playlist_keeps_the_audio_group_when_audio_is_late() {
     assert!(master.contains("AUDIO=\"audio\""), "{master}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_stream_is_ended_then_dropped() {
     let (origin, app) = origin_with(OriginConfig {
         idle_end_secs: 1,
@@ -1126,7 +1131,7 @@ async fn an_idle_stream_is_ended_then_dropped() {
         .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_playlist_without_parts_waits_for_the_first_part() {
     // A playlist listing no segment is useless to a player (hls.js answers it with
     // levelEmptyError and retries a second later): it waits for the first part instead.
@@ -1237,7 +1242,7 @@ fn playlist_uris(playlist: &str) -> Vec<String> {
     uris
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn token_streams_refuse_requests_without_a_valid_token() {
     let sessions = Arc::new(RecordedSessions::default());
     let app = token_stream(sessions.clone()).await;
@@ -1312,7 +1317,7 @@ async fn token_streams_refuse_requests_without_a_valid_token() {
     assert_eq!(sessions.heartbeats.lock().unwrap().len(), 5);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn token_stream_playlists_carry_the_token_in_every_uri() {
     let sessions = Arc::new(RecordedSessions::default());
     let app = token_stream(sessions.clone()).await;
@@ -1382,7 +1387,7 @@ async fn token_stream_playlists_carry_the_token_in_every_uri() {
     assert_eq!(reply.status, StatusCode::OK);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn public_streams_ignore_tokens() {
     let app = app();
     live_stream(&app).await;
@@ -1437,7 +1442,7 @@ impl PartPush<'_> {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_ladder_master_lists_rungs_by_bandwidth_with_iframe_playlists() {
     let app = app();
     for (name, hint) in [
@@ -1511,7 +1516,7 @@ async fn a_ladder_master_lists_rungs_by_bandwidth_with_iframe_playlists() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_iframe_playlist_addresses_each_segments_sync_sample() {
     let app = app();
     live_stream(&app).await;
@@ -1597,7 +1602,7 @@ async fn put_thumbnail(app: &Router, body: &'static [u8]) -> Reply {
     send(app, request).await
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_thumbnail_is_pushed_and_served() {
     let (_, app) = origin_with(OriginConfig {
         max_thumbnail_bytes: 64,
@@ -1633,7 +1638,7 @@ async fn the_thumbnail_is_pushed_and_served() {
     assert_eq!(&reply.body[..], b"\xFF\xD8\xFF\xE0second");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_token_streams_thumbnail_and_iframes_need_the_token() {
     let sessions = Arc::new(RecordedSessions::default());
     let app = token_stream(sessions).await;
@@ -1663,7 +1668,7 @@ async fn shed(app: &Router, rendition: &str, reason: &str) -> Reply {
     send(app, request).await
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_shed_rendition_leaves_the_ladder_and_its_players_move_on() {
     let (origin, app) = origin_with(config());
     live_stream(&app).await;
@@ -1737,7 +1742,7 @@ async fn a_shed_rendition_leaves_the_ladder_and_its_players_move_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_transcoder_taking_over_mid_segment_continues_the_numbering() {
     let app = app();
     live_stream(&app).await;
@@ -1924,7 +1929,7 @@ fn boxes(bytes: &[u8]) -> Vec<(String, usize, usize)> {
     out
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_iframe_byte_range_of_a_packaged_segment_is_its_idr_frame() {
     let app = app();
     push_packaged_capture(&app).await;
@@ -1984,7 +1989,7 @@ async fn the_iframe_byte_range_of_a_packaged_segment_is_its_idr_frame() {
     assert!(checked >= 1, "{}", playlist.text());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rendition_that_lagged_at_a_takeover_gets_a_gap_not_a_refusal() {
     let app = app();
     live_stream(&app).await;
