@@ -150,8 +150,8 @@ pub(crate) struct PartCutter {
     /// Video segment starts this track has not begun the matching segment of yet, oldest
     /// first.
     boundaries: VecDeque<Boundary>,
-    last_duration: Option<u32>,
-    /// The latest measured durations, newest last: rule 2's estimate.
+    /// The latest measured durations, newest last: the estimate of a sample's duration
+    /// before the next one says it (rule 2, and the pending sample at a flush).
     recent_durations: VecDeque<u32>,
     /// Duration of a pending sample at a flush when no duration was ever measured.
     fallback_duration: u32,
@@ -179,7 +179,6 @@ impl PartCutter {
             segment_start: None,
             next_msn,
             boundaries: VecDeque::new(),
-            last_duration: None,
             recent_durations: VecDeque::with_capacity(DURATION_WINDOW),
             fallback_duration,
             closed: VecDeque::new(),
@@ -223,8 +222,19 @@ impl PartCutter {
     /// flush would.
     pub(crate) fn end(&self) -> Option<i64> {
         let (pending, _) = self.pending.as_ref()?;
-        let duration = self.last_duration.unwrap_or(self.fallback_duration);
-        Some(pending.decode_time.saturating_add(i64::from(duration)))
+        Some(pending.decode_time.saturating_add(i64::from(self.estimated_duration())))
+    }
+
+    /// The duration a sample is taken to last before the next one arrives: the shortest
+    /// of the latest measured ones (see rule 2 in the module doc), so a flush that ends a
+    /// stream on a 34 ms step of a 30 fps cycle does not push the last frame into a part
+    /// of its own and leave the part before it under the 85% floor (§4.4.4.9).
+    fn estimated_duration(&self) -> u32 {
+        self.recent_durations
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(self.fallback_duration)
     }
 
     /// The leader has begun segment `msn` or a later one, presented at or before `reach`
@@ -252,18 +262,12 @@ impl PartCutter {
         if let Some((previous, previous_starts)) = self.pending.take() {
             let duration = sample.decode_time.saturating_sub(previous.decode_time);
             let duration = u32::try_from(duration).unwrap_or(u32::MAX);
-            self.last_duration = Some(duration);
             if self.recent_durations.len() == DURATION_WINDOW {
                 self.recent_durations.pop_front();
             }
             self.recent_durations.push_back(duration);
             self.add_to_part(previous, previous_starts, duration);
-            let next = self
-                .recent_durations
-                .iter()
-                .min()
-                .copied()
-                .unwrap_or(duration);
+            let next = self.estimated_duration();
             if starts.is_some() {
                 self.close_part(true);
             } else if self.part_duration + i64::from(next) > self.part_target {
@@ -487,12 +491,11 @@ impl PartCutter {
     /// segment takes their MSN.
     pub(crate) fn cut(&mut self) {
         if let Some((sample, starts)) = self.pending.take() {
-            let duration = self.last_duration.unwrap_or(self.fallback_duration);
+            let duration = self.estimated_duration();
             self.add_to_part(sample, starts, duration);
         }
         self.close_part(true);
         self.segment_start = None;
-        self.last_duration = None;
         self.recent_durations.clear();
     }
 
@@ -652,14 +655,31 @@ mod tests {
         for steps in [[2970, 3060, 2970], [3060, 2970, 2970], [2970, 2970, 3060]] {
             let parts = cut(&video(300, &steps, 60, false), VIDEO_POLICY);
             check_parts(&parts, PART_TARGET);
-            // (The session's last segment aside: its end is cut by a flush, which takes
-            // the last measured duration for the last frame.)
-            for part in parts.iter().filter(|p| !p.ends_segment && p.msn < 4) {
+            for part in parts.iter().filter(|p| !p.ends_segment) {
                 // RFC 8216bis §4.4.4.9: at least 85% of PART-TARGET.
                 assert!(
                     part.duration * 100 >= PART_TARGET * 85,
                     "{steps:?}: {part:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_ending_anywhere_in_the_millisecond_cycle_keeps_parts_over_the_floor() {
+        // A publisher stopping (the session's flush) after any frame: the last frame's
+        // duration is estimated, and must not split the part before it off under 85%.
+        for steps in [[2970, 3060, 2970], [3060, 2970, 2970], [2970, 2970, 3060]] {
+            for frames in 61..=84 {
+                let parts = cut(&video(frames, &steps, 60, false), VIDEO_POLICY);
+                check_parts(&parts, PART_TARGET);
+                for part in parts.iter().filter(|p| !p.ends_segment) {
+                    // RFC 8216bis §4.4.4.9: at least 85% of PART-TARGET.
+                    assert!(
+                        part.duration * 100 >= PART_TARGET * 85,
+                        "{steps:?}, {frames} frames: {part:?}"
+                    );
+                }
             }
         }
     }
