@@ -1,8 +1,13 @@
-//! `[control]` in floodlight.toml, and the public URLs the API hands out.
+//! `[control]` in floodlight.toml, with the sections the domains own inside it
+//! (`[control.entitlement]`), and the public URLs the API hands out.
 
 use std::net::SocketAddr;
 
 use serde::Deserialize;
+
+use crate::config_error::ConfigError;
+use crate::entitlement::EntitlementConfig;
+use crate::secret::{MIN_SECRET_CHARS, Secret};
 
 /// `[control]` in floodlight.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -64,33 +69,8 @@ pub struct ControlConfig {
     /// the oldest ones (and is told how many).
     pub event_bus_capacity: usize,
     /// `[control.entitlement]`: playback token signing, geo header, payment webhook.
-    pub entitlement: crate::entitlement::EntitlementConfig,
+    pub entitlement: EntitlementConfig,
 }
-
-/// A configured secret: `Debug` redacts it so it cannot reach a log with the config.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// Shortest configured `admin_key` or `key_secret`: 128 bits of base-64 text is 22
-/// characters; 32 leaves room for weaker alphabets.
-pub(crate) const MIN_SECRET_CHARS: usize = 32;
 
 impl Default for ControlConfig {
     fn default() -> Self {
@@ -115,19 +95,10 @@ impl Default for ControlConfig {
             credential_failure_delay_ms: 1000,
             max_stream_keys_per_event: 10,
             event_bus_capacity: 1024,
-            entitlement: crate::entitlement::EntitlementConfig::default(),
+            entitlement: EntitlementConfig::default(),
         }
     }
 }
-
-/// A `[control]` value that cannot work, named by its key.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    #[error("control.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
-
 impl ControlConfig {
     /// Checks the values against each other; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {

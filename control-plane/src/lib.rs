@@ -9,19 +9,25 @@
 //!
 //! Stream keys and API keys are secrets: they are shown once, stored only as a keyed
 //! hash, and never logged.
+//!
+//! Laid out by domain, each folder with its model, its store queries and its handlers:
+//! `events/` (events, their stream keys and lifecycle), `api_keys/`, `audit/`,
+//! `entitlement/` and `viewer_sessions/`. `http/` holds what the handlers share and
+//! assembles the routes; `db.rs` is the database handle the domains' queries run on.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
-mod api;
-mod bus;
+mod api_keys;
+mod audit;
 mod config;
+mod config_error;
+mod db;
 mod entitlement;
+mod events;
 mod failures;
-mod lifecycle;
-mod live;
+mod http;
 mod rfc3339;
 mod secret;
-mod store;
 pub mod viewer_sessions;
 
 use std::future::Future;
@@ -31,26 +37,29 @@ use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
 
-pub use bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
-pub use config::{ConfigError, ControlConfig, PublicUrls, Secret};
+pub use api_keys::{
+    ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, Authenticated, Bootstrap, NewApiKey,
+    RevokeApiKeyError,
+};
+pub use audit::{Actor, AuditCursor, AuditEntry, AuditPage};
+pub use config::{ControlConfig, PublicUrls};
+pub use config_error::ConfigError;
+pub use db::{InvalidCursor, Store, StoreError};
 pub use entitlement::{
     Account, EntitlementConfig, EntitlementStoreError, Grants, ListCursor, NewPlan,
     NewSubscription, Page, Plan, Purchase, SigningKeyError, Subscription, SubscriptionState,
     playback_signing_keys,
 };
-pub use lifecycle::{PublishCheck, PublishPermit, PublishRefusal, PullSourceSpec};
-pub use live::{
-    IngestProtocol, LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus, ShedRendition,
+pub use events::{
+    CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId, EventPage, EventPatch,
+    EventState, GeoRules, InProcessBus, IngestProtocol, IngestSettings, KeyedEvent, LifecycleKind,
+    LifecycleMessage, LifecyclePublisher, LiveStatus, LiveStatusSource, NewEvent, PublishCheck,
+    PublishPermit, PublishRefusal, PublisherStatus, PullSourceSpec, RenditionStatus, RtspSource,
+    RtspTransport, ShedRendition, StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole,
+    Transition, TransitionError, Visibility,
 };
-pub use secret::KeySecretError;
-pub use store::{
-    Actor, ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, AuditCursor, AuditEntry, AuditPage,
-    Authenticated, Bootstrap, CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId,
-    EventPage, EventPatch, EventState, GeoRules, IngestSettings, InvalidCursor, KeyedEvent,
-    NewApiKey, NewEvent, RevokeApiKeyError, Role, RtspSource, RtspTransport, Store, StoreError,
-    StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole, Transition, TransitionError,
-    Visibility,
-};
+pub use http::Role;
+pub use secret::{KeySecretError, Secret};
 
 /// Why the control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +77,7 @@ pub enum ControlError {
 /// Cheap to clone; clones share the database pool.
 #[derive(Clone)]
 pub struct Control {
-    state: api::AppState,
+    state: http::AppState,
     /// The generated bootstrap admin key, until [`Control::bootstrap_admin_key`] takes it.
     bootstrap_key: Arc<Mutex<Option<ApiKey>>>,
 }
@@ -105,8 +114,8 @@ impl Control {
     ) -> Result<Control, ControlError> {
         config.validate()?;
         let store = Store::open(&config, data_dir).await?;
-        store::describe_metrics();
-        lifecycle::describe_metrics();
+        events::describe_metrics();
+        api_keys::describe_metrics();
         viewer_sessions::describe_metrics();
         let entitlement =
             entitlement::Entitlement::new(config.entitlement.clone(), data_dir, sessions).await?;
@@ -134,7 +143,7 @@ impl Control {
             _ => None,
         };
         Ok(Control {
-            state: api::AppState::new(
+            state: http::AppState::new(
                 config,
                 store,
                 urls,
@@ -219,7 +228,7 @@ impl Control {
 
     /// The HTTP API: `/v1/events…`, `/healthz`, `/readyz`, `/metrics`.
     pub fn router(&self) -> axum::Router {
-        api::router(self.state.clone())
+        http::router(self.state.clone())
     }
 }
 

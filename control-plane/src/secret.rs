@@ -1,5 +1,6 @@
-//! Secrets the control plane hands out (stream keys, API keys) and how they are stored:
-//! as a keyed hash, HMAC-SHA256 (RFC 2104) under a server secret.
+//! Secrets: the ones configured in floodlight.toml ([`Secret`], never shown), and those
+//! the control plane hands out (stream keys, API keys) and how they are stored: as a
+//! keyed hash, HMAC-SHA256 (RFC 2104) under a server secret.
 //!
 //! Why a keyed hash and not argon2: slow password hashes make guessing low-entropy human
 //! passwords expensive. These keys are 256 random bits; nobody guesses them, so a fast
@@ -17,10 +18,34 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use rand::Rng;
 use rand::distr::Alphanumeric;
+use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::config::MIN_SECRET_CHARS;
+/// A configured secret: `Debug` redacts it so it cannot reach a log with the config.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Shortest configured `admin_key` or `key_secret`: 128 bits of base-64 text is 22
+/// characters; 32 leaves room for weaker alphabets.
+pub(crate) const MIN_SECRET_CHARS: usize = 32;
 
 /// File in the data dir holding the generated key secret when `control.key_secret` is
 /// unset.

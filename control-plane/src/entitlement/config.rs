@@ -4,7 +4,8 @@
 use floodlight_media::token::TokenKey;
 use serde::Deserialize;
 
-use crate::config::{ConfigError, MIN_SECRET_CHARS, Secret};
+use crate::config_error::ConfigError;
+use crate::secret::{MIN_SECRET_CHARS, Secret};
 
 /// `[control.entitlement]` in floodlight.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

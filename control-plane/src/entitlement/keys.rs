@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use floodlight_media::token::{KeySpecError, TokenKey};
 
 use super::config::EntitlementConfig;
-use crate::config::{ConfigError, Secret};
-use crate::secret::write_new_private_file;
+use crate::config_error::ConfigError;
+use crate::secret::{Secret, write_new_private_file};
 
 /// File in the data dir holding the generated signing keys.
 pub(crate) const PLAYBACK_KEYS_FILE: &str = "playback.keys";

@@ -4,13 +4,13 @@
 //!   (active / past_due / cancelled, with validity dates; the payment provider moves them
 //!   through a signed webhook) and per-event purchases, in the control plane's SQL store.
 //! - `POST /v1/events/{id}/playback` decides ([`decision`]), registers a viewer session
-//!   against the account's concurrency limit ([`crate::sessions`]) and signs a playback
+//!   against the account's concurrency limit ([`crate::viewer_sessions`]) and signs a playback
 //!   token (`floodlight_media::token`) that the origins check on every request with no
 //!   call back here. A public event needs no token: the answer is its plain URL.
 //! - Sessions are listed and revoked here; origins refuse a revoked session within
 //!   `sessions.revocation_refresh_ms`.
 
-mod api;
+pub(crate) mod api;
 mod config;
 mod decision;
 mod keys;
@@ -22,9 +22,9 @@ use std::path::Path;
 use axum::http::HeaderName;
 use floodlight_media::token::TokenKey;
 
+use crate::config_error::ConfigError;
 use crate::viewer_sessions::SessionStore;
 
-pub(crate) use api::{EntitlementApi, routes};
 pub use config::EntitlementConfig;
 pub use keys::{SigningKeyError, playback_signing_keys};
 pub use store::{
@@ -60,7 +60,7 @@ impl Entitlement {
             })?;
         let geo_header =
             HeaderName::from_bytes(config.geo_country_header.as_bytes()).map_err(|_| {
-                crate::config::ConfigError::Invalid {
+                ConfigError::Invalid {
                     key: "entitlement.geo_country_header",
                     reason: "not an HTTP header name".to_string(),
                 }

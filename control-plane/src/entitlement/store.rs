@@ -7,10 +7,12 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use crate::store::{
-    Actor, AuditRecord, EventId, InvalidCursor, Store, StoreError, from_unix_micros, query_failed,
-    random_id, record_audit, unix_micros,
+use crate::audit::{Actor, AuditRecord, record_audit};
+use crate::db::{
+    InvalidCursor, Sql, Store, StoreError, from_unix_micros, query_failed, random_id, stored_time,
+    unix_micros,
 };
+use crate::events::EventId;
 
 /// A viewer account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +282,7 @@ impl Store {
         let account = Account {
             id: random_id(),
             email: email.to_string(),
-            created_at: crate::store::stored_time(now),
+            created_at: stored_time(now),
         };
         let mut tx = self.write_tx().await?;
         let inserted =
@@ -332,8 +334,7 @@ impl Store {
         limit: u32,
         after: Option<&ListCursor>,
     ) -> Result<Page<Account>, StoreError> {
-        let mut sql =
-            crate::store::Sql::new("SELECT id, email, created_at FROM accounts WHERE 1 = 1");
+        let mut sql = Sql::new("SELECT id, email, created_at FROM accounts WHERE 1 = 1");
         if let Some(email) = email {
             sql.push(" AND email = ").bind(email.to_string());
         }
@@ -369,7 +370,7 @@ impl Store {
             name: plan.name.clone(),
             categories,
             max_concurrent_sessions: plan.max_concurrent_sessions,
-            created_at: crate::store::stored_time(now),
+            created_at: stored_time(now),
         };
         let mut tx = self.write_tx().await?;
         sqlx::query(
@@ -430,9 +431,8 @@ impl Store {
         limit: u32,
         after: Option<&ListCursor>,
     ) -> Result<Page<Plan>, StoreError> {
-        let mut sql = crate::store::Sql::new(
-            "SELECT id, name, max_concurrent_sessions, created_at FROM plans WHERE 1 = 1",
-        );
+        let mut sql =
+            Sql::new("SELECT id, name, max_concurrent_sessions, created_at FROM plans WHERE 1 = 1");
         sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.clone())), limit);
         let rows: Vec<PlanRow> = sql
             .query_as()
@@ -454,9 +454,7 @@ impl Store {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let mut sql = crate::store::Sql::new(
-            "SELECT plan_id, category FROM plan_categories WHERE plan_id IN (",
-        );
+        let mut sql = Sql::new("SELECT plan_id, category FROM plan_categories WHERE plan_id IN (");
         sql.bind_list(rows.iter().map(|r| r.id.clone()))
             .push(") ORDER BY category");
         let pairs: Vec<(String, String)> = sql
@@ -506,14 +504,14 @@ impl Store {
                 subscription.plan_id.clone(),
             ));
         }
-        let now_stored = crate::store::stored_time(now);
+        let now_stored = stored_time(now);
         let created = Subscription {
             id: random_id(),
             account_id: account_id.to_string(),
             plan_id: subscription.plan_id.clone(),
             state: subscription.state,
-            valid_from: crate::store::stored_time(subscription.valid_from),
-            valid_until: subscription.valid_until.map(crate::store::stored_time),
+            valid_from: stored_time(subscription.valid_from),
+            valid_until: subscription.valid_until.map(stored_time),
             created_at: now_stored,
             updated_at: now_stored,
         };
@@ -607,9 +605,9 @@ impl Store {
         let from_state = after.state;
         after.state = state;
         if let Some(valid_until) = valid_until {
-            after.valid_until = valid_until.map(crate::store::stored_time);
+            after.valid_until = valid_until.map(stored_time);
         }
-        after.updated_at = crate::store::stored_time(now);
+        after.updated_at = stored_time(now);
         sqlx::query(
             "UPDATE subscriptions SET state = $1, valid_until = $2, updated_at = $3 WHERE id = $4",
         )
@@ -666,7 +664,7 @@ impl Store {
             id: random_id(),
             account_id: account_id.to_string(),
             event_id: event_id.as_str().to_string(),
-            created_at: crate::store::stored_time(now),
+            created_at: stored_time(now),
         };
         let mut tx = self.write_tx().await?;
         let inserted = sqlx::query(
@@ -780,7 +778,7 @@ impl Store {
         let plans = if plan_ids.is_empty() {
             Vec::new()
         } else {
-            let mut sql = crate::store::Sql::new(
+            let mut sql = Sql::new(
                 "SELECT id, name, max_concurrent_sessions, created_at FROM plans WHERE id IN (",
             );
             sql.bind_list(plan_ids).push(")");

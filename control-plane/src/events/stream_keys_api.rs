@@ -8,14 +8,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
-use super::events::{MANAGERS, visible_event};
-use super::openapi::Problem;
-use super::{ApiError, ApiJson, ApiPath, AppState, Caller};
-use crate::store::{StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole};
+use super::api::{MANAGERS, visible_event};
+use super::stream_keys::{StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole};
+use crate::http::{ApiError, ApiJson, ApiPath, AppState, Caller, Problem};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route(
             "/v1/events/{event_id}/keys",
@@ -31,16 +30,21 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
+/// The stream keys' part of the OpenAPI document (under the `events` tag).
+#[derive(OpenApi)]
+#[openapi(paths(create_key, list_keys, rotate_key, revoke_key))]
+pub(crate) struct StreamKeysApi;
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateKeyRequest {
+struct CreateKeyRequest {
     /// Default `primary`; `backup` needs the event's `ingest.backup`.
     role: Option<StreamKeyRole>,
 }
 
 /// A stream key's metadata; `stream_key` only in the answer that creates it.
 #[derive(Serialize, ToSchema)]
-pub(super) struct StreamKeyBody {
+struct StreamKeyBody {
     id: String,
     event_id: String,
     role: StreamKeyRole,
@@ -84,7 +88,7 @@ impl StreamKeyBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(super) struct StreamKeyListBody {
+struct StreamKeyListBody {
     /// Oldest first, revoked ones too.
     items: Vec<StreamKeyBody>,
 }
@@ -111,7 +115,7 @@ fn key_error(error: StreamKeyError, event_id: &str, key_id: &str) -> ApiError {
         (status = 409, description = "Too many active keys, or backup ingest is off", body = Problem),
     ))]
 /// Issues another stream key for the event (a backup, or a second primary).
-pub(super) async fn create_key(
+async fn create_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(event_id): ApiPath<String>,
@@ -160,7 +164,7 @@ pub(super) async fn create_key(
         (status = 404, body = Problem),
     ))]
 /// The event's stream keys: metadata only.
-pub(super) async fn list_keys(
+async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(event_id): ApiPath<String>,
@@ -181,7 +185,7 @@ pub(super) async fn list_keys(
         (status = 409, description = "The key is already revoked", body = Problem),
     ))]
 /// Replaces a key with a new one of the same role; the old one stops working at once.
-pub(super) async fn rotate_key(
+async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((event_id, key_id)): ApiPath<(String, String)>,
@@ -217,7 +221,7 @@ pub(super) async fn rotate_key(
         (status = 404, body = Problem),
     ))]
 /// Revokes a key at once; ingest refuses it from the next publish attempt.
-pub(super) async fn revoke_key(
+async fn revoke_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((event_id, key_id)): ApiPath<(String, String)>,

@@ -13,14 +13,18 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
-use crate::config::ControlConfig;
-use crate::failures::FailureLimiter;
-use crate::live::{IngestProtocol, LiveStatusSource};
-use crate::store::{
-    Actor, Event, EventId, EventState, PublisherTimes, RtspTransport, Store, StoreError,
-    StreamKeyRole, TransitionError, Visibility,
+use super::bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
+use super::live::LiveStatusSource;
+use super::metrics::PUBLISH_CHECKS;
+use super::model::{
+    Event, EventId, EventState, IngestProtocol, RtspTransport, TransitionError, Visibility,
 };
+use super::store::PublisherTimes;
+use super::stream_keys::StreamKeyRole;
+use crate::audit::Actor;
+use crate::config::ControlConfig;
+use crate::db::{Store, StoreError};
+use crate::failures::FailureLimiter;
 pub use floodlight_media::publish::PublishRefusal;
 
 /// A publisher asking to publish.
@@ -236,15 +240,6 @@ pub(crate) fn reconcile_step(
         }
         (false, Some(_)) => ReconcileStep::Nothing,
     }
-}
-
-const PUBLISH_CHECKS: &str = "floodlight_control_publish_checks_total";
-
-pub(crate) fn describe_metrics() {
-    metrics::describe_counter!(
-        PUBLISH_CHECKS,
-        "Publish checks by outcome (granted, unknown_key, forbidden, rate_limited, unavailable)"
-    );
 }
 
 /// The lifecycle side of the control plane, shared by the API and the binary's ingest
@@ -516,7 +511,7 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::store::NewEvent;
+    use crate::events::model::NewEvent;
 
     fn event(
         state: EventState,

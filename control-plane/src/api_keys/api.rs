@@ -7,12 +7,15 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
-use super::{ApiError, ApiJson, ApiQuery, AppState, Caller, page_cursor, page_limit};
-use crate::store::{ApiKeyCursor, ApiKeyInfo, NewApiKey, RevokeApiKeyError, Role};
+use super::store::{ApiKeyCursor, ApiKeyInfo, NewApiKey, RevokeApiKeyError};
+use crate::http::{
+    ApiError, ApiJson, ApiQuery, AppState, Caller, PageQuery, Problem, Role, fields, page_cursor,
+    page_limit,
+};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/api-keys", get(list_api_keys).post(create_api_key))
         .route(
@@ -21,10 +24,18 @@ pub(super) fn routes() -> Router<AppState> {
         )
 }
 
+/// The API keys' part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_api_key, list_api_keys, get_api_key, revoke_api_key),
+    tags((name = "api-keys", description = "Keys that call this API (admin)"))
+)]
+pub(crate) struct ApiKeysApi;
+
 /// `POST /v1/api-keys`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateApiKeyRequest {
+struct CreateApiKeyRequest {
     role: Role,
     /// Who the key acts for: a broadcaster's events belong to it. Default: the key's id.
     /// 1 to 64 characters of letters, digits, '.', '_', '@' and '-'.
@@ -37,7 +48,7 @@ pub(super) struct CreateApiKeyRequest {
 
 /// An API key as lists show it. `key` appears only in the creation answer.
 #[derive(Serialize, ToSchema)]
-pub(super) struct ApiKeyBody {
+struct ApiKeyBody {
     id: String,
     role: Role,
     principal: String,
@@ -70,49 +81,24 @@ impl From<ApiKeyInfo> for ApiKeyBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(super) struct ApiKeyListBody {
+struct ApiKeyListBody {
     items: Vec<ApiKeyBody>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     next_cursor: Option<String>,
 }
 
-/// Query parameters as text, so that a bad value gets an error naming its parameter.
-#[derive(Deserialize)]
-pub(super) struct PageQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
 const LABEL_MAX_CHARS: usize = 200;
-
-/// A principal is an identifier other keys and events refer to: 1 to 64 characters of
-/// `[0-9A-Za-z._@-]`.
-pub(super) fn validate_principal(field: &str, text: &str) -> Result<String, ApiError> {
-    let valid = !text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
-    if valid {
-        Ok(text.to_string())
-    } else {
-        Err(ApiError::invalid_field(
-            field,
-            format!("{field} must be 1 to 64 characters of letters, digits, '.', '_', '@', '-'"),
-        ))
-    }
-}
 
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, description = "The key, shown this once", body = ApiKeyBody),
-        (status = 401, description = "No or unknown API key", body = super::openapi::Problem),
-        (status = 403, description = "Not an admin key", body = super::openapi::Problem),
-        (status = 422, description = "A field is invalid", body = super::openapi::Problem),
+        (status = 401, description = "No or unknown API key", body = Problem),
+        (status = 403, description = "Not an admin key", body = Problem),
+        (status = 422, description = "A field is invalid", body = Problem),
     ))]
 /// Issues an API key (admin).
-pub(super) async fn create_api_key(
+async fn create_api_key(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(request): ApiJson<CreateApiKeyRequest>,
@@ -121,7 +107,7 @@ pub(super) async fn create_api_key(
     let principal = request
         .principal
         .as_deref()
-        .map(|p| validate_principal("principal", p))
+        .map(|p| fields::principal("principal", p))
         .transpose()?;
     // Counted as sent (the schema's maxLength), stored trimmed.
     if let Some(label) = &request.label
@@ -160,11 +146,11 @@ pub(super) async fn create_api_key(
     ),
     responses(
         (status = 200, body = ApiKeyListBody),
-        (status = 400, description = "Bad limit or cursor", body = super::openapi::Problem),
-        (status = 403, description = "Not an admin key", body = super::openapi::Problem),
+        (status = 400, description = "Bad limit or cursor", body = Problem),
+        (status = 403, description = "Not an admin key", body = Problem),
     ))]
 /// Lists API keys, revoked ones too, newest first (admin).
-pub(super) async fn list_api_keys(
+async fn list_api_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<PageQuery>,
@@ -183,10 +169,10 @@ pub(super) async fn list_api_keys(
     params(("key_id" = String, Path)),
     responses(
         (status = 200, body = ApiKeyBody),
-        (status = 404, description = "No such key, or it was revoked (reason `revoked`)", body = super::openapi::Problem),
+        (status = 404, description = "No such key, or it was revoked (reason `revoked`)", body = Problem),
     ))]
 /// One API key (admin).
-pub(super) async fn get_api_key(
+async fn get_api_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(key_id): Path<String>,
@@ -218,11 +204,11 @@ pub(super) async fn get_api_key(
     params(("key_id" = String, Path)),
     responses(
         (status = 200, description = "The key, now revoked", body = ApiKeyBody),
-        (status = 404, body = super::openapi::Problem),
-        (status = 409, description = "The last active admin key", body = super::openapi::Problem),
+        (status = 404, body = Problem),
+        (status = 409, description = "The last active admin key", body = Problem),
     ))]
 /// Revokes an API key at once (admin). The last active admin key cannot be revoked.
-pub(super) async fn revoke_api_key(
+async fn revoke_api_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(key_id): Path<String>,

@@ -1,5 +1,5 @@
-//! API keys: who may call the control API, in which role, on whose behalf. Stored as a
-//! keyed hash (see `crate::secret`); the key itself is shown once, at creation.
+//! API keys as stored: who may call the control API, in which [`Role`], on whose behalf.
+//! Stored as a keyed hash (see `crate::secret`); the key itself is shown once, at creation.
 
 use std::fmt;
 use std::str::FromStr;
@@ -7,64 +7,13 @@ use std::str::FromStr;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::audit::{Actor, AuditRecord, record_audit};
-use super::{
-    API_KEY_CHECKS, InvalidCursor, Store, StoreError, from_unix_micros, query_failed, random_id,
-    stored_time, unix_micros,
+use crate::audit::{Actor, AuditRecord, record_audit};
+use crate::db::{
+    InvalidCursor, Sql, Store, StoreError, from_unix_micros, query_failed, random_id, stored_time,
+    unix_micros,
 };
+use crate::http::Role;
 use crate::secret::random_key;
-
-/// What an API key may do.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Role {
-    /// Everything, including API keys.
-    Admin,
-    /// All events, their keys and the audit log.
-    Ops,
-    /// Only the events (and their keys and status) that belong to its principal.
-    Broadcaster,
-    /// Entitlement checks and playback tokens on a viewer's behalf.
-    ViewerService,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Admin,
-        Role::Ops,
-        Role::Broadcaster,
-        Role::ViewerService,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Ops => "ops",
-            Role::Broadcaster => "broadcaster",
-            Role::ViewerService => "viewer-service",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Role, ()> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == text)
-            .ok_or(())
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// An API key's public id (16 characters of `[0-9a-z]`), shown in lists and the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -279,7 +228,7 @@ impl Store {
             let active: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
             )
-            .bind(self.hasher.digest(key))
+            .bind(self.hasher().digest(key))
             .fetch_optional(&mut *tx)
             .await
             .map_err(query_failed("look up the configured admin key"))?;
@@ -291,13 +240,13 @@ impl Store {
         let (generated, digest, label, source) = match configured {
             Some(key) => (
                 None,
-                self.hasher.digest(key),
+                self.hasher().digest(key),
                 "bootstrap (control.admin_key)",
                 "control.admin_key",
             ),
             None => {
                 let key = ApiKey::generate();
-                let digest = self.hasher.digest(key.expose_secret());
+                let digest = self.hasher().digest(key.expose_secret());
                 (Some(key), digest, "bootstrap (generated)", "generated")
             }
         };
@@ -339,17 +288,17 @@ impl Store {
     /// The caller behind `key`, or `None` for an unknown or revoked key. The key is
     /// neither logged nor kept.
     pub async fn authenticate(&self, key: &str) -> Result<Option<Authenticated>, StoreError> {
-        let digest = self.hasher.digest(key);
+        let digest = self.hasher().digest(key);
         let row: Option<(String, String, String, String)> = sqlx::query_as(
             "SELECT id, key_hash, role, principal FROM api_keys \
              WHERE key_hash = $1 AND revoked_at IS NULL",
         )
         .bind(&digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
         .map_err(query_failed("look up API key"))?;
         let caller = match row {
-            Some((id, stored, role, principal)) if self.hasher.matches(&stored, key) => {
+            Some((id, stored, role, principal)) if self.hasher().matches(&stored, key) => {
                 Some(Authenticated {
                     key_id: ApiKeyId(id),
                     role: parse_role(&role)?,
@@ -393,7 +342,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
-        .bind(self.hasher.digest(key.expose_secret()))
+        .bind(self.hasher().digest(key.expose_secret()))
         .bind(info.role.as_str())
         .bind(&info.principal)
         .bind(info.label.clone())
@@ -428,13 +377,13 @@ impl Store {
         limit: u32,
         after: Option<&ApiKeyCursor>,
     ) -> Result<(Vec<ApiKeyInfo>, Option<ApiKeyCursor>), StoreError> {
-        let mut sql = super::Sql::new(&format!(
+        let mut sql = Sql::new(&format!(
             "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE 1 = 1"
         ));
         sql.newest_first_page(after.map(|c| (c.created_at_us, c.id.clone())), limit);
         let rows: Vec<ApiKeyRow> = sql
             .query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await
             .map_err(query_failed("list API keys"))?;
         let more = rows.len() > limit as usize;
@@ -459,7 +408,7 @@ impl Store {
             "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1"
         )))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await
         .map_err(query_failed("select API key"))?
         .map(ApiKeyInfo::try_from)
@@ -520,4 +469,15 @@ impl Store {
         }
         self.api_key(id).await?.ok_or(RevokeApiKeyError::NotFound)
     }
+}
+
+const API_KEY_CHECKS: &str = "floodlight_control_api_key_checks_total";
+
+/// Registers the help text of the API key metric with whatever recorder the binary
+/// installed.
+pub(crate) fn describe_metrics() {
+    metrics::describe_counter!(
+        API_KEY_CHECKS,
+        "API key checks by outcome (accepted, refused)"
+    );
 }

@@ -1,5 +1,7 @@
-//! The OpenAPI 3 document of this API, generated from the handlers' `#[utoipa::path]`
-//! annotations and the bodies' `ToSchema` derives, served at `/v1/openapi.json`.
+//! The OpenAPI 3 document of this API, served at `/v1/openapi.json`: each domain's part,
+//! generated from its handlers' `#[utoipa::path]` annotations and its bodies' `ToSchema`
+//! derives, merged here and completed with what every operation shares (the error
+//! answers, paging parameters, the security scheme).
 //!
 //! The document and the browsable UI at `/v1/docs` are public (they describe the API,
 //! they grant nothing); every operation needs an API key, declared once as the `bearer`
@@ -10,11 +12,16 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use super::AppState;
+use super::problem::Problem;
+use super::state::AppState;
+use crate::api_keys::api::ApiKeysApi;
+use crate::audit::api::AuditApi;
+use crate::entitlement::api::EntitlementApi;
+use crate::events::api::{EventsApi, require_title_to_create};
+use crate::events::stream_keys_api::StreamKeysApi;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -57,23 +64,6 @@ async fn docs_file(body: &'static [u8], content_type: &'static str) -> Response 
         .into_response()
 }
 
-/// An RFC 9457 problem document, as every error of this API is sent
-/// (`application/problem+json`).
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Problem {
-    /// Always `about:blank`: `title` is the status phrase (RFC 9457 §4.2.1).
-    #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    /// What went wrong, in words a person can act on.
-    detail: String,
-    /// The request field or query parameter at fault, as a path (`ingest.srt_passphrase`).
-    field: Option<String>,
-    /// A stable code for a refusal, when the status alone does not tell.
-    reason: Option<String>,
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -81,34 +71,11 @@ pub(crate) struct Problem {
         description = "Events, their schedule and stream keys, API keys and the audit log. \
                        Send an API key as `Authorization: Bearer <key>` on every call.",
     ),
-    paths(
-        super::events::create_event,
-        super::events::list_events,
-        super::events::get_event,
-        super::events::update_event,
-        super::events::cancel_event,
-        super::events::archive_event,
-        super::events::list_transitions,
-        super::stream_keys::create_key,
-        super::stream_keys::list_keys,
-        super::stream_keys::rotate_key,
-        super::stream_keys::revoke_key,
-        super::api_keys::create_api_key,
-        super::api_keys::list_api_keys,
-        super::api_keys::get_api_key,
-        super::api_keys::revoke_api_key,
-        super::audit::list_audit,
-    ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
-    tags(
-        (name = "events", description = "Scheduling, lifecycle and stream keys"),
-        (name = "api-keys", description = "Keys that call this API (admin)"),
-        (name = "audit", description = "Who did what, when (admin, ops)"),
-    )
 )]
-pub(crate) struct ControlApi;
+struct ControlApi;
 
 /// Declares the `bearer` security scheme the document's `security` refers to.
 struct BearerAuth;
@@ -128,31 +95,20 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The whole document. Other areas of the control plane merge theirs in here; then every
-/// operation gets the error answers any request can meet (see [`document_errors`]).
-pub(crate) fn document(max_page_size: u32) -> serde_json::Value {
-    let openapi = ControlApi::openapi().merge_from(crate::entitlement::EntitlementApi::openapi());
+/// The whole document: the domains' parts merged in; then every operation gets the error
+/// answers any request can meet (see [`document_errors`]).
+fn document(max_page_size: u32) -> serde_json::Value {
+    let openapi = ControlApi::openapi()
+        .merge_from(EventsApi::openapi())
+        .merge_from(StreamKeysApi::openapi())
+        .merge_from(ApiKeysApi::openapi())
+        .merge_from(AuditApi::openapi())
+        .merge_from(EntitlementApi::openapi());
     let mut document = serde_json::to_value(openapi).unwrap_or_default();
     document_errors(&mut document);
     document_paging(&mut document, max_page_size);
     require_title_to_create(&mut document);
     document
-}
-
-/// `POST /v1/events` and `PATCH /v1/events/{id}` share one body type (every field
-/// optional, `null` clears); creating needs a title, which the shared schema cannot say.
-fn require_title_to_create(document: &mut serde_json::Value) {
-    let schema = document
-        .pointer_mut("/paths/~1v1~1events/post/requestBody/content/application~1json/schema");
-    if let Some(schema) = schema {
-        let shared = schema.take();
-        *schema = serde_json::json!({
-            "allOf": [
-                shared,
-                { "required": ["title"], "properties": { "title": { "type": "string" } } }
-            ]
-        });
-    }
 }
 
 async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {

@@ -7,11 +7,12 @@ use std::fmt;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::audit::{Actor, AuditRecord, record_audit};
-use super::events::{EVENT_COLUMNS, EventRow};
-use super::{
-    Event, EventId, NewEvent, STREAM_KEY_CHECKS, Store, StoreError, from_unix_micros, query_failed,
-    random_id, stored_time, unix_micros,
+use super::metrics::STREAM_KEY_CHECKS;
+use super::model::{Event, EventId, NewEvent};
+use super::store::{EVENT_COLUMNS, EventRow};
+use crate::audit::{Actor, AuditRecord, record_audit};
+use crate::db::{
+    Store, StoreError, from_unix_micros, query_failed, random_id, stored_time, unix_micros,
 };
 use crate::secret::random_key;
 
@@ -192,7 +193,7 @@ impl Store {
         )
         .bind(&info.id)
         .bind(event_id.as_str())
-        .bind(self.hasher.digest(key.expose_secret()))
+        .bind(self.hasher().digest(key.expose_secret()))
         .bind(role.as_str())
         .bind(unix_micros(now))
         .execute(&mut *conn)
@@ -245,7 +246,7 @@ impl Store {
             "SELECT {KEY_COLUMNS} FROM stream_keys WHERE event_id = $1 ORDER BY created_at, id"
         )))
         .bind(event_id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await
         .map_err(query_failed("list stream keys"))?
         .into_iter()
@@ -380,12 +381,12 @@ impl Store {
              FROM stream_keys JOIN events ON events.id = stream_keys.event_id \
              WHERE stream_keys.key_hash = $1 AND stream_keys.revoked_at IS NULL"
         )))
-        .bind(self.hasher.digest(key))
-        .fetch_optional(&self.pool)
+        .bind(self.hasher().digest(key))
+        .fetch_optional(self.pool())
         .await
         .map_err(query_failed("look up stream key"))?;
         let keyed = match row {
-            Some(row) if self.hasher.matches(&row.key_hash, key) => {
+            Some(row) if self.hasher().matches(&row.key_hash, key) => {
                 let role = StreamKeyRole::from_column(&row.key_role)?;
                 let mut events = self.with_tags(vec![row.event]).await?;
                 events.pop().map(|event| KeyedEvent {
@@ -414,9 +415,54 @@ impl Store {
         sqlx::query("UPDATE stream_keys SET last_used_at = $1 WHERE id = $2")
             .bind(unix_micros(stored_time(now)))
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await
             .map_err(query_failed("touch stream key"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::ControlConfig;
+
+    /// Another connection holds SQLite's write lock (a transaction not yet rolled back):
+    /// a write transaction that reads before it writes waits for it rather than failing
+    /// with "database is locked" (seen in CI right after an update that matched no row).
+    #[tokio::test]
+    async fn a_write_waits_for_the_sqlite_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&ControlConfig::default(), dir.path())
+            .await
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let created = store
+            .create_event(&NewEvent::titled("lock"), &Actor::system(), now)
+            .await
+            .unwrap();
+        let mut holder = store.write_tx().await.unwrap();
+        sqlx::query("UPDATE events SET title = title WHERE id = $1")
+            .bind(created.event.id.as_str())
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let writer = {
+            let store = store.clone();
+            let id = created.event.id.clone();
+            tokio::spawn(async move {
+                store
+                    .create_stream_key(&id, StreamKeyRole::Backup, &Actor::system(), now)
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.rollback().await.unwrap();
+        writer
+            .await
+            .unwrap()
+            .expect("the key is created once the lock is free");
     }
 }

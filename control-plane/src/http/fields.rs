@@ -6,7 +6,7 @@
 
 use utoipa::ToSchema;
 
-use super::ApiError;
+use super::problem::ApiError;
 
 /// A display text (title, name): not only whitespace, at most `max_chars` characters
 /// as sent; stored trimmed. Its schemas say so with the pattern
@@ -106,6 +106,24 @@ pub(crate) fn email(raw: &str) -> Result<String, ApiError> {
         Err(ApiError::invalid_field(
             "email",
             "email must be an address like viewer@example.com",
+        ))
+    }
+}
+
+/// A principal is an identifier other keys and events refer to: 1 to 64 characters of
+/// `[0-9A-Za-z._@-]`.
+pub(crate) fn principal(field: &str, text: &str) -> Result<String, ApiError> {
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be 1 to 64 characters of letters, digits, '.', '_', '@', '-'"),
         ))
     }
 }

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::EventId;
+use super::model::{EventId, IngestProtocol};
 
 /// The neighbour that knows whether an event is on air: ingest (publisher, protocol,
 /// bitrate) and the origin (renditions). The binary implements it from their state.
@@ -75,52 +75,6 @@ pub struct PublisherStatus {
     pub keyframe_interval_ms: Option<u64>,
     /// Time since the publisher last sent anything.
     pub idle_ms: u64,
-}
-
-/// Publisher protocols (ARCHITECTURE.md, "The flow").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum IngestProtocol {
-    Rtmp,
-    Srt,
-    Whip,
-    Rtsp,
-}
-
-impl IngestProtocol {
-    pub const ALL: [IngestProtocol; 4] = [
-        IngestProtocol::Rtmp,
-        IngestProtocol::Srt,
-        IngestProtocol::Whip,
-        IngestProtocol::Rtsp,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IngestProtocol::Rtmp => "rtmp",
-            IngestProtocol::Srt => "srt",
-            IngestProtocol::Whip => "whip",
-            IngestProtocol::Rtsp => "rtsp",
-        }
-    }
-}
-
-impl std::str::FromStr for IngestProtocol {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<IngestProtocol, ()> {
-        IngestProtocol::ALL
-            .into_iter()
-            .find(|protocol| protocol.as_str() == text)
-            .ok_or(())
-    }
-}
-
-impl std::fmt::Display for IngestProtocol {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// One rendition, with the attributes its master-playlist entry carries

@@ -1,4 +1,5 @@
-//! A JSON body extractor whose errors name the field at fault.
+//! A JSON body extractor whose errors name the field at fault, and the serde helper for
+//! members where `null` and absent mean different things.
 //!
 //! axum's `Json` flattens its errors into text; this one keeps the JSON path
 //! (`serde_path_to_error`) so the problem document can carry it in `field`.
@@ -7,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use serde_json::error::Category;
 
 use super::problem::ApiError;
@@ -35,6 +37,14 @@ where
         })?;
         parse(&body).map(ApiJson)
     }
+}
+
+/// `null` → `Some(None)`, absent → `None` (with `#[serde(default)]`), a value →
+/// `Some(Some(v))`: what a PATCH needs to tell "clear it" from "leave it".
+pub(crate) fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// `application/json` or any `application/*+json` (RFC 6839 §3.1), parameters ignored.

@@ -1,13 +1,16 @@
-//! The audit log: who (which API key, in which role) did what to which thing, when.
-//! Entries are written in the same transaction as the change they describe.
+//! The audit log as stored: who (which API key, in which role) did what to which thing,
+//! when. The domains write their entries with [`record_audit`], in the same transaction
+//! as the change they describe; the log knows nothing of the things it names.
 
 use std::fmt;
 use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use super::events::parse_time_id_cursor;
-use super::{InvalidCursor, Store, StoreError, from_unix_micros, query_failed, random_id};
+use crate::db::{
+    InvalidCursor, Sql, Store, StoreError, from_unix_micros, parse_time_id_cursor, query_failed,
+    random_id,
+};
 
 /// Who made a change: an API key (by id, with its role), or the control plane itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +131,7 @@ impl Store {
         limit: u32,
         after: Option<&AuditCursor>,
     ) -> Result<AuditPage, StoreError> {
-        let mut sql = super::Sql::new(
+        let mut sql = Sql::new(
             "SELECT id, at, actor, actor_role, action, target_kind, target_id, detail \
              FROM audit_log WHERE 1 = 1",
         );
@@ -148,7 +151,7 @@ impl Store {
             .bind(i64::from(limit) + 1);
         let rows: Vec<AuditRow> = sql
             .query_as()
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await
             .map_err(query_failed("list audit log"))?;
         let more = rows.len() > limit as usize;

@@ -1,16 +1,14 @@
-//! The SQL store: events, their transitions and stream keys, API keys, the audit log.
+//! The database every domain keeps its tables in: the [`Store`] handle (its pool, the
+//! embedded migrations, the hasher keys are stored with) and [`StoreError`], and what the
+//! domains' queries share: the [`Sql`] builder, ids, times as stored, keyset cursors.
 //!
 //! One set of migrations and one set of queries run on SQLite (the embedded default) and
 //! PostgreSQL (distributed), through sqlx's `Any` driver, which picks the database from
 //! the URL's scheme. The SQL is portable: `$n` parameters (SQLite binds them too), TEXT
 //! and BIGINT columns only (booleans 0/1, lists as comma-separated TEXT), times as Unix
-//! microseconds, random TEXT ids instead of auto-increment. Everything outside this
-//! module sees only [`Store`] and its types.
-
-mod api_keys;
-mod audit;
-mod events;
-mod stream_keys;
+//! microseconds, random TEXT ids instead of auto-increment. Each domain adds its queries
+//! to [`Store`] in an `impl Store` block of its own (`events/store.rs`,
+//! `api_keys/store.rs`, …), so outside the domains only [`Store`] and their types show.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -27,26 +25,6 @@ use time::OffsetDateTime;
 
 use crate::config::{ControlConfig, DEFAULT_DATABASE_FILE};
 use crate::secret::{KeyHasher, KeySecretError};
-
-pub use api_keys::{
-    ApiKey, ApiKeyCursor, ApiKeyId, ApiKeyInfo, Authenticated, Bootstrap, NewApiKey,
-    RevokeApiKeyError, Role,
-};
-pub use audit::{Actor, AuditCursor, AuditEntry, AuditPage};
-#[allow(
-    unused_imports,
-    reason = "for the entitlement store, which audits its changes"
-)]
-pub(crate) use audit::{AuditRecord, record_audit};
-pub(crate) use events::PublisherTimes;
-pub use events::{
-    Event, EventAccess, EventCursor, EventFilter, EventId, EventPage, EventPatch, EventState,
-    GeoRules, IngestSettings, InvalidCursor, NewEvent, RtspSource, RtspTransport, Transition,
-    TransitionError, Visibility,
-};
-pub use stream_keys::{
-    CreatedEvent, KeyedEvent, StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole,
-};
 
 /// A store operation that failed. Messages never contain a secret.
 #[derive(Debug, thiserror::Error)]
@@ -86,22 +64,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
         "events and stream keys",
-        include_str!("../../migrations/0001_events_and_stream_keys.sql"),
+        include_str!("../migrations/0001_events_and_stream_keys.sql"),
     ),
     (
         2,
         "schedule, keys and audit",
-        include_str!("../../migrations/0002_schedule_keys_and_audit.sql"),
+        include_str!("../migrations/0002_schedule_keys_and_audit.sql"),
     ),
     (
         3,
         "publisher seen",
-        include_str!("../../migrations/0003_publisher_seen.sql"),
+        include_str!("../migrations/0003_publisher_seen.sql"),
     ),
     (
         100,
         "entitlement",
-        include_str!("../../migrations/0100_entitlement.sql"),
+        include_str!("../migrations/0100_entitlement.sql"),
     ),
 ];
 
@@ -169,14 +147,14 @@ impl Store {
         })
     }
 
-    /// The connection pool, for store modules of other parts of the control plane
-    /// (entitlement) that keep their tables in the same database.
-    #[allow(
-        dead_code,
-        reason = "the entitlement store's handle; unused until it lands"
-    )]
+    /// The connection pool, for the domains' queries.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Hashes stream and API keys for storage and checks presented ones.
+    pub(crate) fn hasher(&self) -> &KeyHasher {
+        &self.hasher
     }
 
     /// A transaction that writes. On SQLite it takes the write lock at its start
@@ -348,7 +326,7 @@ pub(crate) fn random_id() -> String {
         .collect()
 }
 
-fn is_id(text: &str) -> bool {
+pub(crate) fn is_id(text: &str) -> bool {
     text.len() == ID_LEN && text.bytes().all(|b| ID_ALPHABET.contains(&b))
 }
 
@@ -374,26 +352,19 @@ pub(crate) fn stored_time(now: OffsetDateTime) -> OffsetDateTime {
         .unwrap_or(now)
 }
 
-const EVENTS_CREATED: &str = "floodlight_control_events_created_total";
-const STREAM_KEY_CHECKS: &str = "floodlight_control_stream_key_checks_total";
-const API_KEY_CHECKS: &str = "floodlight_control_api_key_checks_total";
-const TRANSITIONS: &str = "floodlight_control_event_transitions_total";
+/// A `cursor` that this API did not issue.
+#[derive(Debug, thiserror::Error)]
+#[error("not a cursor from a previous page's next_cursor")]
+pub struct InvalidCursor;
 
-/// Registers help texts with whatever recorder the binary installed.
-pub(crate) fn describe_metrics() {
-    metrics::describe_counter!(EVENTS_CREATED, "Events created through the API");
-    metrics::describe_counter!(
-        STREAM_KEY_CHECKS,
-        "Stream key checks by outcome (accepted, refused); a run of refusals is someone guessing"
-    );
-    metrics::describe_counter!(
-        API_KEY_CHECKS,
-        "API key checks by outcome (accepted, refused)"
-    );
-    metrics::describe_counter!(
-        TRANSITIONS,
-        "Event state transitions by target state and cause"
-    );
+/// `{micros}-{id}`, the shape of every cursor here. Ids are `[0-9a-z]`, so the first
+/// '-' after an optional sign separates.
+pub(crate) fn parse_time_id_cursor(text: &str) -> Option<(i64, String)> {
+    let sign = usize::from(text.starts_with('-'));
+    let split = text.get(sign..)?.find('-')? + sign;
+    let micros = text.get(..split)?.parse().ok()?;
+    let id = text.get(split + 1..).filter(|id| is_id(id))?;
+    Some((micros, id.to_string()))
 }
 
 #[cfg(test)]
@@ -432,43 +403,6 @@ mod tests {
             .bind_list(["x", "y"])
             .push(")");
         assert_eq!(sql.text, "SELECT 1 WHERE a = $1 AND b IN ($2, $3)");
-    }
-
-    /// Another connection holds SQLite's write lock (a transaction not yet rolled back):
-    /// a write transaction that reads before it writes waits for it rather than failing
-    /// with "database is locked" (seen in CI right after an update that matched no row).
-    #[tokio::test]
-    async fn a_write_waits_for_the_sqlite_write_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&ControlConfig::default(), dir.path())
-            .await
-            .unwrap();
-        let now = OffsetDateTime::now_utc();
-        let created = store
-            .create_event(&NewEvent::titled("lock"), &Actor::system(), now)
-            .await
-            .unwrap();
-        let mut holder = store.write_tx().await.unwrap();
-        sqlx::query("UPDATE events SET title = title WHERE id = $1")
-            .bind(created.event.id.as_str())
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-        let writer = {
-            let store = store.clone();
-            let id = created.event.id.clone();
-            tokio::spawn(async move {
-                store
-                    .create_stream_key(&id, StreamKeyRole::Backup, &Actor::system(), now)
-                    .await
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        holder.rollback().await.unwrap();
-        writer
-            .await
-            .unwrap()
-            .expect("the key is created once the lock is free");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 
-use crate::store::EventId;
+use super::model::EventId;
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

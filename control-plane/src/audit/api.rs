@@ -5,17 +5,25 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
-use super::{ApiError, ApiQuery, AppState, Caller, page_cursor, page_limit};
-use crate::store::{AuditCursor, AuditEntry, Role};
+use super::store::{AuditCursor, AuditEntry};
+use crate::http::{ApiError, ApiQuery, AppState, Caller, Problem, Role, page_cursor, page_limit};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/v1/audit", get(list_audit))
 }
 
+/// The audit log's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list_audit),
+    tags((name = "audit", description = "Who did what, when (admin, ops)"))
+)]
+pub(crate) struct AuditApi;
+
 #[derive(Deserialize)]
-pub(super) struct AuditQuery {
+struct AuditQuery {
     limit: Option<String>,
     cursor: Option<String>,
     /// Only entries about this thing (an event, stream key or API key id).
@@ -24,7 +32,7 @@ pub(super) struct AuditQuery {
 
 /// One audit entry.
 #[derive(Serialize, ToSchema)]
-pub(super) struct AuditEntryBody {
+struct AuditEntryBody {
     id: String,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     #[schema(value_type = String, format = DateTime)]
@@ -59,7 +67,7 @@ impl From<AuditEntry> for AuditEntryBody {
 }
 
 #[derive(Serialize, ToSchema)]
-pub(super) struct AuditListBody {
+struct AuditListBody {
     items: Vec<AuditEntryBody>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     next_cursor: Option<String>,
@@ -73,11 +81,11 @@ pub(super) struct AuditListBody {
     ),
     responses(
         (status = 200, body = AuditListBody),
-        (status = 400, description = "Bad limit or cursor", body = super::openapi::Problem),
-        (status = 403, description = "Not an admin or ops key", body = super::openapi::Problem),
+        (status = 400, description = "Bad limit or cursor", body = Problem),
+        (status = 403, description = "Not an admin or ops key", body = Problem),
     ))]
 /// The audit log, newest first (admin, ops).
-pub(super) async fn list_audit(
+async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,

@@ -1,15 +1,70 @@
-//! Who is calling: the API key in `Authorization: Bearer` (RFC 6750 §2.1), its role and
-//! principal. Every `/v1` handler takes a [`Caller`] and says which roles it serves.
+//! Who is calling: the API key in `Authorization: Bearer` (RFC 6750 §2.1), its [`Role`]
+//! and principal. Every `/v1` handler takes a [`Caller`] and says which roles it serves.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
+use serde::Serialize;
 
-use super::AppState;
 use super::problem::ApiError;
-use crate::store::{Actor, Role};
+use super::state::AppState;
+use crate::audit::Actor;
+
+/// What an API key may do.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Role {
+    /// Everything, including API keys.
+    Admin,
+    /// All events, their keys and the audit log.
+    Ops,
+    /// Only the events (and their keys and status) that belong to its principal.
+    Broadcaster,
+    /// Entitlement checks and playback tokens on a viewer's behalf.
+    ViewerService,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Ops,
+        Role::Broadcaster,
+        Role::ViewerService,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Ops => "ops",
+            Role::Broadcaster => "broadcaster",
+            Role::ViewerService => "viewer-service",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Role, ()> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or(())
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

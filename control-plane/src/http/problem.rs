@@ -1,11 +1,13 @@
-//! Every API error as `application/problem+json` (RFC 9457), built in one place.
+//! Every API error as `application/problem+json` (RFC 9457), built in one place, and the
+//! [`Problem`] schema that the OpenAPI document gives every error answer.
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use crate::db::StoreError;
 
 /// Why a request failed, in terms a client can act on.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +120,7 @@ impl ApiError {
 /// status code plus `field` carry the meaning; specific problem types come when a client
 /// needs to tell apart two problems with the same status.
 #[derive(Serialize)]
-struct Problem<'a> {
+struct ProblemBody<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     title: &'static str,
@@ -128,6 +130,23 @@ struct Problem<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+}
+
+/// An RFC 9457 problem document, as every error of this API is sent
+/// (`application/problem+json`).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Problem {
+    /// Always `about:blank`: `title` is the status phrase (RFC 9457 §4.2.1).
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    /// What went wrong, in words a person can act on.
+    detail: String,
+    /// The request field or query parameter at fault, as a path (`ingest.srt_passphrase`).
+    field: Option<String>,
+    /// A stable code for a refusal, when the status alone does not tell.
+    reason: Option<String>,
 }
 
 impl ApiError {
@@ -172,7 +191,7 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let problem = Problem {
+        let problem = ProblemBody {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
