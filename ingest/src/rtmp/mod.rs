@@ -21,13 +21,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::neighbours::{Protocol, PublishRefusal, PublishRequest};
+use crate::publisher::{Ingest, PublishStopped, Publisher};
 use crate::rollup::SharedRollup;
-use crate::session::{Ingest, Protocol, PublishRefusal, PublishRequest, PublishStopped, Publisher};
 use to_stream::FlvToStream;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-enum RtmpError {
+pub(crate) enum RtmpError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("handshake: {0:?}")]
@@ -135,7 +136,7 @@ pub async fn serve_rtmp(ingest: Ingest, listener: TcpListener, shutdown: impl Fu
 /// the RTMP session. rml_rtmp 0.8 panics on some malformed input (an AMF0 command with
 /// fewer than three values, found by fuzz/rtmp_chunks); the panic is contained here and
 /// closes this connection like any other protocol error.
-fn handle_input(
+pub(crate) fn handle_input(
     session: &mut ServerSession,
     bytes: &[u8],
     offset: &mut u64,

@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, info, warn};
 use url::Url;
 
-use crate::session::{Ingest, PullSource};
+use crate::neighbours::PullSource;
+use crate::publisher::Ingest;
 pub use config::{InvalidRtspConfig, RtspConfig};
 
 /// Pulls the RTSP sources the control plane lists until `shutdown` resolves; then stops

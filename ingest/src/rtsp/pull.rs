@@ -22,9 +22,8 @@ use tracing::{debug, info, warn};
 
 use super::to_stream::{Converted, RtpMediaError, RtpTime, RtpToStream};
 use super::{SourceUrl, SourceUrlError};
-use crate::session::{
-    Ingest, Protocol, PublishGrant, PublishStopped, Publisher, PullSource, RtspTransport, SlotTaken,
-};
+use crate::neighbours::{Protocol, PublishGrant, PullSource, RtspTransport};
+use crate::publisher::{Ingest, PublishStopped, Publisher, SlotTaken};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

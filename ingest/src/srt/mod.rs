@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use floodlight_media::StreamEvent;
+use floodlight_media::clock::unix_millis;
 use floodlight_media::ts::{TsDemuxer, TsError};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -31,11 +32,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{Instrument, error, info, warn};
 
+use crate::neighbours::{Protocol, PublishGrant, PublishRefusal, PublishRequest};
+use crate::publisher::{Ingest, PublishStopped, SlotTaken};
 use crate::rollup::SharedRollup;
-use crate::session::{
-    Ingest, Protocol, PublishGrant, PublishRefusal, PublishRequest, PublishStopped, SlotTaken,
-    unix_millis,
-};
 use stream_id::publish_key;
 
 /// Pause before a listener that died is started again, so a packet that kills it over
@@ -461,7 +460,7 @@ async fn read_socket(
 /// Demuxes a connection's MPEG-TS into the publisher until the caller leaves.
 async fn publish(
     ingest: &Ingest,
-    publisher: &mut crate::session::Publisher,
+    publisher: &mut crate::publisher::Publisher,
     socket: SrtSocket,
     permit: OwnedSemaphorePermit,
 ) -> Result<&'static str, SrtError> {
@@ -523,7 +522,7 @@ async fn publish(
 
 async fn forward(
     demuxer: &mut TsDemuxer,
-    publisher: &mut crate::session::Publisher,
+    publisher: &mut crate::publisher::Publisher,
 ) -> Result<(), SrtError> {
     while let Some(stamped) = demuxer.poll_event() {
         match stamped.event {

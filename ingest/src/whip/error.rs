@@ -5,7 +5,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::session::{PublishRefusal, SlotTaken};
+use crate::neighbours::PublishRefusal;
+use crate::publisher::SlotTaken;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -7,7 +7,7 @@
 
 mod config;
 mod error;
-mod session;
+mod peer;
 pub(crate) mod stun;
 mod to_stream;
 
@@ -39,11 +39,12 @@ use tracing::{Instrument, info, warn};
 
 pub use config::{InvalidWhipConfig, PortRange, WhipConfig};
 use error::WhipError;
-use session::{Session, SessionEnd};
+use peer::{Peer, PeerEnd};
 use to_stream::{KeyframePolicy, WebRtcToStream};
 
+use crate::neighbours::{Protocol, PublishRequest};
+use crate::publisher::Ingest;
 use crate::rollup::SharedRollup;
-use crate::session::{Ingest, Protocol, PublishRequest};
 use floodlight_media::sync::lock;
 
 /// H.264 payload configurations we receive, in order of preference (RFC 6184 §8.1
@@ -268,7 +269,7 @@ impl Whip {
                 * i64::from(TIMESCALE / 1000),
             min_gap: self.config.keyframe_request_min_interval(),
         };
-        let session = Session {
+        let peer = Peer {
             rtc: negotiated.rtc,
             socket: negotiated.socket,
             candidate: negotiated.candidate,
@@ -292,10 +293,10 @@ impl Whip {
         tokio::spawn(
             async move {
                 info!(audio = negotiated.audio.is_some(), "whip session started");
-                let end = session.run(deleted, shutdown).await;
+                let end = peer.run(deleted, shutdown).await;
                 lock(&sessions).remove(&id);
                 match end {
-                    SessionEnd::Deleted | SessionEnd::Shutdown => {
+                    PeerEnd::Deleted | PeerEnd::Shutdown => {
                         info!(reason = %end, "whip session ended")
                     }
                     _ => warn!(reason = %end, "whip session ended"),

@@ -14,22 +14,25 @@
 //! The publisher is never held up by a transcoder: events go to the connection through a
 //! bounded queue; when it is full, frames are dropped (counted) until the next video
 //! keyframe, as the origin pushers drop parts.
+//!
+//! Here is the link's decision making (`TranscoderLink`, one task per session, its main
+//! loop in named steps); opening and driving one connection is `connection.rs`.
+
+mod connection;
 
 use std::collections::{HashMap, VecDeque};
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use floodlight_media::push::LastPart;
-use floodlight_media::transport::{Decoder, Hello, Message};
+use floodlight_media::transport::Hello;
 use floodlight_media::{StampedEvent, StreamEvent, StreamSettings, TrackKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 use tracing::{Instrument, info, warn};
 
-use crate::session::{BoxFuture, StreamHandler};
+use crate::neighbours::{BoxFuture, StreamHandler};
+use connection::{Connecting, Connection, Forward, connect};
 use floodlight_media::sync::lock;
 
 /// Where transcoders are found: the assignment registry (Redis when distributed).
@@ -127,23 +130,51 @@ impl StreamHandler for RemoteTranscoders {
             let mut streams = lock(&self.streams);
             streams.retain(|_, m| m.touched.elapsed() < FORGET_AFTER);
         }
-        let session = RemoteSession {
-            shared: self.clone(),
-            event_id: event_id.to_string(),
-            settings: settings.clone(),
-            session_id: uuid::Uuid::new_v4().to_string(),
-        };
+        let link = TranscoderLink::new(
+            self.clone(),
+            event_id.to_string(),
+            settings.clone(),
+            uuid::Uuid::new_v4().to_string(),
+        );
         let span = tracing::info_span!("remote", event = event_id);
-        tokio::spawn(session.run(rx).instrument(span));
+        tokio::spawn(link.run(rx).instrument(span));
         tx
     }
 }
 
-struct RemoteSession {
+/// One publisher session's link to a transcoder: the task that forwards its events to
+/// the transcoder it is connected to, and connects it to another when that one fails.
+struct TranscoderLink {
     shared: RemoteTranscoders,
     event_id: String,
     settings: StreamSettings,
     session_id: String,
+    /// The transcoder to try first at the next connection attempt.
+    preferred: Option<String>,
+    /// The last part the transcoder reported packaged: where the next one resumes.
+    last: Option<LastPart>,
+    replay: Replay,
+    conn: Option<Connection>,
+    connecting: Option<Connecting>,
+    /// When the next connection attempt may start.
+    retry_at: tokio::time::Instant,
+    /// Transcoders that just failed the stream, and since when.
+    excluded: Vec<(String, Instant)>,
+    dropped: u64,
+    unsendable: u64,
+    failed_attempts: u64,
+}
+
+/// What the link wakes up to.
+enum Wake {
+    /// An event of the publisher session; `None` once the session is gone.
+    Event(Option<StampedEvent>),
+    /// The connection attempt is over.
+    Connected(Result<Connection, (Option<String>, String)>),
+    /// A progress report of the transcoder; `None` once its connection is gone.
+    Progress(Option<LastPart>),
+    /// Time for the next connection attempt.
+    RetryDue,
 }
 
 /// The tracks and the frames since the last video keyframe: what a transcoder taking
@@ -194,233 +225,256 @@ impl Replay {
     }
 }
 
-/// An accepted connection to a transcoder, driven by its own I/O task.
-struct Connection {
-    addr: String,
-    outbound: mpsc::Sender<Bytes>,
-    /// Progress reports; closes when the connection is gone.
-    inbound: mpsc::Receiver<LastPart>,
-    /// Dropping frames until the next video keyframe (the queue was full).
-    resync: bool,
-    /// When it was accepted.
-    since: Instant,
-}
-
-/// A connection attempt; its error names the transcoder that failed, if one was picked.
-type Connecting = BoxFuture<'static, Result<Connection, (Option<String>, String)>>;
-
-enum Forward {
-    Sent,
-    Dropped,
-    /// The queue is full with an event that must not be lost (tracks, the end): the
-    /// connection cannot keep up.
-    Stuck,
-    /// The event does not fit the transport (a frame over `max_message_bytes`, tracks
-    /// with more parameter sets than it carries): no transcoder would take it.
-    Unsendable(String),
-}
-
-impl Connection {
-    fn forward(&mut self, stamped: &StampedEvent, max_message: usize) -> Forward {
-        let frame = match &stamped.event {
-            StreamEvent::Frame(frame) => Some(frame),
-            _ => None,
-        };
-        if let Some(frame) = frame
-            && self.resync
-        {
-            if frame.track == TrackKind::Video && frame.keyframe {
-                self.resync = false;
-            } else {
-                return Forward::Dropped;
-            }
-        }
-        let encoded = Message::Event(stamped.clone())
-            .to_bytes()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                // The transcoder's decoder refuses a message over its limit by closing
-                // the connection: better one frame lost here than a reconnect loop.
-                let len = bytes.len() - 4;
-                if len > max_message {
-                    return Err(format!(
-                        "message of {len} bytes exceeds max_message_bytes ({max_message})"
-                    ));
-                }
-                Ok(bytes)
-            });
-        let bytes = match encoded {
-            Ok(bytes) => bytes,
-            Err(reason) => {
-                if frame.is_some() {
-                    // The frames after it may refer to it: skip to the next keyframe.
-                    self.resync = true;
-                }
-                return Forward::Unsendable(reason);
-            }
-        };
-        match self.outbound.try_send(bytes) {
-            Ok(()) => Forward::Sent,
-            Err(mpsc::error::TrySendError::Full(_)) if frame.is_some() => {
-                self.resync = true;
-                Forward::Dropped
-            }
-            Err(_) => Forward::Stuck,
+impl TranscoderLink {
+    fn new(
+        shared: RemoteTranscoders,
+        event_id: String,
+        settings: StreamSettings,
+        session_id: String,
+    ) -> Self {
+        TranscoderLink {
+            shared,
+            event_id,
+            settings,
+            session_id,
+            preferred: None,
+            last: None,
+            replay: Replay::default(),
+            conn: None,
+            connecting: None,
+            retry_at: tokio::time::Instant::now(),
+            excluded: Vec::new(),
+            dropped: 0,
+            unsendable: 0,
+            failed_attempts: 0,
         }
     }
-}
 
-impl RemoteSession {
-    async fn run(self, mut rx: mpsc::Receiver<StampedEvent>) {
-        let settings = self.shared.settings.clone();
-        let (mut preferred, mut last) = {
-            let streams = lock(&self.shared.streams);
-            streams
-                .get(&self.event_id)
-                .map(|m| (m.addr.clone(), m.last.clone()))
-                .unwrap_or_default()
-        };
-        let mut replay = Replay::default();
-        let mut conn: Option<Connection> = None;
-        let mut connecting: Option<Connecting> = None;
-        let mut retry_at = tokio::time::Instant::now();
-        let mut excluded: Vec<(String, Instant)> = Vec::new();
-        let mut dropped: u64 = 0;
-        let mut unsendable: u64 = 0;
-        let mut failed_attempts: u64 = 0;
+    async fn run(mut self, mut rx: mpsc::Receiver<StampedEvent>) {
+        self.recall_stream();
         loop {
-            if conn.is_none() && connecting.is_none() && tokio::time::Instant::now() >= retry_at {
-                excluded.retain(|(_, at)| at.elapsed() < EXCLUDE_FOR);
-                let exclude: Vec<String> = excluded.iter().map(|(a, _)| a.clone()).collect();
-                connecting = Some(Box::pin(connect(
-                    self.shared.directory.clone(),
-                    settings.clone(),
-                    Hello {
-                        event_id: self.event_id.clone(),
-                        settings: self.settings.clone(),
-                        resume: last.clone(),
-                        session_id: self.session_id.clone(),
-                        token: settings.token.clone(),
-                    },
-                    preferred.take(),
-                    exclude,
-                )));
-            }
-            tokio::select! {
-                received = rx.recv() => {
-                    let Some(stamped) = received else { break };
-                    let ended = matches!(stamped.event, StreamEvent::Ended);
-                    replay.record(&stamped, settings.gop_cache_bytes);
-                    if let Some(c) = &mut conn {
-                        match c.forward(&stamped, settings.max_message_bytes) {
-                            Forward::Sent => {}
-                            Forward::Unsendable(reason) => {
-                                unsendable += 1;
-                                metrics::counter!("floodlight_ingest_transport_unsendable_events_total").increment(1);
-                                if unsendable % 100 == 1 {
-                                    warn!(unsendable, %reason, "event does not fit the media transport: dropped");
-                                }
-                                if !matches!(stamped.event, StreamEvent::Frame(_)) {
-                                    // Tracks no transcoder can be told about: the stream
-                                    // cannot be transcoded (a bad stream drops that stream).
-                                    warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
-                                    break;
-                                }
-                            }
-                            Forward::Dropped => {
-                                dropped += 1;
-                                metrics::counter!("floodlight_ingest_transport_dropped_events_total").increment(1);
-                                if dropped % 100 == 1 {
-                                    warn!(dropped, transcoder = %c.addr, "transcoder connection full: frames dropped");
-                                }
-                            }
-                            Forward::Stuck => {
-                                warn!(transcoder = %c.addr, "transcoder connection stuck: moving the stream");
-                                excluded.push((c.addr.clone(), Instant::now()));
-                                conn = None;
-                                metrics::counter!("floodlight_ingest_transcoder_reassignments_total").increment(1);
-                            }
-                        }
-                    }
-                    if ended {
-                        break;
-                    }
+            self.connect_if_due();
+            let next = match self.wait(&mut rx).await {
+                Wake::Event(None) => break,
+                Wake::Event(Some(stamped)) => self.pass_on(stamped),
+                Wake::Connected(Ok(conn)) => self.hand_over(conn),
+                Wake::Connected(Err((addr, error))) => {
+                    self.connect_failed(addr, error);
+                    ControlFlow::Continue(())
                 }
-                result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
-                    connecting = None;
-                    match result {
-                        Ok(mut c) => {
-                            info!(transcoder = %c.addr, resume = ?last, failed_attempts, "stream handed to transcoder");
-                            failed_attempts = 0;
-                            self.remember(Some(c.addr.clone()), last.clone());
-                            // Everything a new transcoder needs, then live events (an
-                            // unsendable frame was counted when it came in).
-                            let mut stuck = false;
-                            let mut untellable = None;
-                            for stamped in replay.events() {
-                                match c.forward(stamped, settings.max_message_bytes) {
-                                    Forward::Stuck => stuck = true,
-                                    Forward::Unsendable(reason) if !matches!(stamped.event, StreamEvent::Frame(_)) => {
-                                        untellable = Some(reason);
-                                    }
-                                    _ => {}
-                                }
-                            }
-                            if let Some(reason) = untellable {
-                                warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
-                                break;
-                            }
-                            if stuck {
-                                excluded.push((c.addr.clone(), Instant::now()));
-                                retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
-                            } else {
-                                conn = Some(c);
-                            }
-                        }
-                        Err((addr, error)) => {
-                            metrics::counter!("floodlight_ingest_transcoder_connection_errors_total").increment(1);
-                            failed_attempts += 1;
-                            if failed_attempts % LOG_FAILED_ATTEMPTS_EVERY == 1 {
-                                warn!(transcoder = ?addr, %error, failed_attempts, "no transcoder for the stream yet");
-                            }
-                            if let Some(addr) = addr {
-                                excluded.push((addr, Instant::now()));
-                            }
-                            retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
-                        }
-                    }
+                Wake::Progress(Some(part)) => {
+                    self.record_progress(part);
+                    ControlFlow::Continue(())
                 }
-                progress = async { conn.as_mut().expect("guarded").inbound.recv().await }, if conn.is_some() => {
-                    match progress {
-                        Some(part) => {
-                            last = Some(part);
-                            self.remember(conn.as_ref().map(|c| c.addr.clone()), last.clone());
-                        }
-                        None => {
-                            let lost = conn.take().expect("guarded");
-                            metrics::counter!("floodlight_ingest_transcoder_connection_errors_total").increment(1);
-                            metrics::counter!("floodlight_ingest_transcoder_reassignments_total").increment(1);
-                            warn!(transcoder = %lost.addr, resume = ?last, "transcoder connection lost: reassigning the stream");
-                            // A transcoder that is still up (the connection broke, not the
-                            // process) keeps the stream's pipeline: try it once first, so
-                            // two transcoders do not push the same stream. A dead one
-                            // refuses the connection at once, and is excluded then. One
-                            // that keeps dropping the stream is not tried again.
-                            if lost.since.elapsed() >= STABLE_CONNECTION {
-                                preferred = Some(lost.addr);
-                            } else {
-                                excluded.push((lost.addr, Instant::now()));
-                            }
-                            retry_at = tokio::time::Instant::now();
-                        }
-                    }
+                Wake::Progress(None) => {
+                    self.reassign_lost_connection();
+                    ControlFlow::Continue(())
                 }
-                _ = tokio::time::sleep_until(retry_at), if conn.is_none() && connecting.is_none() => {}
+                Wake::RetryDue => ControlFlow::Continue(()),
+            };
+            if next.is_break() {
+                break;
             }
         }
         // Dropping the connection's queue lets its I/O task send what is queued (the
         // `Ended`) and close.
-        drop(conn);
+        drop(self.conn.take());
+    }
+
+    /// Where an earlier session of the stream left off: its transcoder, to try first,
+    /// and its last part, to resume after.
+    fn recall_stream(&mut self) {
+        let streams = lock(&self.shared.streams);
+        (self.preferred, self.last) = streams
+            .get(&self.event_id)
+            .map(|m| (m.addr.clone(), m.last.clone()))
+            .unwrap_or_default();
+    }
+
+    /// Starts a connection attempt when there is no connection, none under way, and
+    /// the pause after the last failure is over.
+    fn connect_if_due(&mut self) {
+        if self.conn.is_some()
+            || self.connecting.is_some()
+            || tokio::time::Instant::now() < self.retry_at
+        {
+            return;
+        }
+        self.excluded.retain(|(_, at)| at.elapsed() < EXCLUDE_FOR);
+        let exclude: Vec<String> = self.excluded.iter().map(|(a, _)| a.clone()).collect();
+        let settings = self.shared.settings.clone();
+        let hello = Hello {
+            event_id: self.event_id.clone(),
+            settings: self.settings.clone(),
+            resume: self.last.clone(),
+            session_id: self.session_id.clone(),
+            token: settings.token.clone(),
+        };
+        self.connecting = Some(Box::pin(connect(
+            self.shared.directory.clone(),
+            settings,
+            hello,
+            self.preferred.take(),
+            exclude,
+        )));
+    }
+
+    /// Waits for the next thing to do: an event, the end of a connection attempt, a
+    /// progress report or a lost connection, or the time for the next attempt.
+    async fn wait(&mut self, rx: &mut mpsc::Receiver<StampedEvent>) -> Wake {
+        let TranscoderLink {
+            conn,
+            connecting,
+            retry_at,
+            ..
+        } = self;
+        tokio::select! {
+            received = rx.recv() => Wake::Event(received),
+            result = async { connecting.as_mut().expect("guarded").await }, if connecting.is_some() => {
+                *connecting = None;
+                Wake::Connected(result)
+            }
+            progress = async { conn.as_mut().expect("guarded").inbound.recv().await }, if conn.is_some() => {
+                Wake::Progress(progress)
+            }
+            _ = tokio::time::sleep_until(*retry_at), if conn.is_none() && connecting.is_none() => Wake::RetryDue,
+        }
+    }
+
+    /// Keeps the event for a replay and forwards it to the transcoder, if connected.
+    /// Breaks when the stream is over: it ended, or its tracks fit no transcoder.
+    fn pass_on(&mut self, stamped: StampedEvent) -> ControlFlow<()> {
+        let ended = matches!(stamped.event, StreamEvent::Ended);
+        let settings = &self.shared.settings;
+        self.replay.record(&stamped, settings.gop_cache_bytes);
+        if let Some(c) = &mut self.conn {
+            let forwarded = c.forward(&stamped, settings.max_message_bytes);
+            let is_frame = matches!(stamped.event, StreamEvent::Frame(_));
+            self.settle_forward(forwarded, is_frame)?;
+        }
+        if ended {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// Counts and logs what became of a forwarded event; a stuck connection is given up
+    /// (the stream moves to another transcoder). Breaks when the event was tracks no
+    /// transcoder can be told about.
+    fn settle_forward(&mut self, forwarded: Forward, is_frame: bool) -> ControlFlow<()> {
+        match forwarded {
+            Forward::Sent => {}
+            Forward::Unsendable(reason) => {
+                self.unsendable += 1;
+                let unsendable = self.unsendable;
+                metrics::counter!("floodlight_ingest_transport_unsendable_events_total")
+                    .increment(1);
+                if unsendable % 100 == 1 {
+                    warn!(unsendable, %reason, "event does not fit the media transport: dropped");
+                }
+                if !is_frame {
+                    // Tracks no transcoder can be told about: the stream cannot be
+                    // transcoded (a bad stream drops that stream).
+                    warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
+                    return ControlFlow::Break(());
+                }
+            }
+            Forward::Dropped => {
+                self.dropped += 1;
+                let dropped = self.dropped;
+                metrics::counter!("floodlight_ingest_transport_dropped_events_total").increment(1);
+                if dropped % 100 == 1
+                    && let Some(c) = &self.conn
+                {
+                    warn!(dropped, transcoder = %c.addr, "transcoder connection full: frames dropped");
+                }
+            }
+            Forward::Stuck => {
+                let c = self.conn.take().expect("forwarded on it");
+                warn!(transcoder = %c.addr, "transcoder connection stuck: moving the stream");
+                self.excluded.push((c.addr, Instant::now()));
+                metrics::counter!("floodlight_ingest_transcoder_reassignments_total").increment(1);
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A transcoder accepted the stream: it gets everything a new transcoder needs (the
+    /// tracks and the GOP), then the live events. One that cannot take the replay is
+    /// excluded and another tried after a pause. Breaks when the stream's tracks fit no
+    /// transcoder.
+    fn hand_over(&mut self, mut c: Connection) -> ControlFlow<()> {
+        let failed_attempts = self.failed_attempts;
+        info!(transcoder = %c.addr, resume = ?self.last, failed_attempts, "stream handed to transcoder");
+        self.failed_attempts = 0;
+        self.remember(Some(c.addr.clone()), self.last.clone());
+        // Everything a new transcoder needs, then live events (an unsendable frame was
+        // counted when it came in).
+        let mut stuck = false;
+        let mut untellable = None;
+        for stamped in self.replay.events() {
+            match c.forward(stamped, self.shared.settings.max_message_bytes) {
+                Forward::Stuck => stuck = true,
+                Forward::Unsendable(reason) if !matches!(stamped.event, StreamEvent::Frame(_)) => {
+                    untellable = Some(reason);
+                }
+                _ => {}
+            }
+        }
+        if let Some(reason) = untellable {
+            warn!(%reason, "the stream's tracks do not fit the media transport: stream dropped");
+            return ControlFlow::Break(());
+        }
+        if stuck {
+            self.excluded.push((c.addr.clone(), Instant::now()));
+            self.retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
+        } else {
+            self.conn = Some(c);
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A connection attempt failed: the transcoder that failed, if one was picked, is
+    /// excluded for a while, and the next attempt waits a little.
+    fn connect_failed(&mut self, addr: Option<String>, error: String) {
+        metrics::counter!("floodlight_ingest_transcoder_connection_errors_total").increment(1);
+        self.failed_attempts += 1;
+        let failed_attempts = self.failed_attempts;
+        if failed_attempts % LOG_FAILED_ATTEMPTS_EVERY == 1 {
+            warn!(transcoder = ?addr, %error, failed_attempts, "no transcoder for the stream yet");
+        }
+        if let Some(addr) = addr {
+            self.excluded.push((addr, Instant::now()));
+        }
+        self.retry_at = tokio::time::Instant::now() + RETRY_BACKOFF;
+    }
+
+    /// The transcoder packaged up to `part`: a transcoder after it resumes there.
+    fn record_progress(&mut self, part: LastPart) {
+        self.last = Some(part);
+        self.remember(
+            self.conn.as_ref().map(|c| c.addr.clone()),
+            self.last.clone(),
+        );
+    }
+
+    /// The connection to the transcoder is gone: the stream is reassigned at once.
+    fn reassign_lost_connection(&mut self) {
+        let lost = self.conn.take().expect("guarded");
+        metrics::counter!("floodlight_ingest_transcoder_connection_errors_total").increment(1);
+        metrics::counter!("floodlight_ingest_transcoder_reassignments_total").increment(1);
+        warn!(transcoder = %lost.addr, resume = ?self.last, "transcoder connection lost: reassigning the stream");
+        // A transcoder that is still up (the connection broke, not the process) keeps
+        // the stream's pipeline: try it once first, so two transcoders do not push the
+        // same stream. A dead one refuses the connection at once, and is excluded then.
+        // One that keeps dropping the stream is not tried again.
+        if lost.since.elapsed() >= STABLE_CONNECTION {
+            self.preferred = Some(lost.addr);
+        } else {
+            self.excluded.push((lost.addr, Instant::now()));
+        }
+        self.retry_at = tokio::time::Instant::now();
     }
 
     fn remember(&self, addr: Option<String>, last: Option<LastPart>) {
@@ -435,152 +489,14 @@ impl RemoteSession {
     }
 }
 
-/// Picks a transcoder (`preferred` first, when the stream had one), connects, says
-/// Hello and waits for Accepted. The error names the transcoder that failed, if any.
-async fn connect(
-    directory: Arc<dyn TranscoderDirectory>,
-    settings: RemoteSettings,
-    hello: Hello,
-    preferred: Option<String>,
-    exclude: Vec<String>,
-) -> Result<Connection, (Option<String>, String)> {
-    let addr = match preferred {
-        Some(addr) if !exclude.contains(&addr) => addr,
-        _ => directory
-            .pick(&hello.event_id, &exclude)
-            .await
-            .map_err(|e| (None, e.to_string()))?,
-    };
-    let fail = |e: String| (Some(addr.clone()), e);
-    let mut socket = timeout(settings.connect_timeout, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| fail("connect timed out".to_string()))?
-        .map_err(|e| fail(format!("connect: {e}")))?;
-    let _ = socket.set_nodelay(true);
-    let hello = Message::Hello(hello)
-        .to_bytes()
-        .map_err(|e| fail(format!("encoding Hello: {e}")))?;
-    socket
-        .write_all(&hello)
-        .await
-        .map_err(|e| fail(format!("sending Hello: {e}")))?;
-    let mut decoder = Decoder::new(settings.max_message_bytes);
-    let answer = timeout(settings.connect_timeout, async {
-        loop {
-            match decoder.next_message() {
-                Ok(Some(message)) => return Ok(message),
-                Ok(None) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-            match socket.read_buf(decoder.buffer()).await {
-                Ok(0) => return Err("closed before answering Hello".to_string()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    })
-    .await
-    .map_err(|_| fail("no answer to Hello".to_string()))?
-    .map_err(&fail)?;
-    match answer {
-        Message::Accepted => {}
-        Message::Refused { reason } => return Err(fail(format!("refused: {reason}"))),
-        other => return Err(fail(format!("answered Hello with {other:?}"))),
-    }
-    let (outbound, queue) = mpsc::channel(settings.send_queue_events);
-    let (progress, inbound) = mpsc::channel(16);
-    metrics::gauge!("floodlight_ingest_transcoder_connections").increment(1);
-    tokio::spawn(drive(socket, decoder, queue, progress, settings.keepalive).in_current_span());
-    Ok(Connection {
-        addr,
-        outbound,
-        inbound,
-        resync: false,
-        since: Instant::now(),
-    })
-}
-
-/// The connection's I/O: queued events out, progress in, keepalives both ways. Ends
-/// (closing `progress`) when the transcoder goes away or falls silent, or once the
-/// session is over and everything queued is written.
-async fn drive(
-    socket: TcpStream,
-    mut decoder: Decoder,
-    mut queue: mpsc::Receiver<Bytes>,
-    progress: mpsc::Sender<LastPart>,
-    keepalive: Duration,
-) {
-    let (mut reader, mut writer) = socket.into_split();
-    let silent_after = keepalive * 3;
-    let mut tick = tokio::time::interval(keepalive);
-    let mut heard = Instant::now();
-    let error: Option<String> = loop {
-        tokio::select! {
-            next = queue.recv() => {
-                let Some(bytes) = next else {
-                    let _ = writer.shutdown().await;
-                    break None;
-                };
-                match timeout(silent_after, writer.write_all(&bytes)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => break Some(e.to_string()),
-                    Err(_) => break Some(format!("not reading for {silent_after:?}")),
-                }
-            }
-            read = reader.read_buf(decoder.buffer()) => {
-                match read {
-                    Ok(0) => break Some("closed by the transcoder".to_string()),
-                    Ok(_) => heard = Instant::now(),
-                    Err(e) => break Some(e.to_string()),
-                }
-                let mut failed = None;
-                loop {
-                    match decoder.next_message() {
-                        Ok(Some(Message::Progress(last))) => {
-                            // Only the latest matters: a full channel skips one.
-                            let _ = progress.try_send(last);
-                        }
-                        Ok(Some(Message::Keepalive)) => {}
-                        Ok(Some(other)) => {
-                            failed = Some(format!("unexpected {other:?}"));
-                            break;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                if failed.is_some() {
-                    break failed;
-                }
-            }
-            _ = tick.tick() => {
-                if heard.elapsed() > silent_after {
-                    break Some(format!("silent for {silent_after:?}"));
-                }
-                let mut out = BytesMut::new();
-                if let Err(e) = Message::Keepalive.encode(&mut out) {
-                    break Some(e.to_string());
-                }
-                if let Err(e) = writer.write_all(&out).await {
-                    break Some(e.to_string());
-                }
-            }
-        }
-    };
-    if let Some(error) = error {
-        warn!(%error, "transcoder connection ended");
-    }
-    metrics::gauge!("floodlight_ingest_transcoder_connections").decrement(1);
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+    use floodlight_media::transport::{Decoder, Message};
     use floodlight_media::{AacConfig, Frame, TrackParams};
-    use tokio::net::TcpListener;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::timeout;
 
     use super::*;
 

@@ -1,6 +1,7 @@
-//! One WHIP session: str0m's `Rtc` (ICE-lite, DTLS, SRTP, depacketizing) on a UDP socket
-//! of its own, driven by one task: datagrams and timers in, frames out to the event's
-//! publisher slot. str0m is sans-IO: `handle_input`, then `poll_output` until `Timeout`.
+//! The WebRTC peer connection of one WHIP session: str0m's `Rtc` (ICE-lite, DTLS, SRTP,
+//! depacketizing) on a UDP socket of its own, driven by one task: datagrams and timers
+//! in, frames out to the event's publisher slot. str0m is sans-IO: `handle_input`, then
+//! `poll_output` until `Timeout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,14 +20,14 @@ use tracing::{debug, info, warn};
 use super::config::WhipConfig;
 use super::stun;
 use super::to_stream::{MediaError, RtpFrame, WebRtcToStream};
-use crate::session::{PublishStopped, Publisher};
+use crate::publisher::{PublishStopped, Publisher};
 
 /// Largest datagram read; WebRTC stays under the path MTU (str0m's DATAGRAM_MTU_WARN).
 const RECV_BUFFER: usize = 2048;
 
-/// Why a session ended.
+/// Why a peer connection (and so its WHIP session) ended.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SessionEnd {
+pub(crate) enum PeerEnd {
     #[error("the publisher deleted the session")]
     Deleted,
     #[error("the server is shutting down")]
@@ -45,8 +46,8 @@ pub(crate) enum SessionEnd {
     PublishStopped(#[from] PublishStopped),
 }
 
-/// Everything a negotiated session needs to run.
-pub(crate) struct Session {
+/// A negotiated peer connection and everything it needs to run.
+pub(crate) struct Peer {
     pub(crate) rtc: Rtc,
     pub(crate) socket: UdpSocket,
     /// The address announced as our ICE candidate: where the publisher's datagrams go.
@@ -61,7 +62,7 @@ pub(crate) struct Session {
     pub(crate) config: Arc<WhipConfig>,
 }
 
-/// Per-session counts behind rolled-up log lines.
+/// Per-connection counts behind rolled-up log lines.
 #[derive(Default)]
 struct Counters {
     /// Datagrams that are none of STUN, DTLS, RTP or RTCP.
@@ -70,13 +71,13 @@ struct Counters {
     warned_no_feedback: bool,
 }
 
-impl Session {
-    /// Runs the session until it ends; the publisher slot is released on every path.
+impl Peer {
+    /// Runs the connection until it ends; the publisher slot is released on every path.
     pub(crate) async fn run(
         mut self,
         mut deleted: oneshot::Receiver<()>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> SessionEnd {
+    ) -> PeerEnd {
         let end = self.drive(&mut deleted, &mut shutdown).await;
         self.rtc.disconnect();
         self.publisher.end().await;
@@ -87,7 +88,7 @@ impl Session {
         &mut self,
         deleted: &mut oneshot::Receiver<()>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
+    ) -> PeerEnd {
         let connect_deadline = Instant::now() + self.config.connect_timeout();
         let mut connected = false;
         let mut last_packet = Instant::now();
@@ -104,13 +105,13 @@ impl Session {
                 connect_deadline
             };
             tokio::select! {
-                _ = &mut *deleted => return SessionEnd::Deleted,
-                _ = shutdown.wait_for(|stop| *stop) => return SessionEnd::Shutdown,
+                _ = &mut *deleted => return PeerEnd::Deleted,
+                _ = shutdown.wait_for(|stop| *stop) => return PeerEnd::Shutdown,
                 _ = tokio::time::sleep_until(quiet_deadline.into()) => {
                     return if connected {
-                        SessionEnd::Idle(self.config.idle_timeout_secs)
+                        PeerEnd::Idle(self.config.idle_timeout_secs)
                     } else {
-                        SessionEnd::ConnectTimeout(self.config.connect_timeout_secs)
+                        PeerEnd::ConnectTimeout(self.config.connect_timeout_secs)
                     };
                 }
                 _ = tokio::time::sleep_until(timeout.into()) => {
@@ -169,7 +170,7 @@ impl Session {
         &mut self,
         connected: &mut bool,
         counters: &mut Counters,
-    ) -> Result<Instant, SessionEnd> {
+    ) -> Result<Instant, PeerEnd> {
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(at) => return Ok(at),
@@ -197,7 +198,7 @@ impl Session {
         }
     }
 
-    async fn media(&mut self, data: MediaData, counters: &mut Counters) -> Result<(), SessionEnd> {
+    async fn media(&mut self, data: MediaData, counters: &mut Counters) -> Result<(), PeerEnd> {
         let track = match data.params.spec().codec {
             Codec::H264 => TrackKind::Video,
             Codec::Opus => TrackKind::Audio,
