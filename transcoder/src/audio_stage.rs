@@ -3,6 +3,7 @@
 //! order, turning the Opus track into an AAC track: the codec work never runs on the async
 //! runtime, and video and audio leave the stage in the order they came.
 
+use floodlight_media::clock::unix_millis;
 use floodlight_media::{
     CodecParams, OpusConfig, StampedEvent, StreamEvent, TrackKind, TrackParams,
 };
@@ -166,14 +167,6 @@ impl OpusTrackConverter {
             warn!(%error, pts, errors = self.errors, "Opus frame dropped");
         }
     }
-}
-
-/// Milliseconds since the Unix epoch: the stamp of frames flushed when no event came.
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

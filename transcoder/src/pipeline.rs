@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use floodlight_media::clock::unix_millis;
 use floodlight_media::package::{
     AUDIO_RENDITION, PackagerConfig, PackagerOutput, SOURCE_RENDITION, StreamPackager,
 };
@@ -18,9 +19,12 @@ use tracing::{Instrument, error, info, warn};
 use crate::audio_stage::{self, AudioStage, needs_stage};
 use crate::config::{ConfigError, TranscoderConfig};
 use crate::ladder::{
-    StageOutput, StageSettings, StatusBoard, TranscoderLoad, process_cpu_seconds, spawn_ladder,
+    LadderStage, StageOutput, StageSettings, StatusBoard, TranscoderLoad, process_cpu_seconds,
+    spawn_ladder,
 };
-use crate::push::{OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, resume_point};
+use crate::push::{
+    OriginPusher, PushItem, PushSettings, RESUME_DEADLINE, ResumePoint, resume_point,
+};
 use floodlight_media::sync::lock;
 
 /// Events queued from ingest to a stream's pipeline.
@@ -187,6 +191,9 @@ struct Plumbing {
     progress: watch::Sender<Option<LastPart>>,
 }
 
+/// A stream's pipeline, from its first session to the end of its grace period: plan the
+/// ladder, find where the numbering starts, start the ladder and the pushers, feed them
+/// until the stream ends, then finish.
 async fn run_stream(
     inner: Arc<Inner>,
     event_id: String,
@@ -194,12 +201,61 @@ async fn run_stream(
     plumbing: Plumbing,
 ) {
     let Plumbing {
-        mut rx,
+        rx,
         sessions,
         resume,
         progress,
     } = plumbing;
-    let config = &inner.config;
+    let plan = plan_ladder(&inner.config, &settings);
+    let start = numbering_start(&inner, &event_id, &plan.renditions, resume.as_ref()).await;
+    let packager = new_packager(&plan, &settings, start, resume.is_some());
+    let Some(ladder) = start_ladder(&inner, &event_id, plan.stage) else {
+        return;
+    };
+    let first_msn = start.msn;
+    let output = Packaging {
+        packager,
+        pushers: start_pushers(&inner, &event_id),
+        progress,
+        renditions: Vec::new(),
+        errors: 0,
+    };
+    let mut run = StreamRun {
+        inner: &inner,
+        event_id: &event_id,
+        rx,
+        sessions,
+        grace: Duration::from_secs(inner.config.reconnect_grace_secs),
+        ending: None,
+        stage: None,
+        ladder,
+        output,
+    };
+    metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
+    info!(
+        first_msn,
+        ladder = plan.ladder_name,
+        "stream pipeline started"
+    );
+    run.feed_until_done().await;
+    run.finish().await;
+}
+
+/// A stream's ladder, planned from the configuration and the event's settings.
+struct StreamPlan<'a> {
+    /// The profile's name: the event's, or the default if the event's is not configured.
+    ladder_name: &'a str,
+    /// The packager's targets, 90 kHz.
+    part_target: i64,
+    segment_target: i64,
+    stage: StageSettings,
+    /// Every rendition the ladder may have: where the origins are asked for the numbering.
+    renditions: Vec<&'a str>,
+}
+
+/// The event's ladder profile (the default if it is not configured here) and the
+/// settings of its ladder thread.
+fn plan_ladder<'a>(config: &'a TranscoderConfig, settings: &StreamSettings) -> StreamPlan<'a> {
     let ticks = |ms: u32| i64::from(ms * (TIMESCALE / 1000));
     let (ladder_name, profile, known) = config.profile(settings.ladder.as_deref());
     if !known {
@@ -211,7 +267,7 @@ async fn run_stream(
     }
     let part_target = ticks(settings.part_target_ms.unwrap_or(config.part_target_ms));
     let segment_target = ticks(config.segment_target_ms);
-    let stage_settings = StageSettings {
+    let stage = StageSettings {
         profile: profile.clone(),
         segment_target,
         // The packager's early tolerance: its cuts land on the same pictures.
@@ -225,147 +281,247 @@ async fn run_stream(
     };
     let mut renditions = vec![SOURCE_RENDITION, AUDIO_RENDITION];
     renditions.extend(profile.rungs.iter().map(|r| r.name.as_str()));
+    StreamPlan {
+        ladder_name,
+        part_target,
+        segment_target,
+        stage,
+        renditions,
+    }
+}
+
+/// Where the stream's numbering starts: past what the origins know of `renditions`, and
+/// past `resume` (the last part a transcoder that died packaged).
+async fn numbering_start(
+    inner: &Inner,
+    event_id: &str,
+    renditions: &[&str],
+    resume: Option<&LastPart>,
+) -> ResumePoint {
     let mut start = resume_point(
         &inner.push,
-        &config.origins,
-        &event_id,
-        &renditions,
+        &inner.config.origins,
+        event_id,
+        renditions,
         RESUME_DEADLINE,
     )
     .await;
-    if let Some(last) = &resume {
+    if let Some(last) = resume {
         start = start.after(last);
     }
-    let packager = StreamPackager::new(PackagerConfig {
-        part_target: part_target as u32,
-        segment_target: segment_target as u32,
+    start
+}
+
+/// The stream's packager, numbering from `start`; `resumed` when another transcoder
+/// packaged the stream before.
+fn new_packager(
+    plan: &StreamPlan<'_>,
+    settings: &StreamSettings,
+    start: ResumePoint,
+    resumed: bool,
+) -> StreamPackager {
+    StreamPackager::new(PackagerConfig {
+        part_target: plan.part_target as u32,
+        segment_target: plan.segment_target as u32,
         first_msn: start.msn,
         first_init_version: start.init_version,
         // An origin that knew the stream (a transcoder taking over, or a publisher back
         // after the stream ended): numbering continues but the timeline restarts, so the
         // first segment needs EXT-X-DISCONTINUITY (RFC 8216bis §4.4.4.3).
-        continues: resume.is_some() || start.msn > 0,
+        continues: resumed || start.msn > 0,
         access: settings.access,
-    });
-    let mut ladder = match spawn_ladder(&event_id, stage_settings, inner.board.clone()) {
-        Ok(ladder) => ladder,
+    })
+}
+
+/// The stream's ladder thread; `None`, and the stream dropped, if it cannot start.
+fn start_ladder(inner: &Inner, event_id: &str, settings: StageSettings) -> Option<LadderStage> {
+    match spawn_ladder(event_id, settings, inner.board.clone()) {
+        Ok(ladder) => Some(ladder),
         Err(e) => {
             error!(error = %e, "cannot start the ladder thread: the stream is dropped");
-            lock(&inner.streams).remove(&event_id);
-            return;
+            lock(&inner.streams).remove(event_id);
+            None
         }
-    };
-    let first_msn = start.msn;
-    let pushers: Vec<OriginPusher> = config
+    }
+}
+
+/// One pusher per origin of the stream.
+fn start_pushers(inner: &Inner, event_id: &str) -> Vec<OriginPusher> {
+    inner
+        .config
         .origins
         .iter()
-        .map(|o| OriginPusher::spawn(inner.push.clone(), o, &event_id))
-        .collect();
-    let mut output = Packaging {
-        packager,
-        pushers,
-        progress,
-        renditions: Vec::new(),
-        errors: 0,
-    };
-    let grace = Duration::from_secs(config.reconnect_grace_secs);
-    metrics::gauge!("floodlight_transcoder_active_streams").increment(1);
-    info!(first_msn, ladder = ladder_name, "stream pipeline started");
+        .map(|o| OriginPusher::spawn(inner.push.clone(), o, event_id))
+        .collect()
+}
 
-    // Set after a session's `Ended`: (deadline, sessions begun at that time).
-    let mut ending: Option<(Instant, u64)> = None;
-    // Started by the first session with an Opus track; from then on every event goes
-    // through it, so events stay in order.
-    let mut stage: Option<AudioStage> = None;
-    loop {
-        let step = tokio::select! {
-            received = next_event(&mut rx, ending) => Step::Received(received),
-            staged = stage_output(&mut stage) => Step::Staged(staged),
-            laddered = ladder.recv() => Step::Laddered(laddered),
-        };
-        let received = match step {
-            Step::Laddered(Some(out)) => {
-                output.feed(out);
-                continue;
-            }
-            Step::Laddered(None) => {
-                error!("the ladder thread stopped: the stream is dropped");
-                lock(&inner.streams).remove(&event_id);
+/// A started pipeline: what feeding it needs between its start and its finish.
+struct StreamRun<'a> {
+    inner: &'a Inner,
+    event_id: &'a str,
+    rx: mpsc::Receiver<StampedEvent>,
+    sessions: Arc<AtomicU64>,
+    /// How long the pipeline waits for a publisher to reconnect after `Ended`.
+    grace: Duration,
+    /// Set after a session's `Ended`: (deadline, sessions begun at that time).
+    ending: Option<(Instant, u64)>,
+    /// Started by the first session with an Opus track; from then on every event goes
+    /// through it, so events stay in order.
+    stage: Option<AudioStage>,
+    ladder: LadderStage,
+    output: Packaging,
+}
+
+/// Whether the pipeline goes on after a step.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+impl StreamRun<'_> {
+    /// Takes the ladder's outputs, the audio stage's and ingest's events as they come,
+    /// until the grace period after the last session is over or the ladder thread stops.
+    async fn feed_until_done(&mut self) {
+        loop {
+            let step = tokio::select! {
+                received = next_event(&mut self.rx, self.ending) => Step::Received(received),
+                staged = stage_output(&mut self.stage) => Step::Staged(staged),
+                laddered = self.ladder.recv() => Step::Laddered(laddered),
+            };
+            let flow = match step {
+                Step::Laddered(Some(out)) => {
+                    self.output.feed(out);
+                    Flow::Continue
+                }
+                Step::Laddered(None) => self.drop_stream(),
+                Step::Staged(Some(stamped)) => self.pass_to_ladder(stamped).await,
+                Step::Staged(None) => {
+                    self.audio_stage_stopped();
+                    Flow::Continue
+                }
+                Step::Received(None) => self.grace_over(),
+                Step::Received(Some(stamped)) => self.received(stamped).await,
+            };
+            if let Flow::Stop = flow {
                 break;
             }
-            Step::Staged(Some(stamped)) => {
-                if ladder.send(stamped).await.is_err() {
-                    error!("the ladder thread stopped: the stream is dropped");
-                    lock(&inner.streams).remove(&event_id);
-                    break;
-                }
-                continue;
-            }
-            Step::Staged(None) => {
-                error!("the audio stage stopped: events queued in it are lost");
-                stage = None;
-                continue;
-            }
-            Step::Received(received) => received,
-        };
-        let Some(stamped) = received else {
-            // Grace period over: end the stream unless a new session has just begun.
-            let mut streams = lock(&inner.streams);
-            match ending {
-                Some((_, seen)) if sessions.load(Ordering::SeqCst) != seen => {
-                    ending = None;
-                    continue;
-                }
-                _ => {
-                    streams.remove(&event_id);
-                    break;
-                }
-            }
-        };
-        if matches!(stamped.event, StreamEvent::Ended) {
-            ending = Some((Instant::now() + grace, sessions.load(Ordering::SeqCst)));
-        } else {
-            ending = None;
         }
-        if stage.is_none() && needs_stage(&stamped.event) {
-            match audio_stage::spawn(&event_id, config.aac_bitrate_bps) {
-                Ok(started) => stage = Some(started),
+    }
+
+    /// An event from ingest: it starts or cancels the reconnect grace period, starts the
+    /// audio stage if it needs it, and goes on to the stage or the ladder.
+    async fn received(&mut self, stamped: StampedEvent) -> Flow {
+        self.await_reconnect_after(&stamped.event);
+        self.start_audio_stage_if_needed(&stamped.event);
+        self.route(stamped).await
+    }
+
+    /// A session's `Ended` starts the grace period within which a publisher may
+    /// reconnect (the numbering then continues with a discontinuity); any other event
+    /// cancels it.
+    fn await_reconnect_after(&mut self, event: &StreamEvent) {
+        if matches!(event, StreamEvent::Ended) {
+            self.ending = Some((
+                Instant::now() + self.grace,
+                self.sessions.load(Ordering::SeqCst),
+            ));
+        } else {
+            self.ending = None;
+        }
+    }
+
+    /// The grace period is over (or every sender is gone): the stream ends unless a new
+    /// session has just begun.
+    fn grace_over(&mut self) -> Flow {
+        let mut streams = lock(&self.inner.streams);
+        match self.ending {
+            Some((_, seen)) if self.sessions.load(Ordering::SeqCst) != seen => {
+                self.ending = None;
+                Flow::Continue
+            }
+            _ => {
+                streams.remove(self.event_id);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Starts the audio stage on the first event that needs it (an Opus track).
+    fn start_audio_stage_if_needed(&mut self, event: &StreamEvent) {
+        if self.stage.is_none() && needs_stage(event) {
+            match audio_stage::spawn(self.event_id, self.inner.config.aac_bitrate_bps) {
+                Ok(started) => self.stage = Some(started),
                 // The ladder then leaves the Opus track out: video goes on, without audio.
                 Err(e) => error!(error = %e, "cannot start the audio stage thread"),
             }
         }
-        let sent = match &stage {
+    }
+
+    /// An event into the audio stage while it runs, else into the ladder.
+    async fn route(&mut self, stamped: StampedEvent) -> Flow {
+        let sent = match &self.stage {
             Some(running) => {
                 if running.send(stamped).await.is_err() {
-                    error!("the audio stage stopped: events queued in it are lost");
-                    stage = None;
+                    self.audio_stage_stopped();
                 }
                 Ok(())
             }
-            None => ladder.send(stamped).await,
+            None => self.ladder.send(stamped).await,
         };
         if sent.is_err() {
-            error!("the ladder thread stopped: the stream is dropped");
-            lock(&inner.streams).remove(&event_id);
-            break;
+            return self.drop_stream();
         }
+        Flow::Continue
     }
-    if let Some(stage) = stage {
-        for stamped in stage.close().await {
-            if ladder.send(stamped).await.is_err() {
-                break;
+
+    /// An event out of the audio stage into the ladder.
+    async fn pass_to_ladder(&mut self, stamped: StampedEvent) -> Flow {
+        if self.ladder.send(stamped).await.is_err() {
+            return self.drop_stream();
+        }
+        Flow::Continue
+    }
+
+    fn audio_stage_stopped(&mut self) {
+        error!("the audio stage stopped: events queued in it are lost");
+        self.stage = None;
+    }
+
+    /// The ladder thread is gone: so is the stream.
+    fn drop_stream(&self) -> Flow {
+        error!("the ladder thread stopped: the stream is dropped");
+        lock(&self.inner.streams).remove(self.event_id);
+        Flow::Stop
+    }
+
+    /// The stream's end: the events still in the audio stage go to the ladder, the
+    /// ladder's last outputs to the packager, and every origin is told the stream ended.
+    async fn finish(self) {
+        let StreamRun {
+            inner,
+            event_id,
+            stage,
+            ladder,
+            mut output,
+            ..
+        } = self;
+        if let Some(stage) = stage {
+            for stamped in stage.close().await {
+                if ladder.send(stamped).await.is_err() {
+                    break;
+                }
             }
         }
+        for out in ladder.close().await {
+            output.feed(out);
+        }
+        inner.board.remove(event_id);
+        for pusher in &mut output.pushers {
+            pusher.push(PushItem::End);
+        }
+        metrics::gauge!("floodlight_transcoder_active_streams").decrement(1);
+        info!("stream ended");
     }
-    for out in ladder.close().await {
-        output.feed(out);
-    }
-    inner.board.remove(&event_id);
-    for pusher in &mut output.pushers {
-        pusher.push(PushItem::End);
-    }
-    metrics::gauge!("floodlight_transcoder_active_streams").decrement(1);
-    info!("stream ended");
 }
 
 enum Step {
@@ -480,12 +636,4 @@ impl Packaging {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -21,9 +21,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::BytesMut;
+use floodlight_media::clock::unix_millis;
 use floodlight_media::transport::{Decoder, Hello, Message, TransportError};
 use floodlight_media::{StampedEvent, StreamEvent};
 use subtle::ConstantTimeEq;
@@ -91,7 +92,7 @@ impl Generations {
         if let Some(Latest { open: true, .. }) = latest.insert(event_id.to_string(), fresh) {
             permit.send(StampedEvent {
                 event: StreamEvent::Ended,
-                received_at_ms: now_ms(),
+                received_at_ms: unix_millis(),
             });
         }
         generation
@@ -248,13 +249,6 @@ enum ConnectionError {
     Unexpected(&'static str),
     #[error("silent for {0:?}")]
     Silent(Duration),
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 async fn send(socket: &mut TcpStream, message: &Message) -> std::io::Result<()> {
@@ -428,7 +422,7 @@ async fn serve_connection(
         // newer connection has the stream by now.
         let end = StampedEvent {
             event: StreamEvent::Ended,
-            received_at_ms: now_ms(),
+            received_at_ms: unix_millis(),
         };
         generations.send_if_latest(&event_id, generation, permit, end);
     }

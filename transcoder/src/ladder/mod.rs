@@ -12,7 +12,7 @@ use floodlight_media::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-pub(crate) use stage::{StageOutput, StageSettings, spawn as spawn_ladder};
+pub(crate) use stage::{LadderStage, StageOutput, StageSettings, spawn as spawn_ladder};
 
 /// What a transcoder is running: the assignment's load signal.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
