@@ -47,13 +47,13 @@ FLOODLIGHT_CONTROL__LISTEN=127.0.0.1:$api \
     $BIN up --config "$dir/soak.toml" --data-dir "$dir/data" > "$dir/up.log" 2>&1 &
 server=$!
 children=()
-trap 'kill $server "${children[@]}" 2>/dev/null || true; pkill -P $$ ffmpeg 2>/dev/null || true' EXIT
+trap 'kill $server "${children[@]}" 2>/dev/null || true; pkill -f "rtmp://127.0.0.1:$rtmp/" || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$api/healthz" >/dev/null && break; sleep 0.1; done
 
 publish() { # key seconds: one publisher, for `seconds` or until killed
     ffmpeg -nostdin -loglevel error -re -f lavfi -i testsrc2=size=480x270:rate=30 \
         -f lavfi -i sine=frequency=440 ${2:+-t "$2"} -c:v libx264 -preset ultrafast -g 60 \
-        -c:a aac -f flv "rtmp://127.0.0.1:$rtmp/live/$1"
+        -c:a aac -f flv "rtmp://127.0.0.1:$rtmp/live/$1" 2>> "$dir/publishers.log"
 }
 urls=()
 for n in 0 1 2 3; do
@@ -92,6 +92,8 @@ while kill -0 $swarm 2>/dev/null; do
 done
 wait $swarm || true
 
+kill "${children[@]}" 2>/dev/null || true
+pkill -f "rtmp://127.0.0.1:$rtmp/" || true
 echo "server: $BIN; $VIEWERS viewers over 4 streams for $MINUTES min; samples in $dir/rss.csv"
 python3 - "$dir/rss.csv" "$((WARMUP_MIN * 60))" <<'EOF'
 import csv, sys
