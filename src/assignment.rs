@@ -12,12 +12,56 @@
 //! `floodlight up` the one transcoder of the process is the assignment (`LocalTranscoder`
 //! in up.rs): no registry.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use floodlight_ingest::{BoxFuture, DirectoryError, TranscoderDirectory};
+use anyhow::{Context, bail};
+use floodlight_ingest::{
+    BoxFuture, DirectoryError, RemoteSettings, RemoteTranscoders, TranscoderDirectory,
+};
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// The transcoder registry in Redis (`assignment.redis_url`), for `who`.
+pub(crate) async fn registry(config: &Config, who: &str) -> anyhow::Result<RedisRegistry> {
+    let Some(url) = &config.assignment.redis_url else {
+        bail!(
+            "assignment.redis_url: {who} needs the transcoder registry in Redis; set it \
+             (FLOODLIGHT_ASSIGNMENT__REDIS_URL=redis://127.0.0.1:6379/0)"
+        );
+    };
+    RedisRegistry::connect(
+        url,
+        &config.assignment.key_prefix,
+        Duration::from_millis(config.assignment.expiry_ms),
+    )
+    .await
+}
+
+/// Ingest's side of remote transcoding: the Redis registry and the transport limits.
+pub(crate) async fn remote_transcoders(config: &Config) -> anyhow::Result<RemoteTranscoders> {
+    let Some(token) = config.transcoder.push_token.clone() else {
+        bail!(
+            "transcoder.push_token: ingest sends it to the transcoders, which take streams \
+             only with it; give it the transcoders' value (FLOODLIGHT_TRANSCODER__PUSH_TOKEN)"
+        );
+    };
+    let registry = registry(config, "remote transcoding").await?;
+    let a = &config.assignment;
+    Ok(RemoteTranscoders::new(
+        Arc::new(registry),
+        RemoteSettings {
+            max_message_bytes: config.transcoder.max_message_bytes,
+            token,
+            keepalive: Duration::from_millis(config.transcoder.keepalive_ms),
+            connect_timeout: Duration::from_millis(a.connect_timeout_ms),
+            gop_cache_bytes: a.gop_cache_bytes,
+            send_queue_events: a.send_queue_events,
+        },
+    ))
+}
 
 /// One transcoder as registered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,52 +14,15 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{Control, PublicUrls};
-use floodlight_ingest::{Ingest, RemoteSettings, RemoteTranscoders};
+use floodlight_ingest::Ingest;
 use floodlight_transcoder::Transcoder;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::assignment::{RedisRegistry, TranscoderEntry};
+use crate::assignment::{TranscoderEntry, registry, remote_transcoders};
 use crate::config::Config;
 use crate::up::{IngestListeners, LiveView, StoreAuthority, bind, shutdown_signal, signalled};
-
-async fn registry(config: &Config, who: &str) -> anyhow::Result<RedisRegistry> {
-    let Some(url) = &config.assignment.redis_url else {
-        bail!(
-            "assignment.redis_url: {who} needs the transcoder registry in Redis; set it \
-             (FLOODLIGHT_ASSIGNMENT__REDIS_URL=redis://127.0.0.1:6379/0)"
-        );
-    };
-    RedisRegistry::connect(
-        url,
-        &config.assignment.key_prefix,
-        Duration::from_millis(config.assignment.expiry_ms),
-    )
-    .await
-}
-
-/// Ingest's side of remote transcoding: the Redis registry and the transport limits.
-pub(crate) async fn remote_transcoders(config: &Config) -> anyhow::Result<RemoteTranscoders> {
-    let Some(token) = config.transcoder.push_token.clone() else {
-        bail!(
-            "transcoder.push_token: ingest sends it to the transcoders, which take streams              only with it; give it the transcoders' value (FLOODLIGHT_TRANSCODER__PUSH_TOKEN)"
-        );
-    };
-    let registry = registry(config, "remote transcoding").await?;
-    let a = &config.assignment;
-    Ok(RemoteTranscoders::new(
-        Arc::new(registry),
-        RemoteSettings {
-            max_message_bytes: config.transcoder.max_message_bytes,
-            token,
-            keepalive: Duration::from_millis(config.transcoder.keepalive_ms),
-            connect_timeout: Duration::from_millis(a.connect_timeout_ms),
-            gop_cache_bytes: a.gop_cache_bytes,
-            send_queue_events: a.send_queue_events,
-        },
-    ))
-}
 
 /// The address ingest reaches `listen` at: `advertise`, or `listen` with 127.0.0.1 for
 /// an unspecified IP.

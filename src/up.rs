@@ -407,7 +407,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
         AssignmentMode::Local => {
             Arc::new(LocalTranscoder(Transcoder::new(config.transcoder.clone())?))
         }
-        AssignmentMode::Remote => Arc::new(crate::services::remote_transcoders(&config).await?),
+        AssignmentMode::Remote => Arc::new(crate::assignment::remote_transcoders(&config).await?),
     };
     let live = Arc::new(LiveView {
         ingest: OnceLock::new(),

@@ -3,9 +3,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::rtsp::RtspConfig;
-use crate::srt::SrtConfig;
-use crate::whip::WhipConfig;
+use crate::rtsp::config::RtspConfig;
+use crate::srt::config::SrtConfig;
+use crate::whip::config::WhipConfig;
 
 /// `[ingest]` in floodlight.toml.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,8 @@
 //! moment the awaited part lands (RFC 8216bis §6.2.5.2, §6.2.6).
 //!
 //! The window logic (ordering, retention, blocking decisions, playlist models) is sans-IO
-//! in `window` and `stream`; `origin`, `push` and `playback` are the axum layer around it.
+//! in `window` and `stream`; `origin`, `router`, `push` and `playback` are the axum layer
+//! around it.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
@@ -18,6 +19,7 @@ mod origin;
 mod playback;
 mod push;
 mod resource;
+mod router;
 mod stream;
 mod window;
 

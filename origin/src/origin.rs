@@ -1,21 +1,16 @@
 //! The tokio layer around the sans-IO windows: shared state, change notification for
-//! blocking requests, the idle-stream sweeper, the router and the server loop.
+//! blocking requests, the idle-stream sweeper and the server loop (routes: `router.rs`).
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use floodlight_media::push::{PUSH_PREFIX, RenditionDescriptor};
+use axum::http::HeaderMap;
+use floodlight_media::push::RenditionDescriptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
-use tower_http::cors::{Any, CorsLayer};
 use tracing::{error, info, warn};
 
 use crate::access::{PlaybackGate, ViewerSessions};
@@ -25,7 +20,6 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::stream::{Declared, StreamCore, StreamLimits, StreamStatus};
 use crate::window::{PushError, WindowLimits};
-use crate::{playback, push, resource};
 use floodlight_media::sync::lock;
 
 /// How often the sweeper looks for idle streams and expired ended ones.
@@ -289,65 +283,14 @@ impl Origin {
         Some(stream.lock().core.status())
     }
 
-    /// Every route: playback under `/live`, the push API under [`PUSH_PREFIX`] (behind
-    /// the push token when one is configured), `/metrics`, `/healthz`, `/readyz`.
-    pub fn router(&self) -> Router {
-        // Players in browsers fetch from another origin than the page's (hls.js). The
-        // answer is `*` whatever the request's Origin, so no `Vary`: a CDN keeps one copy
-        // per URL, not one per embedding site.
-        let cors = CorsLayer::new()
-            .allow_origin(Any)
-            .allow_methods([Method::GET, Method::HEAD])
-            .vary(Vec::<HeaderName>::new());
-        let playback = Router::new()
-            .route("/live/{event_id}/master.m3u8", get(playback::master))
-            .route(
-                &format!("/live/{{event_id}}/{}", resource::THUMBNAIL),
-                get(playback::thumbnail),
-            )
-            .route(
-                "/live/{event_id}/{rendition}/{file}",
-                get(playback::rendition_file),
-            )
-            .layer(cors);
-        let push = Router::new()
-            .route(&format!("{PUSH_PREFIX}/{{event_id}}/end"), post(push::end))
-            .route(
-                &format!("{PUSH_PREFIX}/{{event_id}}/{}", resource::THUMBNAIL),
-                put(push::thumbnail),
-            )
-            .route(
-                &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}"),
-                put(push::rendition).delete(push::shed),
-            )
-            .route(
-                &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}/init/{{version}}"),
-                put(push::init),
-            )
-            .route(
-                &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}/part/{{msn}}/{{part}}"),
-                put(push::part),
-            )
-            .route(
-                &format!("{PUSH_PREFIX}/{{event_id}}/{{rendition}}/last"),
-                get(push::last),
-            )
-            .route_layer(axum::middleware::from_fn_with_state(
-                self.clone(),
-                push::authorize,
-            ))
-            .layer(DefaultBodyLimit::max(self.inner.config.max_push_body_bytes));
-        Router::new()
-            .merge(playback)
-            .merge(push)
-            .route("/metrics", get(render_metrics))
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(ready))
-            .fallback(|| async {
-                ApiError::NotFound("no such resource on this origin".to_string())
-            })
-            .layer(axum::middleware::map_response(count_response))
-            .with_state(self.clone())
+    /// The process's Prometheus exposition, for `GET /metrics`.
+    pub(crate) fn render_metrics(&self) -> String {
+        (self.inner.render_metrics)()
+    }
+
+    /// Shutdown has begun: `/readyz` answers 503 so a load balancer drains this origin.
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.inner.shutdown.borrow()
     }
 
     /// Accepts a push request: it carries the push token, or none is configured.
@@ -550,39 +493,6 @@ async fn sweep_streams(inner: Weak<Inner>) {
         };
         Origin { inner }.sweep(Instant::now());
     }
-}
-
-async fn render_metrics(State(origin): State<Origin>) -> Response {
-    let text = (origin.inner.render_metrics)();
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        )],
-        text,
-    )
-        .into_response()
-}
-
-/// Ready while serving; not ready once shutting down, so a load balancer drains us.
-async fn ready(State(origin): State<Origin>) -> Response {
-    if *origin.inner.shutdown.borrow() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    } else {
-        (StatusCode::OK, "ready").into_response()
-    }
-}
-
-async fn count_response(response: Response) -> Response {
-    let class = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    ::metrics::counter!(metrics::HTTP_RESPONSES, "class" => class).increment(1);
-    response
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::swarm::SwarmReport;
-
 /// Order statistics of a set of measurements (nearest-rank percentiles).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Distribution {
@@ -129,7 +127,7 @@ impl Report {
 }
 
 /// `p50 a / p95 b / max c ms (n=…)`, or `p99` in place of `p95` when `tail_p99`.
-fn ms(d: &Option<Distribution>, tail_p99: bool) -> String {
+pub(crate) fn ms(d: &Option<Distribution>, tail_p99: bool) -> String {
     match d {
         None => "n/a".into(),
         Some(d) => {
@@ -216,42 +214,6 @@ impl fmt::Display for Report {
             }
             Ok(())
         }
-    }
-}
-
-impl fmt::Display for SwarmReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} viewers: {} clean, {} could not follow",
-            self.viewers, self.clean_viewers, self.failed_viewers
-        )?;
-        writeln!(f, "startup            {}", ms(&self.startup_ms, false))?;
-        writeln!(f, "latency p50/viewer {}", ms(&self.latency_p50_ms, false))?;
-        writeln!(f, "latency p95/viewer {}", ms(&self.latency_p95_ms, false))?;
-        writeln!(
-            f,
-            "stalls             {} ({} ms)",
-            self.stalls, self.stall_ms
-        )?;
-        writeln!(
-            f,
-            "fetched            {} parts, {} bytes",
-            self.parts_fetched, self.bytes_fetched
-        )?;
-        writeln!(f, "discontinuities    {}", self.discontinuities)?;
-        writeln!(f, "errors             {}", self.errors_total)?;
-        for e in &self.errors {
-            writeln!(f, "  {e}")?;
-        }
-        if self.errors_total > self.errors.len() as u64 {
-            writeln!(
-                f,
-                "  … and {} more",
-                self.errors_total - self.errors.len() as u64
-            )?;
-        }
-        Ok(())
     }
 }
 

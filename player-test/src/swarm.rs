@@ -3,13 +3,14 @@
 //! them over the given streams and over the highest and lowest variant, starts them over
 //! a ramp rather than all in one instant, and sums up what they found.
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::follow::{PlayerConfig, VariantChoice, follow};
-use crate::report::{Distribution, Report};
+use crate::report::{Distribution, Report, ms};
 
 /// Errors kept verbatim in a [`SwarmReport`]; the rest are only counted.
 const KEPT_ERRORS: usize = 50;
@@ -139,6 +140,42 @@ impl SwarmReport {
         report.latency_p50_ms = Distribution::of(&p50s);
         report.latency_p95_ms = Distribution::of(&p95s);
         report
+    }
+}
+
+impl fmt::Display for SwarmReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} viewers: {} clean, {} could not follow",
+            self.viewers, self.clean_viewers, self.failed_viewers
+        )?;
+        writeln!(f, "startup            {}", ms(&self.startup_ms, false))?;
+        writeln!(f, "latency p50/viewer {}", ms(&self.latency_p50_ms, false))?;
+        writeln!(f, "latency p95/viewer {}", ms(&self.latency_p95_ms, false))?;
+        writeln!(
+            f,
+            "stalls             {} ({} ms)",
+            self.stalls, self.stall_ms
+        )?;
+        writeln!(
+            f,
+            "fetched            {} parts, {} bytes",
+            self.parts_fetched, self.bytes_fetched
+        )?;
+        writeln!(f, "discontinuities    {}", self.discontinuities)?;
+        writeln!(f, "errors             {}", self.errors_total)?;
+        for e in &self.errors {
+            writeln!(f, "  {e}")?;
+        }
+        if self.errors_total > self.errors.len() as u64 {
+            writeln!(
+                f,
+                "  … and {} more",
+                self.errors_total - self.errors.len() as u64
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@
 //! protocol (`to_stream.rs`). A source that drops is reconnected with backoff, and the
 //! stream goes on with a discontinuity.
 
-mod config;
+pub(crate) mod config;
 mod pull;
 mod to_stream;
 

@@ -5,7 +5,7 @@
 //! per session from `ingest.whip.udp_ports`. Only H.264 (packetization-mode 1, Constrained
 //! Baseline preferred) and Opus are negotiated; Opus becomes AAC in the transcoder.
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod peer;
 pub(crate) mod stun;

@@ -222,7 +222,11 @@ impl PartCutter {
     /// flush would.
     pub(crate) fn end(&self) -> Option<i64> {
         let (pending, _) = self.pending.as_ref()?;
-        Some(pending.decode_time.saturating_add(i64::from(self.estimated_duration())))
+        Some(
+            pending
+                .decode_time
+                .saturating_add(i64::from(self.estimated_duration())),
+        )
     }
 
     /// The duration a sample is taken to last before the next one arrives: the shortest

@@ -3,14 +3,13 @@
 //! them), a picture queue sized to the shed lag, the counters it shares with its thread,
 //! and the thread itself ([`RungWorker`]).
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
 use std::sync::{Arc, mpsc as sync_mpsc};
 use std::thread::{self, JoinHandle};
 
 use floodlight_media::{AvcConfig, TIMESCALE};
 use tracing::Span;
 
-use super::worker::{RungPicture, RungWorker};
+use super::worker::{RungPicture, RungStats, RungWorker};
 use super::{Ladder, RungId};
 use crate::av::{EncoderSettings, H264Profile, VideoEncoder};
 use crate::ladder::plan::{CodecProfile, LadderPlan, PlannedRung};
@@ -19,19 +18,6 @@ use crate::ladder::shed::LagMonitor;
 /// Bounds of a rung's picture queue (decoded pictures are large: 3 MB at 1080p).
 const MIN_RUNG_QUEUE: usize = 8;
 const MAX_RUNG_QUEUE: usize = 64;
-
-/// Counters a rung thread shares with the ladder thread.
-#[derive(Default)]
-pub(super) struct RungStats {
-    /// How long the last picture the rung took had waited in its queue, ms.
-    pub(super) wait_ms: AtomicU64,
-    /// Pictures sent to the rung and not yet encoded.
-    pub(super) pending: AtomicU64,
-    pub(super) busy_ns: AtomicU64,
-    pub(super) media_ticks: AtomicI64,
-    /// Set when the rung is shed: the thread drops what it has queued.
-    pub(super) stop: AtomicBool,
-}
 
 pub(super) struct Rung {
     pub(super) id: RungId,

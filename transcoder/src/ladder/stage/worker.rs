@@ -3,7 +3,7 @@
 //! hands the frames out, and flushes the encoder when the queue closes. A shed rung drops
 //! what it has queued.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as sync_mpsc};
 use std::time::Instant;
 
@@ -13,9 +13,21 @@ use floodlight_media::clock::unix_millis;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::rung::RungStats;
 use super::{RungId, StageOutput};
 use crate::av::{Scaler, VideoEncoder};
+
+/// Counters a rung thread shares with the ladder thread.
+#[derive(Default)]
+pub(super) struct RungStats {
+    /// How long the last picture the rung took had waited in its queue, ms.
+    pub(super) wait_ms: AtomicU64,
+    /// Pictures sent to the rung and not yet encoded.
+    pub(super) pending: AtomicU64,
+    pub(super) busy_ns: AtomicU64,
+    pub(super) media_ticks: AtomicI64,
+    /// Set when the rung is shed: the thread drops what it has queued.
+    pub(super) stop: AtomicBool,
+}
 
 /// A picture for a rung thread.
 pub(super) struct RungPicture {
