@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use floodlight_media::{
     Frame, StampedEvent, StreamEvent, StreamSettings, TIMESCALE, TrackKind, TrackParams,
 };
 use tokio::sync::{MutexGuard, mpsc};
+use tokio::time::Instant;
 use tracing::info;
 
 use crate::config::IngestConfig;
@@ -277,7 +278,7 @@ impl Ingest {
                         takeover: Takeover::new(
                             id,
                             Duration::from_secs(self.config.backup_takeover_secs),
-                            now,
+                            now.into_std(),
                         ),
                     }),
                 })
@@ -405,9 +406,10 @@ impl Publisher {
         let now = Instant::now();
         lock(&self.state.stats).last_event = now;
         let mut downstream = self.downstream().await?;
-        let action = downstream
-            .takeover
-            .tracks(self.state.id, tracks, unix_millis(), now);
+        let action =
+            downstream
+                .takeover
+                .tracks(self.state.id, tracks, unix_millis(), now.into_std());
         self.carry_out(&mut downstream, action).await
     }
 
@@ -447,9 +449,10 @@ impl Publisher {
             TrackKind::Audio => self.metrics.audio_frames.increment(1),
         }
         let mut downstream = self.downstream().await?;
-        let action = downstream
-            .takeover
-            .frame(self.state.id, frame, received_at_ms, now);
+        let action =
+            downstream
+                .takeover
+                .frame(self.state.id, frame, received_at_ms, now.into_std());
         self.carry_out(&mut downstream, action).await
     }
 

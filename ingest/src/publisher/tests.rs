@@ -1,5 +1,6 @@
-//! The publisher registry's integration tier: real `Publisher`s of one event, with the
-//! wall clock and a channel as the transcoder, through join, takeover and leave.
+//! The publisher registry's integration tier: real `Publisher`s of one event, with
+//! a channel as the transcoder, through join, takeover and leave, on paused time: the
+//! publisher reads tokio's clock, so the quiet limit passes without a real wait.
 
 use std::sync::atomic::AtomicUsize;
 
@@ -132,7 +133,7 @@ fn audio(dts: i64) -> Frame {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_second_publisher_needs_backup_ingest_and_a_third_is_refused() {
     let h = Harness::new(3);
     let first = h.publish(false).unwrap();
@@ -156,7 +157,7 @@ async fn a_second_publisher_needs_backup_ingest_and_a_third_is_refused() {
     assert!(h.publish(false).is_ok(), "the place is free again");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_event_starts_with_its_first_publisher_and_stops_with_its_last() {
     let mut h = Harness::new(3);
     let mut first = h.publish(true).unwrap();
@@ -185,7 +186,7 @@ async fn the_event_starts_with_its_first_publisher_and_stops_with_its_last() {
     assert_eq!(h.drain(), ["tracks2", "v0k", "ended"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_standby_takes_over_with_its_gop_when_the_live_one_goes_quiet() {
     let mut h = Harness::new(1);
     let mut primary = h.publish(true).unwrap();
@@ -224,7 +225,7 @@ async fn the_standby_takes_over_with_its_gop_when_the_live_one_goes_quiet() {
     assert_eq!(h.drain(), ["ended"]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_standby_takes_over_at_once_when_the_live_one_disconnects() {
     let mut h = Harness::new(3600);
     let mut primary = h.publish(true).unwrap();
@@ -248,7 +249,7 @@ async fn the_standby_takes_over_at_once_when_the_live_one_disconnects() {
     assert_eq!(h.changes().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn counters_and_keyframe_interval() {
     let h = Harness::new(3);
     let mut p = h.publish(false).unwrap();
