@@ -20,6 +20,8 @@ mod rtmp;
 mod rtsp;
 mod srt;
 mod takeover;
+#[cfg(test)]
+mod test_fixtures;
 mod tracks;
 mod transcoder_link;
 mod whip;

@@ -270,11 +270,10 @@ impl StandbyBuffer {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-    use floodlight_media::avc::annexb_nal_units;
-    use floodlight_media::{AacConfig, AvcConfig};
+    use floodlight_media::AvcConfig;
 
     use super::*;
+    use crate::test_fixtures::{aac, audio, avc, tracks, video};
 
     const LIVE: PublisherId = 1;
     const BACKUP: PublisherId = 2;
@@ -293,40 +292,6 @@ mod tests {
     fn takeover() -> (Takeover, Clock) {
         let clock = Clock(Instant::now());
         (Takeover::new(LIVE, QUIET, clock.at(0)), clock)
-    }
-
-    fn avc() -> AvcConfig {
-        let stream = include_bytes!("../../media/testdata/ffmpeg_h264_320x240_annexb.h264");
-        let find = |t: u8| annexb_nal_units(stream).find(|n| n[0] & 0x1f == t).unwrap();
-        AvcConfig::from_parameter_sets(find(7), find(8)).unwrap()
-    }
-
-    fn aac() -> TrackParams {
-        TrackParams::audio(AacConfig::from_asc(Bytes::from_static(&[0x11, 0x90])).unwrap())
-    }
-
-    fn tracks() -> Vec<TrackParams> {
-        vec![TrackParams::video(avc()), aac()]
-    }
-
-    fn video(dts: i64, keyframe: bool) -> Frame {
-        Frame {
-            track: TrackKind::Video,
-            dts,
-            pts: dts,
-            keyframe,
-            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-        }
-    }
-
-    fn audio(dts: i64) -> Frame {
-        Frame {
-            track: TrackKind::Audio,
-            dts,
-            pts: dts,
-            keyframe: true,
-            data: Bytes::from_static(&[0x21]),
-        }
     }
 
     /// The dts of a switch's kept frames.

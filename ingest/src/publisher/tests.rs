@@ -4,12 +4,9 @@
 
 use std::sync::atomic::AtomicUsize;
 
-use bytes::Bytes;
-use floodlight_media::avc::annexb_nal_units;
-use floodlight_media::{AacConfig, AvcConfig};
-
 use super::*;
 use crate::neighbours::{BoxFuture, PublishRefusal, PublishRequest, PullSource};
+use crate::test_fixtures::{audio, tracks, video};
 
 #[derive(Default)]
 struct RecordingAuthority {
@@ -102,34 +99,6 @@ impl Harness {
             .iter()
             .map(|(_, c)| *c)
             .collect()
-    }
-}
-
-fn tracks() -> Vec<TrackParams> {
-    let stream = include_bytes!("../../../media/testdata/ffmpeg_h264_320x240_annexb.h264");
-    let find = |t: u8| annexb_nal_units(stream).find(|n| n[0] & 0x1f == t).unwrap();
-    let video = AvcConfig::from_parameter_sets(find(7), find(8)).unwrap();
-    let audio = AacConfig::from_asc(Bytes::from_static(&[0x11, 0x90])).unwrap();
-    vec![TrackParams::video(video), TrackParams::audio(audio)]
-}
-
-fn video(dts: i64, keyframe: bool) -> Frame {
-    Frame {
-        track: TrackKind::Video,
-        dts,
-        pts: dts,
-        keyframe,
-        data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
-    }
-}
-
-fn audio(dts: i64) -> Frame {
-    Frame {
-        track: TrackKind::Audio,
-        dts,
-        pts: dts,
-        keyframe: true,
-        data: Bytes::from_static(&[0x21]),
     }
 }
 
