@@ -112,28 +112,14 @@ impl ApiError {
     }
 }
 
-/// The RFC 9457 §3.1 members plus two extension members (§3.2): `field`, naming the
-/// request field at fault as a path (`title`, `ingest.rtmp[0]`), and `reason`, a stable
-/// code for a refusal (`not_in_plan`, …).
+/// An RFC 9457 problem document, as every error of this API is sent
+/// (`application/problem+json`): the §3.1 members plus two extension members (§3.2),
+/// `field`, naming the request field at fault as a path (`title`, `ingest.rtmp[0]`), and
+/// `reason`, a stable code for a refusal (`not_in_plan`, …).
 ///
 /// `type` is `about:blank` throughout, so `title` is the status phrase (§4.2.1) and the
 /// status code plus `field` carry the meaning; specific problem types come when a client
 /// needs to tell apart two problems with the same status.
-#[derive(Serialize)]
-struct ProblemBody<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    title: &'static str,
-    status: u16,
-    detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-}
-
-/// An RFC 9457 problem document, as every error of this API is sent
-/// (`application/problem+json`).
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Problem {
     /// Always `about:blank`: `title` is the status phrase (RFC 9457 §4.2.1).
@@ -144,8 +130,10 @@ pub(crate) struct Problem {
     /// What went wrong, in words a person can act on.
     detail: String,
     /// The request field or query parameter at fault, as a path (`ingest.srt_passphrase`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
     /// A stable code for a refusal, when the status alone does not tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
 }
 
@@ -191,13 +179,13 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
-        let problem = ProblemBody {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
+        let problem = Problem {
+            kind: "about:blank".to_owned(),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status: status.as_u16(),
             detail: self.to_string(),
-            field: self.field(),
-            reason: self.reason(),
+            field: self.field().map(str::to_owned),
+            reason: self.reason().map(str::to_owned),
         };
         let body = match serde_json::to_vec(&problem) {
             Ok(body) => body,
