@@ -53,9 +53,6 @@ fi
 
 $runtime_only && exit 0
 
-# Tests of the distributed mode use real services: PostgreSQL (control-plane store tests)
-# and Redis (viewer sessions). Start them when they are installed but not running.
-scripts/services.sh
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 18 ]; then
@@ -93,3 +90,17 @@ if [ ! -x "$schemathesis/venv/bin/schemathesis" ]; then
     python3 -m venv "$schemathesis/venv"
     "$schemathesis/venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
+
+# The archive's store tests run against a real S3-compatible server: moto's server (PyPI
+# moto[server]) from a venv under the user's cache; scripts/services.sh starts it.
+moto="${XDG_CACHE_HOME:-$HOME/.cache}/floodlight/moto"
+if [ ! -x "$moto/venv/bin/moto_server" ]; then
+    echo "installing: moto[server] (PyPI) into $moto"
+    python3 -m venv "$moto/venv"
+    "$moto/venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.6'
+fi
+
+# Tests of the distributed mode use real services: PostgreSQL (control-plane store tests),
+# Redis (viewer sessions) and the S3 server (archive). Start them when they are installed
+# but not running.
+scripts/services.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite uses for real are running on this machine:
-# PostgreSQL on 127.0.0.1:5432 (trust auth for loopback) and Redis on 127.0.0.1:6379.
+# PostgreSQL on 127.0.0.1:5432 (trust auth for loopback), Redis on 127.0.0.1:6379 and an
+# S3-compatible server (moto) on 127.0.0.1:9400.
 # Idempotent: a service that already answers is left alone. Tests fail (never skip)
 # when a service is missing, so this runs before them (scripts/test.sh).
 set -euo pipefail
@@ -30,4 +31,15 @@ if [ -z "${FLOODLIGHT_TEST_REDIS:-}" ] && ! redis-cli -h 127.0.0.1 -p 6379 ping 
         sleep 0.1
     done
     redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
+fi
+
+moto="${XDG_CACHE_HOME:-$HOME/.cache}/floodlight/moto"
+if [ -z "${FLOODLIGHT_TEST_S3:-}" ] && ! curl -s -o /dev/null http://127.0.0.1:9400/; then
+    echo "starting the S3 server (moto) on 127.0.0.1:9400"
+    nohup "$moto/venv/bin/moto_server" -H 127.0.0.1 -p 9400 >"$moto/server.log" 2>&1 &
+    for _ in $(seq 100); do
+        curl -s -o /dev/null http://127.0.0.1:9400/ && break
+        sleep 0.1
+    done
+    curl -s -o /dev/null http://127.0.0.1:9400/
 fi
