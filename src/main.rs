@@ -7,10 +7,11 @@ mod services;
 mod up;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::Config;
@@ -67,6 +68,21 @@ impl Args {
     }
 }
 
+/// How often histogram samples are folded into the exporter's summaries.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it is folded into its summary, which
+/// happens on a scrape of `/metrics` or here: without this, a process nobody scrapes grew
+/// by every blocking reload's wait time (4 MB a minute under 200 viewers in bench/soak.sh).
+async fn metrics_upkeep(metrics: PrometheusHandle) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        metrics.run_upkeep();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (args, service) = match &cli.command {
@@ -85,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
+        tokio::spawn(metrics_upkeep(metrics.clone()));
         match service {
             None => up::up(config, metrics).await,
             Some("origin") => up::origin_only(config, metrics).await,
