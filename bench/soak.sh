@@ -2,9 +2,9 @@
 # Soak: `floodlight up` (release build) with 4 RTMP publishers (480x270 30 fps, a source +
 # one encoded 180p rung each) and a swarm of viewers (floodlight-player --viewers) over the
 # 4 events for MINUTES; publisher 0 stops and reconnects every RECONNECT_SECS. Samples the
-# server's RSS and CPU time every 10 s into rss.csv and prints, after WARMUP_MIN minutes,
-# the RSS range against the first sample after warm-up (issue 10: flat within ±10%), and
-# the swarm's report (issue 10: 0 player errors).
+# server's RSS and CPU time every 10 s into rss.csv and prints the RSS range between
+# WARMUP_MIN minutes and the end of the first viewer's follow, against its median (issue
+# 10: flat within ±10%), and the swarm's report (issue 10: 0 player errors).
 # Usage: [BENCH_BIN=path] [WARMUP_MIN=5] [RECONNECT_SECS=120] bench/soak.sh [minutes=30] [viewers=200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,22 +95,27 @@ wait $swarm || true
 kill "${children[@]}" 2>/dev/null || true
 pkill -f "rtmp://127.0.0.1:$rtmp/" || true
 echo "server: $BIN; $VIEWERS viewers over 4 streams for $MINUTES min; samples in $dir/rss.csv"
-python3 - "$dir/rss.csv" "$((WARMUP_MIN * 60))" <<'EOF'
-import csv, sys
+python3 - "$dir/rss.csv" "$((WARMUP_MIN * 60))" "$((MINUTES * 60))" <<'EOF'
+import csv, statistics, sys
 rows = [(int(r["seconds"]), int(r["rss_mb"]), float(r["cpu_seconds"])) for r in csv.DictReader(open(sys.argv[1]))]
-warm = [r for r in rows if r[0] >= int(sys.argv[2])]
-if not warm:
-    sys.exit("no samples after the warm-up")
-base, low, high, last = warm[0][1], min(r[1] for r in warm), max(r[1] for r in warm), warm[-1][1]
-pct = lambda v: 100.0 * (v - base) / base
+# After the warm-up and before the first viewer's follow ends (the swarm then thins out).
+warm = [r for r in rows if int(sys.argv[2]) <= r[0] < int(sys.argv[3])]
+if len(warm) < 2:
+    sys.exit("no samples between the warm-up and the end of the swarm")
+median = statistics.median(r[1] for r in warm)
+low, high = min(r[1] for r in warm), max(r[1] for r in warm)
+pct = lambda v: 100.0 * (v - median) / median
+first = statistics.median(r[1] for r in warm if r[0] < warm[0][0] + 300)
+last = statistics.median(r[1] for r in warm if r[0] >= warm[-1][0] - 300)
 cpu = (warm[-1][2] - warm[0][2]) / max(1, warm[-1][0] - warm[0][0])
-print(f"RSS after warm-up ({warm[0][0]} s): {base} MB; min {low} MB ({pct(low):+.1f}%), "
-      f"max {high} MB ({pct(high):+.1f}%), last {last} MB ({pct(last):+.1f}%)")
+print(f"RSS from {warm[0][0]} s to {warm[-1][0]} s: median {median:.0f} MB, min {low} MB "
+      f"({pct(low):+.1f}%), max {high} MB ({pct(high):+.1f}%); median of its first 5 min "
+      f"{first:.0f} MB, of its last 5 min {last:.0f} MB")
 print(f"server CPU after warm-up: {100 * cpu:.0f}% of one core")
 for s, rss, _ in rows[:: max(1, len(rows) // 12)]:
     print(f"  {s:>5} s  {rss} MB")
 flat = abs(pct(low)) <= 10 and abs(pct(high)) <= 10
-print("RSS flat within ±10%" if flat else "RSS NOT flat within ±10%")
+print("RSS flat within ±10% of its median" if flat else "RSS NOT flat within ±10% of its median")
 EOF
 python3 - "$dir/swarm.json" <<'EOF'
 import json, sys
