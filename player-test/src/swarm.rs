@@ -47,7 +47,7 @@ impl SwarmConfig {
     fn viewer(&self, index: usize) -> PlayerConfig {
         let mut config = self.player.clone();
         config.master_url = self.master_urls[index % self.master_urls.len()].clone();
-        config.variant = if index % 2 == 0 {
+        config.variant = if index.is_multiple_of(2) {
             VariantChoice::HighestBandwidth
         } else {
             VariantChoice::LowestBandwidth
