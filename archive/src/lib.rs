@@ -1,0 +1,30 @@
+//! Floodlight's archive: every complete segment and init version of a live event, kept in
+//! an object store (a local directory for `floodlight up`, S3-compatible when
+//! distributed), with a per-rendition index that finds any time range of a multi-hour
+//! event without listing objects. DVR start-over, VOD playback and VOD jobs read it.
+//!
+//! - [`layout`]: every object key, versioned (`v1/…`); the contract in `docs/archive.md`.
+//! - [`index`]: the sans-IO segment index (records, chunks, head, range lookup).
+//! - [`store`]: `[archive]` config and the `Arc<dyn ObjectStore>` it opens.
+//! - [`writer`]: [`ArchiveWriter`], the bounded, never-blocking archive writer.
+//! - [`reader`]: reading the index back by time range.
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
+pub mod index;
+pub mod layout;
+mod metrics;
+pub mod reader;
+pub mod store;
+pub mod writer;
+
+pub use index::{
+    CHUNK_RECORDS, Covered, IndexChunk, IndexError, IndexHead, SegmentRecord, covering,
+};
+pub use layout::{EventId, LayoutError, ObjectKind, RenditionKey, RenditionName};
+pub use reader::{ReadError, read_range};
+pub use store::{ArchiveConfig, ConfigError, S3Config, StoreError, StoreKind, open_store};
+pub use writer::{
+    ArchiveJob, ArchiveWriter, EventArchiveStatus, InitVersion, MissingRange, MissingReason,
+    RenditionArchiveStatus, Segment, WriterConfig, WriterError,
+};
