@@ -5,8 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 
+use floodlight_archive::ArchiveConfig;
 use floodlight_control::ControlConfig;
 use floodlight_control::viewer_sessions::SessionsConfig;
 use floodlight_ingest::IngestConfig;
@@ -18,7 +20,7 @@ const ENV_PREFIX: &str = "FLOODLIGHT_";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where the embedded SQLite database (and later the DVR archive) live.
+    /// Where the embedded SQLite database and the local archive live.
     pub data_dir: PathBuf,
     /// Host name publishers and viewers use to reach this server; used in the URLs the
     /// control API hands out.
@@ -33,6 +35,47 @@ pub struct Config {
     pub sessions: SessionsConfig,
     /// Which transcoder serves each stream.
     pub assignment: AssignmentConfig,
+    /// Where the origin archives segments and init versions.
+    pub archive: ArchiveSection,
+}
+
+/// `[archive]`: `enabled`, then the store and writer keys of
+/// [`floodlight_archive::ArchiveConfig`] (`kind`, `[archive.local]`, `[archive.s3]`,
+/// `[archive.writer]`). `Debug` redacts the S3 secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveSection {
+    /// The origin archives every complete segment and init version (on by default).
+    pub enabled: bool,
+    pub store: ArchiveConfig,
+}
+
+impl Default for ArchiveSection {
+    fn default() -> Self {
+        ArchiveSection {
+            enabled: true,
+            store: ArchiveConfig::default(),
+        }
+    }
+}
+
+/// `enabled` is the binary's key, the rest the archive crate's: it is taken out before
+/// the rest is read, so unknown keys are still refused by name.
+impl<'de> Deserialize<'de> for ArchiveSection {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let enabled = match table.remove("enabled") {
+            None => true,
+            Some(toml::Value::Boolean(enabled)) => enabled,
+            Some(other) => {
+                return Err(D::Error::custom(format!(
+                    "archive.enabled: expected true or false, found {other}"
+                )));
+            }
+        };
+        let store = ArchiveConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(format!("archive: {e}")))?;
+        Ok(ArchiveSection { enabled, store })
+    }
 }
 
 /// Where ingest hands streams: the transcoder in the same process, or remote ones.
@@ -157,6 +200,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             sessions: SessionsConfig::default(),
             assignment: AssignmentConfig::default(),
+            archive: ArchiveSection::default(),
         }
     }
 }
@@ -209,6 +253,7 @@ impl Config {
         self.control.validate()?;
         self.sessions.validate()?;
         self.assignment.validate()?;
+        self.archive.store.validate()?;
         // The control plane writes the token under this name; the origin reads it.
         if self.control.entitlement.token_query_param != self.origin.token_query_param {
             bail!(
@@ -327,5 +372,35 @@ mod tests {
         )];
         let err = format!("{:#}", Config::load(None, env).unwrap_err());
         assert!(err.contains("no_such_key"), "{err}");
+        let env = [(
+            "FLOODLIGHT_ARCHIVE__WRITER__QUEUE_SEGMENTS".to_string(),
+            "0".to_string(),
+        )];
+        let err = format!("{:#}", Config::load(None, env).unwrap_err());
+        assert!(err.contains("archive.writer.queue_segments"), "{err}");
+        let env = [(
+            "FLOODLIGHT_ARCHIVE__LOCAL__NO_SUCH_KEY".to_string(),
+            "1".to_string(),
+        )];
+        let err = format!("{:#}", Config::load(None, env).unwrap_err());
+        assert!(err.contains("no_such_key"), "{err}");
+    }
+
+    #[test]
+    fn archive_section_takes_enabled_and_keeps_the_s3_secret_out_of_debug() {
+        let secret = "a-secret-access-key-value";
+        let env = [
+            ("FLOODLIGHT_ARCHIVE__ENABLED", "false"),
+            ("FLOODLIGHT_ARCHIVE__KIND", "s3"),
+            ("FLOODLIGHT_ARCHIVE__S3__BUCKET", "floodlight-archive"),
+            ("FLOODLIGHT_ARCHIVE__S3__ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("FLOODLIGHT_ARCHIVE__S3__SECRET_ACCESS_KEY", secret),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let config = Config::load(None, env).unwrap();
+        assert!(!config.archive.enabled);
+        assert_eq!(config.archive.store.s3.bucket, "floodlight-archive");
+        assert!(!format!("{config:?}").contains(secret), "redacted in Debug");
+        assert!(Config::default().archive.enabled);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use floodlight_archive::{ArchiveWriter, open_store};
 use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{
     Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
@@ -357,6 +358,41 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{ip}:{}", addr.port())
 }
 
+/// How long shutdown waits for the archive to store what is queued.
+const ARCHIVE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The archive writer `[archive]` asks for, on its store; `None` when it is disabled.
+fn archive_writer(config: &Config) -> anyhow::Result<Option<ArchiveWriter>> {
+    if !config.archive.enabled {
+        info!("archive.enabled = false: segments are not archived (no DVR start-over or VOD)");
+        return Ok(None);
+    }
+    let store = open_store(&config.archive.store, &config.data_dir)?;
+    // The store's Display names the bucket or directory, never a credential.
+    info!(%store, "archiving complete segments and init versions");
+    Ok(Some(ArchiveWriter::spawn(
+        store,
+        config.archive.store.writer.clone(),
+    )?))
+}
+
+/// At shutdown: waits, at most [`ARCHIVE_FLUSH_TIMEOUT`], until what is queued is stored.
+async fn flush_archive(archive: Option<ArchiveWriter>) {
+    let Some(archive) = archive else {
+        return;
+    };
+    if tokio::time::timeout(ARCHIVE_FLUSH_TIMEOUT, archive.flush())
+        .await
+        .is_err()
+    {
+        warn!(
+            queued_segments = archive.queued_segments(),
+            timeout_secs = ARCHIVE_FLUSH_TIMEOUT.as_secs(),
+            "archive: the store did not take every queued segment before shutdown; those are not archived"
+        );
+    }
+}
+
 pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
@@ -396,11 +432,13 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     let sessions = SessionStore::open(&config.sessions)
         .await
         .context("sessions.redis_url: cannot open the viewer-session store")?;
+    let archive = archive_writer(&config)?;
     let origin = Origin::with_viewer_sessions(
         config.origin.clone(),
         render.clone(),
         Arc::new(OriginSessions(sessions.clone())),
-    );
+    )
+    .with_archive(archive.clone());
     let whip_render = render.clone();
     // `[assignment] mode = "remote"`: streams go to `floodlight transcoder` processes.
     let handler: Arc<dyn StreamHandler> = match config.assignment.mode {
@@ -457,6 +495,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     while let Some(result) = tasks.join_next().await {
         result.context("a service task panicked")??;
     }
+    flush_archive(archive).await;
     Ok(())
 }
 
@@ -486,6 +525,7 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
     };
     let listener = bind("origin.listen", config.origin.listen).await?;
     info!(addr = %listener.local_addr()?, "origin listening");
+    let archive = archive_writer(&config)?;
     let render = move || metrics.render();
     let origin = match sessions {
         Some(sessions) => {
@@ -493,7 +533,13 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
         }
         None => Origin::new(config.origin, render),
     };
-    floodlight_origin::run(listener, origin, signalled(shutdown_signal())).await?;
+    floodlight_origin::run(
+        listener,
+        origin.with_archive(archive.clone()),
+        signalled(shutdown_signal()),
+    )
+    .await?;
+    flush_archive(archive).await;
     Ok(())
 }
 

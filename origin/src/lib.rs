@@ -11,6 +11,7 @@
 #![warn(unreachable_pub)]
 
 mod access;
+mod archive;
 mod auth;
 mod config;
 mod error;

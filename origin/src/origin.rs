@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use floodlight_archive::ArchiveWriter;
 use floodlight_media::push::RenditionDescriptor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -14,6 +15,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{error, info, warn};
 
 use crate::access::{PlaybackGate, ViewerSessions};
+use crate::archive::StreamArchive;
 use crate::auth::PushCredential;
 use crate::config::OriginConfig;
 use crate::error::ApiError;
@@ -41,6 +43,8 @@ struct Inner {
     has_playback_keys: bool,
     render_metrics: Box<dyn Fn() -> String + Send + Sync>,
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
+    /// Where complete segments and init versions go, when an archive is configured.
+    archive: Option<ArchiveWriter>,
     /// Flips to `true` when the server begins shutting down: blocked requests answer 503
     /// at once instead of holding the shutdown up.
     shutdown: watch::Sender<bool>,
@@ -50,6 +54,8 @@ struct Inner {
 pub(crate) struct LiveStream {
     pub(crate) event_id: String,
     pub(crate) span: tracing::Span,
+    /// `None` without an archive (or for an event id it cannot hold).
+    pub(crate) archive: Option<StreamArchive>,
     state: Mutex<StreamState>,
     /// Bumped on every change to any rendition of the stream, and at its end.
     changed: watch::Sender<()>,
@@ -145,6 +151,16 @@ impl LiveStream {
         self.changed.send_replace(());
     }
 
+    /// Hands the segments completed since the last call to the archive (or lets them go
+    /// without one). Called after every change that can complete a segment: a part, the
+    /// end, a shed rendition.
+    pub(crate) fn archive_completed(&self, state: &mut StreamState) {
+        let completed = state.core.take_completed();
+        if let Some(archive) = &self.archive {
+            archive.segments(completed);
+        }
+    }
+
     /// Ends the stream for good, as `POST .../end` does: EXT-X-ENDLIST, every blocked
     /// request answered, removal after the retention. `false` if it had ended already.
     pub(crate) fn end(&self, state: &mut StreamState, reason: EndReason) -> bool {
@@ -154,6 +170,7 @@ impl LiveStream {
         let _span = self.span.enter();
         let before = state.core.segments_over_target();
         state.core.end();
+        self.archive_completed(state);
         // Closing the segment in progress may close an over-long one.
         state.report_over_target(&self.event_id, before);
         state.ended_at = Some(Instant::now());
@@ -259,9 +276,20 @@ impl Origin {
                 config,
                 render_metrics: Box::new(render_metrics),
                 streams: Mutex::new(HashMap::new()),
+                archive: None,
                 shutdown: watch::channel(false).0,
             }),
         }
+    }
+
+    /// Archives every init version pushed and every segment completed through `archive`
+    /// (`None`: no archive, the default). Call it on a new origin, before it is cloned
+    /// or serves.
+    pub fn with_archive(mut self, archive: Option<ArchiveWriter>) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_archive is called on a new origin, before it is cloned")
+            .archive = archive;
+        self
     }
 
     pub(crate) fn config(&self) -> &OriginConfig {
@@ -280,7 +308,9 @@ impl Origin {
     /// The stream's live status, or `None` if this origin has no stream for the event.
     pub fn stream_status(&self, event_id: &str) -> Option<StreamStatus> {
         let stream = self.stream(event_id).ok()?;
-        Some(stream.lock().core.status())
+        let mut status = stream.lock().core.status();
+        status.archive = stream.archive.as_ref().map(StreamArchive::status);
+        Some(status)
     }
 
     /// The process's Prometheus exposition, for `GET /metrics`.
@@ -343,6 +373,11 @@ impl Origin {
         ::metrics::gauge!(metrics::ACTIVE_STREAMS).increment(1.0);
         let stream = Arc::new(LiveStream {
             event_id: event_id.to_string(),
+            archive: self
+                .inner
+                .archive
+                .as_ref()
+                .and_then(|writer| span.in_scope(|| StreamArchive::new(writer, event_id))),
             span,
             state: Mutex::new(StreamState {
                 core: StreamCore::new(limits),
@@ -382,6 +417,9 @@ impl Origin {
                     });
                     if expired {
                         streams.remove(&stream.event_id);
+                        if let Some(archive) = &stream.archive {
+                            archive.forget();
+                        }
                         stream
                             .span
                             .in_scope(|| info!("ended stream dropped from memory"));

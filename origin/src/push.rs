@@ -127,12 +127,15 @@ pub(crate) async fn init(
     let len = bytes.len();
     let pushed = state
         .core
-        .push_init(&rendition, version, bytes)
+        .push_init(&rendition, version, bytes.clone())
         .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
     state.touch();
     match pushed {
         Pushed::Stored => {
             info!(rendition, version, len, "init segment stored");
+            if let Some(archive) = &stream.archive {
+                archive.init(&rendition, version, bytes);
+            }
             Ok(StatusCode::CREATED)
         }
         Pushed::Duplicate => Ok(StatusCode::NO_CONTENT),
@@ -177,6 +180,7 @@ pub(crate) async fn part(
         if pushed == Pushed::Duplicate {
             return Ok(StatusCode::NO_CONTENT);
         }
+        stream.archive_completed(&mut state);
         state.report_over_target(&event_id, over_target_before);
         if restarts {
             info!(
@@ -279,6 +283,7 @@ pub(crate) async fn shed(
         if !newly {
             return Ok(StatusCode::NO_CONTENT);
         }
+        stream.archive_completed(&mut state);
         state.notify(None);
     }
     stream.notify_stream();

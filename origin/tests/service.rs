@@ -14,11 +14,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use bytes::Bytes;
+use floodlight_archive::{
+    ArchiveWriter, EventId, RenditionKey, RenditionName, WriterConfig, read_range,
+};
 use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor, RenditionKind};
 use floodlight_media::token::{PlaybackClaims, TokenKey};
 use floodlight_origin::{Origin, OriginConfig, ViewerSessions};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -2047,4 +2053,147 @@ async fn a_rendition_that_lagged_at_a_takeover_gets_a_gap_not_a_refusal() {
         body: Bytes::from_static(b"far"),
     };
     far.send(&app).await.assert_problem(StatusCode::CONFLICT);
+}
+
+/// An origin archiving through a writer on `store`, its router, and the writer (to flush).
+fn archiving_origin(
+    store: Arc<dyn ObjectStore>,
+    writer_config: WriterConfig,
+) -> (Origin, Router, ArchiveWriter) {
+    let writer = ArchiveWriter::spawn(store, writer_config).expect("valid writer config");
+    let handle = metrics_handle();
+    let origin = Origin::new(config(), move || handle.render()).with_archive(Some(writer.clone()));
+    let router = origin.router();
+    (origin, router, writer)
+}
+
+fn video_key() -> RenditionKey {
+    RenditionKey::new(
+        EventId::new(EVENT).unwrap(),
+        RenditionName::new("video").unwrap(),
+    )
+}
+
+async fn stored(store: &dyn ObjectStore, path: &object_store::path::Path) -> Option<Bytes> {
+    match store.get(path).await {
+        Ok(result) => Some(result.bytes().await.unwrap()),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(error) => panic!("{path}: {error}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn complete_segments_and_init_versions_are_archived() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (origin, app, writer) = archiving_origin(store.clone(), WriterConfig::default());
+    live_stream(&app).await;
+    push_parts(&app, "video", 2, 1).await;
+    writer.flush().await;
+
+    let key = video_key();
+    for msn in 0..2 {
+        // The same bytes the origin serves at {msn}.m4s: its parts concatenated.
+        let served = get(&app, &format!("/live/{EVENT}/video/{msn}.m4s")).await;
+        assert_eq!(served.status, StatusCode::OK);
+        let expected: String = (0..PARTS_PER_SEGMENT)
+            .map(|part| part_payload("video", msn, part))
+            .collect();
+        assert_eq!(served.body, expected.as_bytes());
+        assert_eq!(
+            stored(store.as_ref(), &key.segment(msn)).await,
+            Some(served.body)
+        );
+    }
+    // Segment 2 is in progress: not archived yet.
+    assert_eq!(stored(store.as_ref(), &key.segment(2)).await, None);
+    assert_eq!(
+        stored(store.as_ref(), &key.init(0)).await.as_deref(),
+        Some(&b"init:video:0"[..])
+    );
+
+    let records = read_range(store.as_ref(), &key, 1_700_000_000_000, 1_800_000_000_000)
+        .await
+        .expect("index reads back");
+    let records: Vec<_> = records.iter().map(|c| c.record).collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for (msn, record) in records.iter().enumerate() {
+        assert_eq!(record.msn, msn as u64);
+        assert_eq!(record.duration_90k, 90_000);
+        assert_eq!(
+            record.program_date_time_ms,
+            1_700_000_000_000 + msn as i64 * 1000
+        );
+        assert_eq!(record.bytes, 4 * 10);
+        assert_eq!(record.init_version, 0);
+        assert!(!record.discontinuity && !record.gap);
+    }
+
+    // A new init version goes to the archive when it is pushed.
+    assert_eq!(
+        push_init(&app, "video", 1).await.status,
+        StatusCode::CREATED
+    );
+    // The end closes the segment in progress: archived as it is.
+    let end = Request::post(format!("{PUSH_PREFIX}/{EVENT}/end"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, end).await.status, StatusCode::NO_CONTENT);
+    writer.flush().await;
+    assert_eq!(
+        stored(store.as_ref(), &key.init(1)).await.as_deref(),
+        Some(&b"init:video:1"[..])
+    );
+    assert_eq!(
+        stored(store.as_ref(), &key.segment(2)).await.as_deref(),
+        Some(part_payload("video", 2, 0).as_bytes())
+    );
+    let status = origin
+        .stream_status(EVENT)
+        .unwrap()
+        .archive
+        .expect("archive status");
+    assert_eq!(status.to_string(), "archive: ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_neither_fails_nor_slows_the_push() {
+    // A local store whose directory became a file: every put fails.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("archive");
+    std::fs::create_dir(&root).unwrap();
+    let store = LocalFileSystem::new_with_prefix(&root).unwrap();
+    std::fs::remove_dir(&root).unwrap();
+    std::fs::write(&root, b"not a directory").unwrap();
+    let writer_config = WriterConfig {
+        max_attempts: 2,
+        ..WriterConfig::default()
+    };
+    let (origin, app, writer) = archiving_origin(Arc::new(store), writer_config);
+
+    let started = Instant::now();
+    live_stream(&app).await;
+    push_parts(&app, "video", 3, 1).await;
+    // Paused time moves only when everything waits: no push waited on the store.
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    let playlist = get(&app, "/live/ev1/video/index.m3u8").await;
+    assert_eq!(playlist.status, StatusCode::OK);
+    assert!(
+        playlist.text().lines().any(|l| l == "2.m4s"),
+        "{}",
+        playlist.text()
+    );
+
+    writer.flush().await;
+    let status = origin
+        .stream_status(EVENT)
+        .unwrap()
+        .archive
+        .expect("archive status");
+    assert!(status.degraded);
+    // Renditions in name order: the audio's init version failed too.
+    assert!(
+        status.to_string().starts_with("archive: degraded (audio:")
+            && status.to_string().contains("video: MSN 0-2 missing"),
+        "{status}"
+    );
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of the harness
 
 use std::net::{TcpListener, UdpSocket};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,11 @@ impl Server {
     /// The WHIP endpoint of an event: `http://127.0.0.1:PORT/whip/{event_id}`.
     pub fn whip(&self, event_id: &str) -> String {
         format!("http://127.0.0.1:{}/whip/{event_id}", self.whip_port)
+    }
+
+    /// The server's data dir (`--data-dir`).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
     }
 
     pub fn log(&self) -> String {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use floodlight_archive::EventArchiveStatus;
 use floodlight_media::PlaybackAccess;
 use floodlight_media::playlist::{DeltaUpdate, IFramePlaylist, MediaPlaylist};
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor, RenditionKind};
@@ -15,7 +16,8 @@ use crate::resource;
 mod master;
 
 use crate::window::{
-    OverTarget, PushError, Pushed, RenditionWindow, WindowLimits, target_duration_for,
+    CompletedSegment, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits,
+    target_duration_for,
 };
 
 /// GROUP-ID of the audio renditions in the master playlist (RFC 8216bis §4.4.6.1).
@@ -39,6 +41,10 @@ pub struct StreamStatus {
     /// `POST .../end` came (or no push for `idle_end_secs`): the playlists carry
     /// EXT-X-ENDLIST.
     pub ended: bool,
+    /// The event's archive, when one is configured: `ok`, or `degraded` with the MSN
+    /// ranges missing from it (its `Display` is the one-line form).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<EventArchiveStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -314,6 +320,20 @@ impl StreamCore {
         self.thumbnail.clone()
     }
 
+    /// The segments completed since the last call, with their rendition's name.
+    pub(crate) fn take_completed(&mut self) -> Vec<(String, CompletedSegment)> {
+        self.renditions
+            .iter_mut()
+            .flat_map(|window| {
+                let name = window.descriptor().name.clone();
+                window
+                    .take_completed()
+                    .into_iter()
+                    .map(move |segment| (name.clone(), segment))
+            })
+            .collect()
+    }
+
     pub(crate) fn end(&mut self) {
         for window in &mut self.renditions {
             window.end();
@@ -427,6 +447,7 @@ impl StreamCore {
             ended: self.ended,
             renditions,
             shed_renditions: self.shed.clone(),
+            archive: None,
         }
     }
 }

@@ -214,6 +214,19 @@ pub(crate) struct Bandwidth {
     pub(crate) current: u64,
 }
 
+/// A segment that just completed, as the archive takes it: its bytes are those served at
+/// `{msn}.m4s`. Gap segments have no media and are not handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CompletedSegment {
+    pub(crate) msn: u64,
+    /// Seconds: the sum of its parts' durations.
+    pub(crate) duration: f64,
+    pub(crate) program_date_time_ms: Option<i64>,
+    pub(crate) discontinuity: bool,
+    pub(crate) init_version: u32,
+    pub(crate) bytes: Bytes,
+}
+
 #[derive(Debug)]
 struct StoredPart {
     duration: f64,
@@ -323,6 +336,9 @@ pub(crate) struct RenditionWindow {
     resuming: bool,
     segments_over_target: u64,
     first_over_target: Option<OverTarget>,
+    /// Segments completed since [`take_completed`](Self::take_completed) last ran: the
+    /// archive's outbox, drained after every change.
+    completed: Vec<CompletedSegment>,
 }
 
 impl RenditionWindow {
@@ -350,7 +366,13 @@ impl RenditionWindow {
             resuming: false,
             segments_over_target: 0,
             first_over_target: None,
+            completed: Vec::new(),
         }
+    }
+
+    /// The segments completed since the last call, oldest first.
+    pub(crate) fn take_completed(&mut self) -> Vec<CompletedSegment> {
+        std::mem::take(&mut self.completed)
     }
 
     pub(crate) fn descriptor(&self) -> &RenditionDescriptor {
@@ -736,6 +758,16 @@ impl RenditionWindow {
             return;
         }
         segment.complete();
+        if let Some(bytes) = segment.bytes.clone().filter(|b| !b.is_empty()) {
+            self.completed.push(CompletedSegment {
+                msn: segment.msn,
+                duration: segment.duration,
+                program_date_time_ms: segment.program_date_time_ms,
+                discontinuity: segment.discontinuity,
+                init_version: segment.init_version,
+                bytes,
+            });
+        }
         // RFC 8216bis §4.4.3.1: every EXTINF rounded to the nearest integer is ≤ the target
         // duration, and §6.2.1: the target duration MUST NOT change. A publisher's long GOP
         // can still overshoot the headroom the target duration has; it is counted, and the

@@ -952,3 +952,26 @@ fn a_segment_without_a_sync_sample_is_an_iframe_gap_not_a_missing_entry() {
         ]
     );
 }
+
+#[test]
+fn completed_segments_are_handed_out_once_cut_short_ones_too_never_gaps() {
+    let mut window = window_with(2, 1);
+    let completed = window.take_completed();
+    assert_eq!(completed.iter().map(|s| s.msn).collect::<Vec<_>>(), [0, 1]);
+    let first = &completed[0];
+    assert_eq!(first.bytes, "[0.0][0.1][0.2][0.3]");
+    assert_eq!(first.duration, 1.0);
+    assert_eq!(first.program_date_time_ms, Some(1_700_000_000_000));
+    assert_eq!((first.init_version, first.discontinuity), (0, false));
+    assert!(window.take_completed().is_empty(), "handed out once");
+    // Segment 2 is cut short by segment 5's first part; 3 and 4 are gaps: no media.
+    window
+        .push_part(&meta(5, 0, 4), part_bytes(5, 0), 0)
+        .unwrap();
+    let completed = window.take_completed();
+    assert_eq!(completed.iter().map(|s| s.msn).collect::<Vec<_>>(), [2]);
+    assert_eq!(completed[0].bytes, "[2.0]");
+    window.end();
+    let completed = window.take_completed();
+    assert_eq!(completed.iter().map(|s| s.msn).collect::<Vec<_>>(), [5]);
+}
