@@ -6,12 +6,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use floodlight_archive::{ArchiveWriter, open_store};
+use floodlight_archive::{ArchiveWriter, EventArchiveStatus, MissingReason, open_store};
 use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{
-    Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
-    LiveStatusSource, PublicUrls, PublishCheck, PublishPermit, PublisherStatus, RenditionStatus,
-    RtspTransport as ControlRtspTransport, ShedRendition, Visibility,
+    ArchiveGap, ArchiveHealth, ArchiveState, Control, EventId, IngestProtocol, LifecycleKind,
+    LifecycleMessage, LiveStatus, LiveStatusSource, PublicUrls, PublishCheck, PublishPermit,
+    PublisherStatus, RenditionStatus, RtspTransport as ControlRtspTransport, ShedRendition,
+    Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
@@ -257,8 +258,37 @@ impl LiveStatusSource for LiveView {
                     at: Some(UNIX_EPOCH + Duration::from_millis(s.at_ms.max(0) as u64)),
                 })
                 .collect();
+            status.archive = stream.archive.map(|a| archive_health(&a));
         }
         status
+    }
+}
+
+/// The archive writer's report on a stream, as the control API shows it.
+fn archive_health(archive: &EventArchiveStatus) -> ArchiveHealth {
+    ArchiveHealth {
+        state: if archive.degraded {
+            ArchiveState::Degraded
+        } else {
+            ArchiveState::Ok
+        },
+        detail: archive.to_string(),
+        missing: archive
+            .renditions
+            .iter()
+            .flat_map(|r| {
+                r.missing.iter().map(|m| ArchiveGap {
+                    rendition: r.rendition.clone(),
+                    first_msn: m.first_msn,
+                    last_msn: m.last_msn,
+                    reason: match m.reason {
+                        MissingReason::QueueFull => "queue_full",
+                        MissingReason::StoreFailed => "store_failed",
+                    }
+                    .to_owned(),
+                })
+            })
+            .collect(),
     }
 }
 

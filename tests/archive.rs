@@ -50,6 +50,18 @@ async fn rtmp_publish_is_archived_with_its_index() {
         names.len() >= 2 && names.iter().any(|n| n == "audio"),
         "{master}"
     );
+    // While it is live, the event's status reports the archive's health.
+    let event: serde_json::Value = reqwest::Client::new()
+        .get(server.api(&format!("/v1/events/{event_id}")))
+        .bearer_auth(common::ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(event["live"]["archive"]["state"], "ok", "{event:#}");
+    assert_eq!(event["live"]["archive"]["missing"], serde_json::json!([]));
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
 
     let root = server.data_dir().join("archive");

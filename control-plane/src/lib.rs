@@ -51,12 +51,13 @@ pub use entitlement::{
     playback_signing_keys,
 };
 pub use events::{
-    CreatedEvent, Event, EventAccess, EventCursor, EventFilter, EventId, EventPage, EventPatch,
-    EventState, GeoRules, InProcessBus, IngestProtocol, IngestSettings, KeyedEvent, LifecycleKind,
-    LifecycleMessage, LifecyclePublisher, LiveStatus, LiveStatusSource, NewEvent, PublishCheck,
-    PublishPermit, PublishRefusal, PublisherStatus, PullSourceSpec, RenditionStatus, RtspSource,
-    RtspTransport, ShedRendition, StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole,
-    Transition, TransitionError, Visibility,
+    ArchiveGap, ArchiveHealth, ArchiveState, CreatedEvent, Event, EventAccess, EventCursor,
+    EventFilter, EventId, EventPage, EventPatch, EventState, GeoRules, InProcessBus,
+    IngestProtocol, IngestSettings, KeyedEvent, LifecycleKind, LifecycleMessage,
+    LifecyclePublisher, LiveStatus, LiveStatusSource, NewEvent, PublishCheck, PublishPermit,
+    PublishRefusal, PublisherStatus, PullSourceSpec, RenditionStatus, RtspSource, RtspTransport,
+    ShedRendition, StreamKey, StreamKeyError, StreamKeyInfo, StreamKeyRole, Transition,
+    TransitionError, Visibility,
 };
 pub use http::Role;
 pub use secret::{KeySecretError, Secret};

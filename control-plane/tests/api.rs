@@ -10,7 +10,8 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use common::{harness, harness_with};
 use floodlight_control::{
-    ControlConfig, IngestProtocol, LiveStatus, PublisherStatus, RenditionStatus, ShedRendition,
+    ArchiveGap, ArchiveHealth, ArchiveState, ControlConfig, IngestProtocol, LiveStatus,
+    PublisherStatus, RenditionStatus, ShedRendition,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -266,6 +267,16 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
             reason: "cpu".to_string(),
             at: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_750_000_010_000)),
         }],
+        archive: Some(ArchiveHealth {
+            state: ArchiveState::Degraded,
+            detail: "archive: degraded (720p: MSN 4-9 missing)".to_string(),
+            missing: vec![ArchiveGap {
+                rendition: "720p".to_string(),
+                first_msn: 4,
+                last_msn: 9,
+                reason: "queue_full".to_string(),
+            }],
+        }),
     };
     h.live.set(&id, status.clone());
 
@@ -286,6 +297,11 @@ async fn get_shows_the_event_with_its_live_status_and_without_the_key() {
     assert_eq!(
         body["live"]["shed_renditions"],
         json!([{ "name": "240p", "reason": "cpu", "at": "2025-06-15T15:06:50Z" }])
+    );
+    assert_eq!(body["live"]["archive"]["state"], "degraded");
+    assert_eq!(
+        body["live"]["archive"]["missing"],
+        json!([{ "rendition": "720p", "first_msn": 4, "last_msn": 9, "reason": "queue_full" }])
     );
     let live: LiveStatus = serde_json::from_value(body["live"].clone()).unwrap();
     assert_eq!(live, status);

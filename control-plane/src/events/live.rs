@@ -41,6 +41,41 @@ pub struct LiveStatus {
     /// because the machine could not keep up), oldest first; left out while none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shed_renditions: Vec<ShedRendition>,
+    /// The archive of this stream (DVR start-over and VOD assets read from it), as the
+    /// origin's archive writer reports it; left out when no archive is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveHealth>,
+}
+
+/// Whether every complete segment and init version of the stream reached the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArchiveHealth {
+    /// `ok`, or `degraded`: some segments or init versions could not be archived (the
+    /// live stream is not affected; those ranges will be missing from start-over and
+    /// assets).
+    pub state: ArchiveState,
+    /// The same in words, e.g. `archive: degraded (720p: MSN 4-9 missing)`.
+    pub detail: String,
+    /// Runs of segments missing from the archive, oldest first.
+    pub missing: Vec<ArchiveGap>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveState {
+    Ok,
+    Degraded,
+}
+
+/// Consecutive segments of one rendition that are not in the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArchiveGap {
+    pub rendition: String,
+    pub first_msn: u64,
+    pub last_msn: u64,
+    /// `queue_full` (the store was too slow or down for longer than the queue holds) or
+    /// `store_failed` (every attempt to store them failed).
+    pub reason: String,
 }
 
 /// A rendition taken out of the ladder: gone from the master playlist, with why.

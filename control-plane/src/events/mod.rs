@@ -20,7 +20,10 @@ pub(crate) mod stream_keys_api;
 pub use bus::{InProcessBus, LifecycleKind, LifecycleMessage, LifecyclePublisher};
 pub(crate) use lifecycle::Lifecycle;
 pub use lifecycle::{PublishCheck, PublishPermit, PublishRefusal, PullSourceSpec};
-pub use live::{LiveStatus, LiveStatusSource, PublisherStatus, RenditionStatus, ShedRendition};
+pub use live::{
+    ArchiveGap, ArchiveHealth, ArchiveState, LiveStatus, LiveStatusSource, PublisherStatus,
+    RenditionStatus, ShedRendition,
+};
 pub(crate) use metrics::describe_metrics;
 pub use model::{
     Event, EventAccess, EventId, EventPatch, EventState, GeoRules, IngestProtocol, IngestSettings,
