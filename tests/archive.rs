@@ -56,15 +56,7 @@ async fn publish_and_check_the_archive(server: &Server, store: &dyn ObjectStore)
         "{master}"
     );
     // While it is live, the event's status reports the archive's health.
-    let event: serde_json::Value = reqwest::Client::new()
-        .get(server.api(&format!("/v1/events/{event_id}")))
-        .bearer_auth(common::ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let event = server.event(&event_id).await;
     assert_eq!(event["live"]["archive"]["state"], "ok", "{event:#}");
     assert_eq!(event["live"]["archive"]["missing"], serde_json::json!([]));
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");

@@ -48,15 +48,7 @@ async fn rtmp_publish_plays_as_ll_hls() {
 
     let http = reqwest::Client::new();
     // Live status while publishing.
-    let status: serde_json::Value = http
-        .get(server.api(&format!("/v1/events/{event_id}")))
-        .bearer_auth(common::ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = server.event(&event_id).await;
     assert_eq!(status["live"]["publishing"], true, "{status}");
     assert_eq!(status["live"]["protocol"], "rtmp", "{status}");
     assert!(

@@ -180,6 +180,18 @@ impl Server {
         let key = body["stream_key"].as_str().unwrap().to_string();
         (id, key, body)
     }
+
+    /// `GET /v1/events/{event_id}` as the admin: the event with its live status.
+    pub async fn event(&self, event_id: &str) -> Value {
+        let resp = reqwest::Client::new()
+            .get(self.api(&format!("/v1/events/{event_id}")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
 }
 
 impl Drop for Server {
