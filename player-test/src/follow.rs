@@ -283,10 +283,10 @@ fn playlist_text(body: &[u8]) -> Result<&str, PlaylistError> {
     })
 }
 
-/// An HTTP failure with its causes: reqwest's own message rarely says what failed.
-fn describe(error: &reqwest::Error) -> String {
+/// An error with its causes: reqwest's own message rarely says what failed.
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         message.push_str(": ");
         message.push_str(&cause.to_string());

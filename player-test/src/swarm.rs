@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::follow::{PlayerConfig, VariantChoice, follow};
+use crate::follow::{PlayerConfig, VariantChoice, describe, follow};
 use crate::report::{Distribution, Report, ms};
 
 /// Errors kept verbatim in a [`SwarmReport`]; the rest are only counted.
@@ -205,18 +205,6 @@ pub async fn swarm(config: SwarmConfig) -> SwarmReport {
     }
     outcomes.sort_by_key(|(index, _)| *index);
     SwarmReport::of(outcomes)
-}
-
-/// An error with its causes: reqwest's own message rarely says what failed.
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]
