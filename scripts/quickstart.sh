@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --runtime
 cargo build --release --bin floodlight
-exec target/release/floodlight up "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/floodlight" up "$@"
