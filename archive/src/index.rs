@@ -70,6 +70,10 @@ pub struct SegmentRecord {
     pub program_date_time_ms: i64,
     /// Size of the segment object; 0 for a gap.
     pub bytes: u64,
+    /// Bytes from the segment's start to the end of its first sync sample's part: what an
+    /// I-frame playlist addresses. Absent in records written before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iframe_bytes: Option<u64>,
     /// The init segment version the segment decodes with.
     pub init_version: u32,
     /// The segment follows a discontinuity (a publisher reconnect, a transcoder takeover).
@@ -102,6 +106,7 @@ impl SegmentRecord {
     pub fn into_gap(self) -> SegmentRecord {
         SegmentRecord {
             bytes: 0,
+            iframe_bytes: None,
             gap: true,
             ..self
         }

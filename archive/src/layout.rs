@@ -4,6 +4,7 @@
 //! version (`v1/`), so a future layout can live beside this one in the same bucket.
 //!
 //! ```text
+//! v1/events/{event_id}/renditions/{rendition}/descriptor.json
 //! v1/events/{event_id}/renditions/{rendition}/init/{version}.mp4
 //! v1/events/{event_id}/renditions/{rendition}/segments/{msn}.m4s
 //! v1/events/{event_id}/renditions/{rendition}/index/head.json
@@ -18,6 +19,7 @@
 use std::fmt;
 
 use object_store::path::Path;
+use serde::{Deserialize, Serialize};
 
 /// The layout version, the first component of every key.
 pub const LAYOUT_VERSION: &str = "v1";
@@ -33,7 +35,7 @@ pub enum LayoutError {
 }
 
 /// Checks one key component; the error quotes at most 80 characters of it.
-fn check(what: &'static str, value: &str) -> Result<(), LayoutError> {
+pub(crate) fn check_component(what: &'static str, value: &str) -> Result<(), LayoutError> {
     let valid = (1..=MAX_COMPONENT_LEN).contains(&value.len())
         && value
             .bytes()
@@ -49,13 +51,27 @@ fn check(what: &'static str, value: &str) -> Result<(), LayoutError> {
 }
 
 /// An event's public id, checked to be a safe key component.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct EventId(String);
+
+impl TryFrom<String> for EventId {
+    type Error = LayoutError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        EventId::new(value)
+    }
+}
+
+impl From<EventId> for String {
+    fn from(id: EventId) -> String {
+        id.0
+    }
+}
 
 impl EventId {
     pub fn new(id: impl Into<String>) -> Result<EventId, LayoutError> {
         let id = id.into();
-        check("event id", &id)?;
+        check_component("event id", &id)?;
         Ok(EventId(id))
     }
 
@@ -71,7 +87,7 @@ pub struct RenditionName(String);
 impl RenditionName {
     pub fn new(name: impl Into<String>) -> Result<RenditionName, LayoutError> {
         let name = name.into();
-        check("rendition name", &name)?;
+        check_component("rendition name", &name)?;
         Ok(RenditionName(name))
     }
 
@@ -107,6 +123,11 @@ impl RenditionKey {
         }
     }
 
+    /// `v1/events/{event_id}/renditions/{rendition}/descriptor.json`
+    pub fn descriptor(&self) -> Path {
+        self.object(ObjectKind::Descriptor)
+    }
+
     /// `v1/events/{event_id}/renditions/{rendition}/init/{version}.mp4`
     pub fn init(&self, version: u32) -> Path {
         self.object(ObjectKind::Init(version))
@@ -130,6 +151,7 @@ impl RenditionKey {
     /// The key of one of this rendition's objects.
     pub fn object(&self, kind: ObjectKind) -> Path {
         let leaf = match kind {
+            ObjectKind::Descriptor => "descriptor.json".to_string(),
             ObjectKind::Init(version) => format!("init/{version}.mp4"),
             ObjectKind::Segment(msn) => format!("segments/{msn}.m4s"),
             ObjectKind::IndexHead => "index/head.json".to_string(),
@@ -145,6 +167,11 @@ impl RenditionKey {
     pub fn event_prefix(event_id: &EventId) -> Path {
         Path::from(format!("{LAYOUT_VERSION}/events/{event_id}"))
     }
+
+    /// `v1/events/{event_id}/renditions/`: one folder per archived rendition.
+    pub fn renditions_prefix(event_id: &EventId) -> Path {
+        Path::from(format!("{LAYOUT_VERSION}/events/{event_id}/renditions"))
+    }
 }
 
 impl fmt::Display for RenditionKey {
@@ -156,6 +183,9 @@ impl fmt::Display for RenditionKey {
 /// What an object of a rendition holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ObjectKind {
+    /// The rendition's descriptor (codecs, resolution, access) as last pushed: what a
+    /// master playlist of the archive says of it.
+    Descriptor,
     /// An init segment version (what EXT-X-MAP names).
     Init(u32),
     /// One complete segment, its parts concatenated, by media sequence number.
@@ -171,6 +201,13 @@ pub enum ObjectKind {
 /// version would not have written.
 pub fn parse(path: &Path) -> Option<(RenditionKey, ObjectKind)> {
     let parts: Vec<&str> = path.as_ref().split('/').collect();
+    if let [version, "events", event, "renditions", rendition, "descriptor.json"] = parts[..] {
+        let key = RenditionKey::new(
+            EventId::new(event).ok()?,
+            RenditionName::new(rendition).ok()?,
+        );
+        return (version == LAYOUT_VERSION).then_some((key, ObjectKind::Descriptor));
+    }
     let [
         version,
         "events",
@@ -254,6 +291,7 @@ mod tests {
     fn keys_parse_back_and_nothing_else_does() {
         let key = key();
         for kind in [
+            ObjectKind::Descriptor,
             ObjectKind::Init(0),
             ObjectKind::Segment(18_446_744_073_709_551_615),
             ObjectKind::IndexHead,

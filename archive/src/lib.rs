@@ -8,9 +8,11 @@
 //! - [`store`]: `[archive]` config and the `Arc<dyn ObjectStore>` it opens.
 //! - [`writer`]: [`ArchiveWriter`], the bounded, never-blocking archive writer.
 //! - [`reader`]: reading the index back by time range.
+//! - [`asset`]: VOD assets: the manifest of what an asset plays, and its own objects.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+pub mod asset;
 pub mod index;
 pub mod layout;
 mod metrics;
@@ -18,6 +20,9 @@ pub mod reader;
 pub mod store;
 pub mod writer;
 
+pub use asset::{
+    AssetId, AssetManifest, AssetRendition, AssetSegment, AssetSource, Precision,
+};
 pub use index::{
     CHUNK_RECORDS, Covered, IndexChunk, IndexError, IndexHead, SegmentRecord, covering,
 };
@@ -25,6 +30,6 @@ pub use layout::{EventId, LayoutError, ObjectKind, RenditionKey, RenditionName};
 pub use reader::{ReadError, read_range};
 pub use store::{ArchiveConfig, ConfigError, S3Config, StoreError, StoreKind, open_store};
 pub use writer::{
-    ArchiveJob, ArchiveWriter, EventArchiveStatus, InitVersion, MissingRange, MissingReason,
+    ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, InitVersion, MissingRange, MissingReason,
     RenditionArchiveStatus, Segment, WriterConfig, WriterError,
 };

@@ -72,6 +72,7 @@ fn segment(key: &RenditionKey, msn: u64) -> ArchiveJob {
             duration_90k: 180_000,
             program_date_time_ms: T0 + msn as i64 * 2000,
             bytes: 0,
+            iframe_bytes: None,
             init_version: 0,
             discontinuity: false,
             gap: false,

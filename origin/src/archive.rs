@@ -67,6 +67,7 @@ impl StreamArchive {
                 program_date_time_ms,
                 // Filled in by the writer from the bytes.
                 bytes: 0,
+                iframe_bytes: None,
                 init_version: segment.init_version,
                 discontinuity: segment.discontinuity,
                 gap: false,

@@ -9,6 +9,7 @@ fn record(msn: u64) -> SegmentRecord {
         duration_90k: TWO_S,
         program_date_time_ms: T0 + msn as i64 * 2000,
         bytes: 500_000 + msn,
+        iframe_bytes: None,
         init_version: 0,
         discontinuity: false,
         gap: false,

@@ -220,13 +220,20 @@ impl Lane {
 
     async fn work(&mut self, ctx: &Ctx, work: Work) {
         match work {
+            Work::Descriptor { bytes, _permit } => {
+                let path = self.key.descriptor();
+                if let Err(error) = put(ctx, &path, bytes, "descriptor", Mutability::Replace).await {
+                    tracing::error!(rendition = %self.key, %error,
+                        "archive: rendition descriptor not stored after every retry; the archive's master playlist lacks it");
+                }
+            }
             Work::Init {
                 version,
                 bytes,
                 _permit,
             } => {
                 let path = self.key.init(version);
-                if let Err(error) = put_immutable(ctx, &path, bytes, "init").await {
+                if let Err(error) = put(ctx, &path, bytes, "init", Mutability::Immutable).await {
                     tracing::error!(rendition = %self.key, version, %error,
                         "archive: init version not stored after every retry; its segments will not play");
                     ctx.shared
@@ -244,7 +251,7 @@ impl Lane {
                     .rendition(&self.key, |s| s.take_gaps(Some(record.msn)));
                 self.insert_all(gaps);
                 let path = self.key.segment(record.msn);
-                let stored = match put_immutable(ctx, &path, bytes, "segment").await {
+                let stored = match put(ctx, &path, bytes, "segment", Mutability::Immutable).await {
                     Ok(()) => true,
                     Err(error) => {
                         metrics::counter!(m::SEGMENTS_FAILED).increment(1);
@@ -308,19 +315,29 @@ impl Lane {
     }
 }
 
-/// Puts an object that never changes (a segment, an init version): created once, and
-/// "already exists" is success, since every writer holds the same bytes for a key.
-async fn put_immutable(
+/// Whether a put may replace what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mutability {
+    /// A segment or an init version: created once, and "already exists" is success, since
+    /// every writer holds the same bytes for a key.
+    Immutable,
+    /// A descriptor: the latest pushed wins.
+    Replace,
+}
+
+/// Puts an object, retrying with backoff up to `max_attempts`.
+async fn put(
     ctx: &Ctx,
     path: &Path,
     bytes: Bytes,
     kind: &'static str,
+    mutability: Mutability,
 ) -> Result<(), object_store::Error> {
     let len = bytes.len() as u64;
     let payload = PutPayload::from(bytes);
     let mut failures = 0;
     loop {
-        let mode = if ctx.no_create.load(Ordering::Relaxed) {
+        let mode = if mutability == Mutability::Replace || ctx.no_create.load(Ordering::Relaxed) {
             PutMode::Overwrite
         } else {
             PutMode::Create

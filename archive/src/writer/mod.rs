@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use floodlight_media::push::RenditionDescriptor;
 use floodlight_media::sync::lock;
 use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
@@ -138,8 +139,17 @@ pub struct Segment {
     pub bytes: Bytes,
 }
 
+/// A rendition's descriptor (codecs, resolution, access, DVR window) as pushed: what a
+/// playlist of the archive says of the rendition. Replaced when it changes.
+#[derive(Debug, Clone)]
+pub struct Descriptor {
+    pub rendition: RenditionKey,
+    pub descriptor: RenditionDescriptor,
+}
+
 #[derive(Debug, Clone)]
 pub enum ArchiveJob {
+    Descriptor(Descriptor),
     Init(InitVersion),
     Segment(Segment),
 }
@@ -151,6 +161,8 @@ pub enum WriterError {
     QueueFull { rendition: String, msn: u64 },
     #[error("{rendition}: archive init queue full, init version {version} dropped")]
     InitQueueFull { rendition: String, version: u32 },
+    #[error("{rendition}: archive init queue full, rendition descriptor dropped")]
+    DescriptorQueueFull { rendition: String },
     #[error("{rendition}: {source}")]
     InvalidRecord {
         rendition: String,
@@ -419,6 +431,10 @@ enum Command {
 
 /// One unit of a rendition's work, done in order by its lane.
 enum Work {
+    Descriptor {
+        bytes: Bytes,
+        _permit: OwnedSemaphorePermit,
+    },
     Init {
         version: u32,
         bytes: Bytes,
@@ -476,9 +492,32 @@ impl ArchiveWriter {
     /// rendition's status); nothing here blocks or awaits.
     pub fn try_archive(&self, job: ArchiveJob) -> Result<(), WriterError> {
         match job {
+            ArchiveJob::Descriptor(descriptor) => self.try_archive_descriptor(descriptor),
             ArchiveJob::Init(init) => self.try_archive_init(init),
             ArchiveJob::Segment(segment) => self.try_archive_segment(segment),
         }
+    }
+
+    /// Descriptors share the init versions' allowance: one per rendition per publisher
+    /// session, tiny, and without one the archive cannot be listed in a master playlist.
+    fn try_archive_descriptor(&self, descriptor: Descriptor) -> Result<(), WriterError> {
+        let Ok(permit) = self.shared.init_permits.clone().try_acquire_owned() else {
+            tracing::warn!(rendition = %descriptor.rendition,
+                "archive: init queue full, rendition descriptor dropped");
+            return Err(WriterError::DescriptorQueueFull {
+                rendition: descriptor.rendition.to_string(),
+            });
+        };
+        let bytes = Bytes::from(
+            serde_json::to_vec(&descriptor.descriptor).expect("a descriptor serializes"),
+        );
+        let work = Work::Descriptor {
+            bytes,
+            _permit: permit,
+        };
+        self.commands
+            .send(Command::Work(descriptor.rendition, work))
+            .map_err(|_| WriterError::Stopped)
     }
 
     fn try_archive_init(&self, init: InitVersion) -> Result<(), WriterError> {

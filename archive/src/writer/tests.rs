@@ -32,6 +32,7 @@ fn record(msn: u64) -> SegmentRecord {
         duration_90k: 180_000,
         program_date_time_ms: T0 + msn as i64 * 2000,
         bytes: 0,
+        iframe_bytes: None,
         init_version: 0,
         discontinuity: false,
         gap: false,
@@ -270,6 +271,7 @@ async fn a_full_queue_drops_without_blocking_and_reports_the_range() {
         .map(|msn| {
             let stored = SegmentRecord {
                 bytes: media(msn).len() as u64,
+                iframe_bytes: None,
                 ..record(msn)
             };
             if (4..10).contains(&msn) {
@@ -389,6 +391,7 @@ async fn a_second_writer_of_the_same_segments_corrupts_nothing() {
     let expected: Vec<SegmentRecord> = (0..20)
         .map(|msn| SegmentRecord {
             bytes: media(msn).len() as u64,
+            iframe_bytes: None,
             ..record(msn)
         })
         .collect();
