@@ -1,6 +1,8 @@
 //! CMAF (fragmented MP4) writer on `mp4-atom`: one track per file, as CMAF wants.
 //! Init segment = ftyp + moov (mvex/trex); each part/fragment = moof (mfhd, traf with
-//! tfhd, tfdt, trun) + mdat.
+//! tfhd, tfdt, trun) + mdat. [`read_init`] and [`read_segment`] read them back.
+
+mod read;
 
 use bytes::Bytes;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
@@ -11,6 +13,7 @@ use mp4_atom::{
 };
 
 use crate::track::{AacConfig, AvcConfig, CodecParams, TrackParams};
+pub use read::{InitTrack, MAX_SEGMENT_SAMPLES, ReadError, ReadFragment, read_init, read_segment};
 
 /// One sample of a fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -382,14 +385,14 @@ mod tests {
 
     const BFRAMES: &[u8] = include_bytes!("../testdata/ffmpeg_h264_aac_bframes.flv");
 
-    struct Capture {
-        video: AvcConfig,
-        audio: AacConfig,
-        video_frames: Vec<Frame>,
-        audio_frames: Vec<Frame>,
+    pub(super) struct Capture {
+        pub(super) video: AvcConfig,
+        pub(super) audio: AacConfig,
+        pub(super) video_frames: Vec<Frame>,
+        pub(super) audio_frames: Vec<Frame>,
     }
 
-    fn capture() -> Capture {
+    pub(super) fn capture() -> Capture {
         let (mut video, mut audio) = (None, None);
         let (mut video_frames, mut audio_frames) = (Vec::new(), Vec::new());
         for tag in FlvFileReader::new(BFRAMES).unwrap() {
@@ -417,7 +420,7 @@ mod tests {
 
     /// Frames to samples: each duration is the DTS step to the next frame (the last frame
     /// repeats the previous step), in the track timescale.
-    fn samples(frames: &[Frame], timescale: u32) -> Vec<Sample> {
+    pub(super) fn samples(frames: &[Frame], timescale: u32) -> Vec<Sample> {
         let scale = |t: i64| t * i64::from(timescale) / 90_000;
         frames
             .iter()
