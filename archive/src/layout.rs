@@ -201,7 +201,15 @@ pub enum ObjectKind {
 /// version would not have written.
 pub fn parse(path: &Path) -> Option<(RenditionKey, ObjectKind)> {
     let parts: Vec<&str> = path.as_ref().split('/').collect();
-    if let [version, "events", event, "renditions", rendition, "descriptor.json"] = parts[..] {
+    if let [
+        version,
+        "events",
+        event,
+        "renditions",
+        rendition,
+        "descriptor.json",
+    ] = parts[..]
+    {
         let key = RenditionKey::new(
             EventId::new(event).ok()?,
             RenditionName::new(rendition).ok()?,

@@ -21,15 +21,18 @@ pub mod store;
 pub mod writer;
 
 pub use asset::{
-    AssetId, AssetManifest, AssetRendition, AssetSegment, AssetSource, Precision,
+    AssetId, AssetManifest, AssetRendition, AssetSegment, AssetSource, Precision, delete_asset,
+    read_manifest, segment_asset, write_manifest,
 };
 pub use index::{
     CHUNK_RECORDS, Covered, IndexChunk, IndexError, IndexHead, SegmentRecord, covering,
 };
 pub use layout::{EventId, LayoutError, ObjectKind, RenditionKey, RenditionName};
-pub use reader::{ReadError, read_range};
+pub use reader::{
+    ReadError, archived_event_span, archived_span, read_descriptor, read_range, read_renditions,
+};
 pub use store::{ArchiveConfig, ConfigError, S3Config, StoreError, StoreKind, open_store};
 pub use writer::{
-    ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, InitVersion, MissingRange, MissingReason,
-    RenditionArchiveStatus, Segment, WriterConfig, WriterError,
+    ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, InitVersion, MissingRange,
+    MissingReason, RenditionArchiveStatus, Segment, WriterConfig, WriterError,
 };

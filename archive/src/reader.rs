@@ -1,14 +1,19 @@
 //! Reading a rendition's index back: the head, then only the chunks that cover a time
 //! range, never a listing. The first piece of what start-over, VOD playback and VOD jobs
-//! read; they build on [`read_range`].
+//! read; they build on [`read_range`], [`read_renditions`] and [`archived_span`].
 
+use floodlight_media::push::RenditionDescriptor;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::index::{
-    Covered, IndexChunk, IndexError, IndexHead, MAX_CHUNK_BYTES, MAX_HEAD_BYTES, covering,
+    Covered, IndexChunk, IndexError, IndexHead, MAX_CHUNK_BYTES, MAX_HEAD_BYTES, SegmentRecord,
+    covering,
 };
-use crate::layout::RenditionKey;
+use crate::layout::{EventId, RenditionKey, RenditionName};
+
+/// Largest descriptor object a reader accepts (a descriptor is about 300 bytes).
+const MAX_DESCRIPTOR_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,7 +82,7 @@ pub async fn read_range(
 }
 
 /// An object's bytes, `None` when absent; larger than `max` is refused before reading.
-async fn read_object(
+pub(crate) async fn read_object(
     store: &dyn ObjectStore,
     path: &Path,
     max: usize,
@@ -100,4 +105,105 @@ async fn read_object(
         .into());
     }
     result.bytes().await.map(Some).map_err(store_error)
+}
+
+/// One archived rendition of an event: its descriptor as last pushed.
+pub async fn read_descriptor(
+    store: &dyn ObjectStore,
+    key: &RenditionKey,
+) -> Result<Option<RenditionDescriptor>, ReadError> {
+    let path = key.descriptor();
+    let Some(bytes) = read_object(store, &path, MAX_DESCRIPTOR_BYTES).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|error| {
+        IndexError::Corrupt {
+            object: path.to_string(),
+            line: 1,
+            reason: error.to_string(),
+        }
+        .into()
+    })
+}
+
+/// Every rendition archived for an event, with its descriptor, in name order: one listing
+/// of the event's `renditions/` folder (a handful of names), then a read per rendition. A
+/// rendition without a descriptor (archived before descriptors were) is left out: no
+/// playlist could say what it is.
+pub async fn read_renditions(
+    store: &dyn ObjectStore,
+    event_id: &EventId,
+) -> Result<Vec<(RenditionKey, RenditionDescriptor)>, ReadError> {
+    let prefix = RenditionKey::renditions_prefix(event_id);
+    let listing = store
+        .list_with_delimiter(Some(&prefix))
+        .await
+        .map_err(|source| ReadError::Store {
+            object: prefix.to_string(),
+            source,
+        })?;
+    let mut renditions = Vec::new();
+    for folder in listing.common_prefixes {
+        let Some(name) = folder.filename() else {
+            continue;
+        };
+        let Ok(name) = RenditionName::new(name) else {
+            continue;
+        };
+        let key = RenditionKey::new(event_id.clone(), name);
+        if let Some(descriptor) = read_descriptor(store, &key).await? {
+            renditions.push((key, descriptor));
+        }
+    }
+    renditions.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(renditions)
+}
+
+/// What the archive holds of a rendition, `[first segment's PDT, last segment's end)` in
+/// Unix ms; `None` when nothing is. Reads the head and its first and last chunks.
+pub async fn archived_span(
+    store: &dyn ObjectStore,
+    key: &RenditionKey,
+) -> Result<Option<(i64, i64)>, ReadError> {
+    let head = match read_head(store, key).await {
+        Ok(head) => head,
+        Err(ReadError::NotArchived { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let (Some(first), Some(last)) = (head.chunks().next(), head.chunks().last()) else {
+        return Ok(None);
+    };
+    let last_chunk = read_chunk(store, key, last.chunk).await?;
+    let end = last_chunk
+        .records()
+        .iter()
+        .filter(|r| !r.gap)
+        .map(SegmentRecord::end_ms)
+        .max();
+    let first_chunk = if first.chunk == last.chunk {
+        last_chunk
+    } else {
+        read_chunk(store, key, first.chunk).await?
+    };
+    let start = first_chunk
+        .records()
+        .iter()
+        .find(|r| !r.gap)
+        .map(|r| r.program_date_time_ms);
+    Ok(start.zip(end))
+}
+
+/// What the archive holds of an event across its renditions: from the earliest start to
+/// the latest end; `None` when nothing is archived.
+pub async fn archived_event_span(
+    store: &dyn ObjectStore,
+    event_id: &EventId,
+) -> Result<Option<(i64, i64)>, ReadError> {
+    let mut span: Option<(i64, i64)> = None;
+    for (key, _) in read_renditions(store, event_id).await? {
+        if let Some((start, end)) = archived_span(store, &key).await? {
+            span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
+        }
+    }
+    Ok(span)
 }

@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 use floodlight_archive::{
-    ArchiveJob, ArchiveWriter, EventArchiveStatus, EventId, InitVersion, RenditionKey,
+    ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, EventId, InitVersion, RenditionKey,
     RenditionName, Segment, SegmentRecord, WriterError,
 };
+use floodlight_media::push::RenditionDescriptor;
 use tracing::{debug, warn};
 
 use crate::window::CompletedSegment;
@@ -36,6 +37,17 @@ impl StreamArchive {
                 None
             }
         }
+    }
+
+    /// A rendition was declared or its descriptor changed.
+    pub(crate) fn descriptor(&self, descriptor: RenditionDescriptor) {
+        let Some(rendition) = self.key(&descriptor.name) else {
+            return;
+        };
+        hand_over(self.writer.try_archive(ArchiveJob::Descriptor(Descriptor {
+            rendition,
+            descriptor,
+        })));
     }
 
     /// A new init version was stored.
@@ -67,7 +79,7 @@ impl StreamArchive {
                 program_date_time_ms,
                 // Filled in by the writer from the bytes.
                 bytes: 0,
-                iframe_bytes: None,
+                iframe_bytes: segment.iframe_bytes,
                 init_version: segment.init_version,
                 discontinuity: segment.discontinuity,
                 gap: false,
@@ -101,7 +113,12 @@ impl StreamArchive {
 /// its queue is full; anything else is logged here.
 fn hand_over(result: Result<(), WriterError>) {
     match result {
-        Ok(()) | Err(WriterError::QueueFull { .. } | WriterError::InitQueueFull { .. }) => {}
+        Ok(())
+        | Err(
+            WriterError::QueueFull { .. }
+            | WriterError::InitQueueFull { .. }
+            | WriterError::DescriptorQueueFull { .. },
+        ) => {}
         Err(error) => warn!(%error, "archive refused the job"),
     }
 }

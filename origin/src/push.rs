@@ -62,9 +62,13 @@ pub(crate) async fn rendition(
     let mut state = stream.lock();
     let part_target_ms = descriptor.part_target_ms;
     let codecs = descriptor.codecs.clone();
+    let archived = stream.archive.as_ref().map(|_| descriptor.clone());
     let declared = state
         .declare(descriptor)
         .map_err(|e| ApiError::push(&event_id, &rendition, e))?;
+    if let (Some(archive), Some(descriptor)) = (&stream.archive, archived) {
+        archive.descriptor(descriptor);
+    }
     state.track_rendition(&rendition);
     state.notify(Some(&rendition));
     stream.notify_stream();

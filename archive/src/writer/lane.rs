@@ -222,7 +222,8 @@ impl Lane {
         match work {
             Work::Descriptor { bytes, _permit } => {
                 let path = self.key.descriptor();
-                if let Err(error) = put(ctx, &path, bytes, "descriptor", Mutability::Replace).await {
+                if let Err(error) = put(ctx, &path, bytes, "descriptor", Mutability::Replace).await
+                {
                     tracing::error!(rendition = %self.key, %error,
                         "archive: rendition descriptor not stored after every retry; the archive's master playlist lacks it");
                 }

@@ -224,6 +224,8 @@ pub(crate) struct CompletedSegment {
     pub(crate) program_date_time_ms: Option<i64>,
     pub(crate) discontinuity: bool,
     pub(crate) init_version: u32,
+    /// The byte range of its first sync sample (what an I-frame playlist addresses).
+    pub(crate) iframe_bytes: Option<u64>,
     pub(crate) bytes: Bytes,
 }
 
@@ -765,6 +767,7 @@ impl RenditionWindow {
                 program_date_time_ms: segment.program_date_time_ms,
                 discontinuity: segment.discontinuity,
                 init_version: segment.init_version,
+                iframe_bytes: segment.iframe_bytes(),
                 bytes,
             });
         }

@@ -12,6 +12,10 @@
 //! v1/assets/{asset_id}/renditions/{rendition}/segments/{n}.m4s
 //! ```
 
+mod build;
+
+pub use build::{delete_asset, read_manifest, segment_asset, write_manifest};
+
 use floodlight_media::push::RenditionDescriptor;
 use object_store::path::Path;
 use serde::{Deserialize, Serialize};
@@ -185,12 +189,12 @@ struct ManifestOut<'a> {
     manifest: &'a AssetManifest,
 }
 
+/// What a reader checks before the rest: a manifest of another version may have other
+/// fields.
 #[derive(Deserialize)]
-struct ManifestIn {
+struct ManifestHeader {
     format: String,
     version: u64,
-    #[serde(flatten)]
-    manifest: AssetManifest,
 }
 
 impl AssetManifest {
@@ -235,20 +239,23 @@ impl AssetManifest {
                 max: MAX_MANIFEST_BYTES,
             });
         }
-        let stored: ManifestIn =
+        let header: ManifestHeader =
             serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if stored.format != MANIFEST_FORMAT {
+        if header.format != MANIFEST_FORMAT {
             return Err(corrupt(format!(
                 "format {:?} is not {MANIFEST_FORMAT:?}",
-                stored.format
+                header.format
             )));
         }
-        if stored.version != MANIFEST_FORMAT_VERSION {
+        if header.version != MANIFEST_FORMAT_VERSION {
             return Err(IndexError::UnsupportedVersion {
                 object: object.to_string(),
-                found: stored.version,
+                found: header.version,
             });
         }
-        Ok(stored.manifest)
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests;
