@@ -1,6 +1,7 @@
 //! `floodlight`: the one binary. `floodlight up` runs every service in one process with
 //! embedded defaults; `floodlight <service>` runs one service.
 
+mod archive;
 mod assignment;
 mod config;
 mod services;

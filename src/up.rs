@@ -6,13 +6,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use floodlight_archive::{ArchiveWriter, EventArchiveStatus, MissingReason, open_store};
 use floodlight_control::viewer_sessions::SessionStore;
 use floodlight_control::{
-    ArchiveGap, ArchiveHealth, ArchiveState, Control, EventId, IngestProtocol, LifecycleKind,
-    LifecycleMessage, LiveStatus, LiveStatusSource, PublicUrls, PublishCheck, PublishPermit,
-    PublisherStatus, RenditionStatus, RtspTransport as ControlRtspTransport, ShedRendition,
-    Visibility,
+    Control, EventId, IngestProtocol, LifecycleKind, LifecycleMessage, LiveStatus,
+    LiveStatusSource, PublicUrls, PublishCheck, PublishPermit, PublisherStatus, RenditionStatus,
+    RtspTransport as ControlRtspTransport, ShedRendition, Visibility,
 };
 use floodlight_ingest::{
     BoxFuture, Ingest, IngestAuthority, Protocol, PublishGrant, PublishRefusal, PublishRequest,
@@ -28,6 +26,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::archive::Archive;
 use crate::config::{AssignmentMode, Config};
 
 /// The origin asks the viewer-session store, shared with the control plane, whether a
@@ -258,37 +257,9 @@ impl LiveStatusSource for LiveView {
                     at: Some(UNIX_EPOCH + Duration::from_millis(s.at_ms.max(0) as u64)),
                 })
                 .collect();
-            status.archive = stream.archive.map(|a| archive_health(&a));
+            status.archive = stream.archive.map(|a| crate::archive::health(&a));
         }
         status
-    }
-}
-
-/// The archive writer's report on a stream, as the control API shows it.
-fn archive_health(archive: &EventArchiveStatus) -> ArchiveHealth {
-    ArchiveHealth {
-        state: if archive.degraded {
-            ArchiveState::Degraded
-        } else {
-            ArchiveState::Ok
-        },
-        detail: archive.to_string(),
-        missing: archive
-            .renditions
-            .iter()
-            .flat_map(|r| {
-                r.missing.iter().map(|m| ArchiveGap {
-                    rendition: r.rendition.clone(),
-                    first_msn: m.first_msn,
-                    last_msn: m.last_msn,
-                    reason: match m.reason {
-                        MissingReason::QueueFull => "queue_full",
-                        MissingReason::StoreFailed => "store_failed",
-                    }
-                    .to_owned(),
-                })
-            })
-            .collect(),
     }
 }
 
@@ -388,41 +359,6 @@ fn local_url(addr: SocketAddr) -> String {
     format!("http://{ip}:{}", addr.port())
 }
 
-/// How long shutdown waits for the archive to store what is queued.
-const ARCHIVE_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The archive writer `[archive]` asks for, on its store; `None` when it is disabled.
-fn archive_writer(config: &Config) -> anyhow::Result<Option<ArchiveWriter>> {
-    if !config.archive.enabled {
-        info!("archive.enabled = false: segments are not archived (no DVR start-over or VOD)");
-        return Ok(None);
-    }
-    let store = open_store(&config.archive.store, &config.data_dir)?;
-    // The store's Display names the bucket or directory, never a credential.
-    info!(%store, "archiving complete segments and init versions");
-    Ok(Some(ArchiveWriter::spawn(
-        store,
-        config.archive.store.writer.clone(),
-    )?))
-}
-
-/// At shutdown: waits, at most [`ARCHIVE_FLUSH_TIMEOUT`], until what is queued is stored.
-async fn flush_archive(archive: Option<ArchiveWriter>) {
-    let Some(archive) = archive else {
-        return;
-    };
-    if tokio::time::timeout(ARCHIVE_FLUSH_TIMEOUT, archive.flush())
-        .await
-        .is_err()
-    {
-        warn!(
-            queued_segments = archive.queued_segments(),
-            timeout_secs = ARCHIVE_FLUSH_TIMEOUT.as_secs(),
-            "archive: the store did not take every queued segment before shutdown; those are not archived"
-        );
-    }
-}
-
 pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
@@ -462,13 +398,14 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     let sessions = SessionStore::open(&config.sessions)
         .await
         .context("sessions.redis_url: cannot open the viewer-session store")?;
-    let archive = archive_writer(&config)?;
+    let archive = Archive::open(&config)?;
     let origin = Origin::with_viewer_sessions(
         config.origin.clone(),
         render.clone(),
         Arc::new(OriginSessions(sessions.clone())),
     )
-    .with_archive(archive.clone());
+    .with_archive(archive.writer())
+    .with_archive_store(archive.store());
     let whip_render = render.clone();
     // `[assignment] mode = "remote"`: streams go to `floodlight transcoder` processes.
     let handler: Arc<dyn StreamHandler> = match config.assignment.mode {
@@ -525,7 +462,7 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     while let Some(result) = tasks.join_next().await {
         result.context("a service task panicked")??;
     }
-    flush_archive(archive).await;
+    archive.flush().await;
     Ok(())
 }
 
@@ -555,7 +492,7 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
     };
     let listener = bind("origin.listen", config.origin.listen).await?;
     info!(addr = %listener.local_addr()?, "origin listening");
-    let archive = archive_writer(&config)?;
+    let archive = Archive::open(&config)?;
     let render = move || metrics.render();
     let origin = match sessions {
         Some(sessions) => {
@@ -565,11 +502,13 @@ pub(crate) async fn origin_only(config: Config, metrics: PrometheusHandle) -> an
     };
     floodlight_origin::run(
         listener,
-        origin.with_archive(archive.clone()),
+        origin
+            .with_archive(archive.writer())
+            .with_archive_store(archive.store()),
         signalled(shutdown_signal()),
     )
     .await?;
-    flush_archive(archive).await;
+    archive.flush().await;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub use index::{
     CHUNK_RECORDS, Covered, IndexChunk, IndexError, IndexHead, SegmentRecord, covering,
 };
 pub use layout::{EventId, LayoutError, ObjectKind, RenditionKey, RenditionName};
+/// The store trait every reader and writer here takes, for callers that hold one.
+pub use object_store::ObjectStore;
 pub use reader::{
     ReadError, archived_event_span, archived_span, read_descriptor, read_range, read_renditions,
 };

@@ -316,6 +316,86 @@ impl MediaPlaylist {
     }
 }
 
+/// EXT-X-PLAYLIST-TYPE (§4.4.3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistType {
+    /// Segments are only appended (a start-over playlist growing with the event).
+    Event,
+    /// The playlist never changes (a time-shifted range, a VOD asset).
+    Vod,
+}
+
+/// A media playlist of recorded media: start-over, time-shift and VOD. Whole segments
+/// only (no parts, no blocking reload: the media is already in the archive), so the
+/// header has none of the low-latency tags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedPlaylist {
+    pub playlist_type: PlaylistType,
+    /// EXT-X-TARGETDURATION, whole seconds, ≥ every EXTINF rounded (§4.4.3.1).
+    pub target_duration: u32,
+    pub media_sequence: u64,
+    /// Every entry has a `uri` and no parts.
+    pub segments: Vec<SegmentEntry>,
+    /// EXT-X-ENDLIST: always for VOD, once the event ended for EVENT.
+    pub ended: bool,
+}
+
+impl RecordedPlaylist {
+    /// The smallest EXT-X-TARGETDURATION for `durations` (seconds): every EXTINF rounded
+    /// to the nearest integer is ≤ it (§4.4.3.1), and at least 1.
+    pub fn target_duration_for(durations: impl IntoIterator<Item = f64>) -> u32 {
+        durations
+            .into_iter()
+            .map(|d| d.round() as u32)
+            .max()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        line(&mut out, format_args!("#EXTM3U"));
+        line(&mut out, format_args!("#EXT-X-VERSION:{VERSION_FMP4}"));
+        let kind = match self.playlist_type {
+            PlaylistType::Event => "EVENT",
+            PlaylistType::Vod => "VOD",
+        };
+        line(&mut out, format_args!("#EXT-X-PLAYLIST-TYPE:{kind}"));
+        line(
+            &mut out,
+            format_args!("#EXT-X-TARGETDURATION:{}", self.target_duration),
+        );
+        line(
+            &mut out,
+            format_args!("#EXT-X-MEDIA-SEQUENCE:{}", self.media_sequence),
+        );
+        line(&mut out, format_args!("#EXT-X-INDEPENDENT-SEGMENTS"));
+        let mut map_uri: Option<&str> = None;
+        for segment in &self.segments {
+            let Some(uri) = &segment.uri else { continue };
+            segment_tags(
+                &mut out,
+                &mut map_uri,
+                segment.discontinuity,
+                &segment.map_uri,
+                segment.program_date_time_ms,
+            );
+            if segment.gap {
+                line(&mut out, format_args!("#EXT-X-GAP"));
+            }
+            line(
+                &mut out,
+                format_args!("#EXTINF:{},", duration(segment.duration)),
+            );
+            line(&mut out, format_args!("{}", uri_line(uri)));
+        }
+        if self.ended {
+            line(&mut out, format_args!("#EXT-X-ENDLIST"));
+        }
+        out
+    }
+}
+
 impl IFramePlaylist {
     /// Renders the I-frame playlist. EXT-X-I-FRAMES-ONLY needs version 4 and EXT-X-MAP in
     /// it version 5 (RFC 8216bis §7); the fMP4 media playlists' 6 covers both.
@@ -1012,5 +1092,46 @@ source/index.m3u8
                 .render()
                 .ends_with("#EXTINF:2.00000,\n#EXT-X-GAP\n101.m4s\n")
         );
+    }
+
+    #[test]
+    fn recorded_playlists_have_no_low_latency_tags_and_mark_maps_gaps_and_the_end() {
+        let entry = |msn: u64, map: &str, discontinuity: bool, gap: bool| SegmentEntry {
+            msn,
+            duration: 2.002,
+            uri: Some(format!("{msn}.m4s")),
+            program_date_time_ms: Some(1_765_137_600_000 + msn as i64 * 2002),
+            discontinuity,
+            map_uri: map.to_string(),
+            parts: Vec::new(),
+            gap,
+        };
+        let playlist = RecordedPlaylist {
+            playlist_type: PlaylistType::Vod,
+            target_duration: RecordedPlaylist::target_duration_for([2.002, 2.6]),
+            media_sequence: 7,
+            segments: vec![
+                entry(7, "init0.mp4", false, false),
+                entry(8, "init0.mp4", false, true),
+                entry(9, "init1.mp4", true, false),
+            ],
+            ended: true,
+        };
+        let text = playlist.render();
+        assert!(text.starts_with(
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"
+        ), "{text}");
+        assert!(
+            !text.contains("PART") && !text.contains("SERVER-CONTROL"),
+            "{text}"
+        );
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 2, "{text}");
+        assert!(
+            text.contains("#EXT-X-GAP\n#EXTINF:2.00200,\n8.m4s"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+        assert!(text.ends_with("9.m4s\n#EXT-X-ENDLIST\n"), "{text}");
+        assert_eq!(RecordedPlaylist::target_duration_for([]), 1);
     }
 }

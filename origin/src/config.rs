@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use floodlight_media::token::TokenKey;
 use serde::Deserialize;
 
+/// The longest start-over window an event or the default may ask for: 24 h.
+pub(crate) const MAX_START_OVER_WINDOW_SECS: u64 = 24 * 3600;
+
 /// `[origin]` in floodlight.toml.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,6 +85,14 @@ pub struct OriginConfig {
     /// authoring spec) the highest variant whose BANDWIDTH is at or below this, bits/s; the
     /// lowest when every variant is above it. The others follow, highest first.
     pub start_variant_max_bandwidth_bps: u64,
+    /// How far back start-over (`?start=T`) reaches behind the live edge (or behind the
+    /// end of an ended event), seconds, for an event that does not set its own
+    /// `dvr_window_secs`. 0 turns start-over off; at most 24 h.
+    pub start_over_window_secs: u64,
+    /// Bytes of archive objects (segments, init versions, index objects, manifests) kept in
+    /// memory for start-over and VOD playback, so a crowd watching the same media reads
+    /// each object from the store once. An object over an eighth of it is never kept.
+    pub archive_cache_bytes: usize,
 }
 
 impl Default for OriginConfig {
@@ -104,6 +115,8 @@ impl Default for OriginConfig {
             token_cache_entries: 100_000,
             max_thumbnail_bytes: 1024 * 1024,
             start_variant_max_bandwidth_bps: 3_000_000,
+            start_over_window_secs: 2 * 3600,
+            archive_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -156,6 +169,8 @@ impl fmt::Debug for OriginConfig {
                 "start_variant_max_bandwidth_bps",
                 &self.start_variant_max_bandwidth_bps,
             )
+            .field("start_over_window_secs", &self.start_over_window_secs)
+            .field("archive_cache_bytes", &self.archive_cache_bytes)
             .finish()
     }
 }
@@ -228,6 +243,15 @@ impl OriginConfig {
                         .to_string(),
                 );
             }
+        }
+        if self.start_over_window_secs > MAX_START_OVER_WINDOW_SECS {
+            return invalid(
+                "start_over_window_secs",
+                format!(
+                    "{} is over 24 h ({MAX_START_OVER_WINDOW_SECS})",
+                    self.start_over_window_secs
+                ),
+            );
         }
         if !(self.dvr_window_secs.is_finite() && self.dvr_window_secs > 0.0) {
             return invalid(

@@ -42,6 +42,13 @@ pub(crate) enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A Range request no byte of the object satisfies (RFC 9110 §15.5.17); the object's
+    /// length goes in `Content-Range: bytes */{length}`.
+    #[error("{detail}")]
+    RangeNotSatisfiable { length: u64, detail: String },
+    /// Something stored is unreadable (a corrupt archive object, named in the log).
+    #[error("{0}")]
+    Internal(String),
     /// An extractor refused the request (bad path, query or body, body too large).
     #[error("{detail}")]
     Rejected { status: StatusCode, detail: String },
@@ -81,6 +88,8 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Rejected { status, .. } => *status,
         }
     }
@@ -111,6 +120,12 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden { reason, .. } => Some(reason),
             _ => None,
         };
+        let content_range = match self {
+            ApiError::RangeNotSatisfiable { length, .. } => {
+                HeaderValue::from_str(&format!("bytes */{length}")).ok()
+            }
+            _ => None,
+        };
         let problem = Problem {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
@@ -125,6 +140,9 @@ impl IntoResponse for ApiError {
         );
         // Errors describe a moment of the live edge; a cache must not replay them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(content_range) = content_range {
+            headers.insert(header::CONTENT_RANGE, content_range);
+        }
         if let Some(challenge) = challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -19,6 +19,7 @@ mod metrics;
 mod origin;
 mod playback;
 mod push;
+mod recorded;
 mod resource;
 mod router;
 mod stream;

@@ -14,9 +14,20 @@ pub(crate) const PLAYBACK_TOKENS_VERIFIED: &str =
     "floodlight_origin_playback_tokens_verified_total";
 pub(crate) const GAP_SEGMENTS: &str = "floodlight_origin_gap_segments_total";
 pub(crate) const RENDITIONS_SHED: &str = "floodlight_origin_renditions_shed_total";
+pub(crate) const ARCHIVE_CACHE_BYTES: &str = "floodlight_origin_archive_cache_bytes";
+pub(crate) const ARCHIVE_READS: &str = "floodlight_origin_archive_reads_total";
 
 /// Registers help texts with whatever recorder the binary installed.
 pub(crate) fn describe() {
+    metrics::describe_gauge!(
+        ARCHIVE_CACHE_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes of archive objects (segments, index, manifests) cached for start-over and VOD"
+    );
+    metrics::describe_counter!(
+        ARCHIVE_READS,
+        "Archive objects read from the object store for start-over and VOD, by result (hit = from the cache)"
+    );
     metrics::describe_counter!(PARTS_RECEIVED, "CMAF parts stored from the push API");
     metrics::describe_counter!(
         PART_BYTES_RECEIVED,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use floodlight_archive::ArchiveWriter;
 use floodlight_media::push::RenditionDescriptor;
+use object_store::ObjectStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -20,6 +21,7 @@ use crate::auth::PushCredential;
 use crate::config::OriginConfig;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::recorded::Recorded;
 use crate::stream::{Declared, StreamCore, StreamLimits, StreamStatus};
 use crate::window::{PushError, WindowLimits};
 use floodlight_media::sync::lock;
@@ -45,6 +47,8 @@ struct Inner {
     streams: Mutex<HashMap<String, Arc<LiveStream>>>,
     /// Where complete segments and init versions go, when an archive is configured.
     archive: Option<ArchiveWriter>,
+    /// The archive's reader for start-over and VOD, when an archive is configured.
+    recorded: Option<Recorded>,
     /// Flips to `true` when the server begins shutting down: blocked requests answer 503
     /// at once instead of holding the shutdown up.
     shutdown: watch::Sender<bool>,
@@ -277,6 +281,7 @@ impl Origin {
                 render_metrics: Box::new(render_metrics),
                 streams: Mutex::new(HashMap::new()),
                 archive: None,
+                recorded: None,
                 shutdown: watch::channel(false).0,
             }),
         }
@@ -290,6 +295,21 @@ impl Origin {
             .expect("with_archive is called on a new origin, before it is cloned")
             .archive = archive;
         self
+    }
+
+    /// Serves start-over (`?start=T`) and VOD (`/vod/{asset_id}/…`) from `store`, the
+    /// archive's object store (`None`: neither, the default). Call it on a new origin,
+    /// before it is cloned or serves.
+    pub fn with_archive_store(mut self, store: Option<Arc<dyn ObjectStore>>) -> Self {
+        let cache_bytes = self.inner.config.archive_cache_bytes;
+        Arc::get_mut(&mut self.inner)
+            .expect("with_archive_store is called on a new origin, before it is cloned")
+            .recorded = store.map(|store| Recorded::new(store, cache_bytes));
+        self
+    }
+
+    pub(crate) fn recorded(&self) -> Option<&Recorded> {
+        self.inner.recorded.as_ref()
     }
 
     pub(crate) fn config(&self) -> &OriginConfig {

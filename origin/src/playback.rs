@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use floodlight_media::playlist::{DeltaUpdate, MasterPlaylist};
@@ -13,14 +13,15 @@ use floodlight_media::push::RenditionKind;
 
 use crate::error::ApiError;
 use crate::origin::{LiveStream, Origin, WaitFor};
+use crate::recorded::start_over::{self, ArchivedFile, TimeShift};
 use crate::resource::RenditionFile;
 use crate::stream::{RenderedPlaylist, StreamCore};
 use crate::window::{Awaited, Lookup, PartPosition};
 use floodlight_media::clock::unix_millis;
 
-const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+pub(crate) const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 /// Parts, segments and versioned init segments never change under their URI.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A playlist fetched without `_HLS_msn` is the live edge, which moves every part: one
 /// second (the smallest max-age) lets a CDN absorb a startup burst without holding a
 /// player far behind; players then switch to blocking reloads.
@@ -135,6 +136,9 @@ pub(crate) async fn master(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let Path(event_id) = path?;
+    if let Some(shift) = TimeShift::from_query(uri.query())? {
+        return start_over::master(&origin, &event_id, uri.query(), shift).await;
+    }
     let stream = origin.stream(&event_id)?;
     let (access, target_duration) = {
         let state = stream.lock();
@@ -170,13 +174,43 @@ pub(crate) async fn rendition_file(
     State(origin): State<Origin>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path((event_id, rendition, file)) = path?;
-    let stream = origin.stream(&event_id)?;
     let Some(file) = RenditionFile::parse(&file) else {
         return Err(ApiError::NotFound(format!(
             "{file:?} is not a file of a rendition (index.m3u8, init{{version}}.mp4, {{msn}}.{{part}}.m4s, {{msn}}.m4s)"
         )));
+    };
+    let query = uri.query();
+    if matches!(
+        file,
+        RenditionFile::Playlist | RenditionFile::IFramePlaylist
+    ) && let Some(shift) = TimeShift::from_query(query)?
+    {
+        let iframes = file == RenditionFile::IFramePlaylist;
+        return start_over::rendition_playlist(
+            &origin, &event_id, &rendition, iframes, query, shift,
+        )
+        .await;
+    }
+    let archived = match file {
+        RenditionFile::Init(Some(version)) => Some(ArchivedFile::Init(version)),
+        RenditionFile::Segment(msn) => Some(ArchivedFile::Segment(msn)),
+        _ => None,
+    };
+    let from_archive = || async {
+        match archived {
+            Some(file) => {
+                start_over::archived_media(&origin, &event_id, &rendition, file, query, &headers)
+                    .await
+            }
+            None => Err(ApiError::unknown_event(&event_id)),
+        }
+    };
+    // An ended event that left memory: its segments and init versions are archived.
+    let Ok(stream) = origin.stream(&event_id) else {
+        return from_archive().await;
     };
     let (access, window) = {
         let state = stream.lock();
@@ -194,9 +228,14 @@ pub(crate) async fn rendition_file(
         now_secs(),
         file == RenditionFile::Playlist,
     )?;
-    let (kind, target_duration) =
-        window.ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
+    let Some((kind, target_duration)) = window else {
+        return match archived {
+            Some(_) => from_archive().await,
+            None => Err(ApiError::unknown_rendition(&event_id, &rendition)),
+        };
+    };
     let request = RenditionRequest {
+        headers: &headers,
         timeout: block_timeout(&origin, target_duration),
         origin: &origin,
         stream: &stream,
@@ -225,15 +264,28 @@ pub(crate) async fn rendition_file(
                 HeaderValue::from_static(LIVE_EDGE_PLAYLIST),
             ))
         }
-        RenditionFile::Init(version) => request.init(version),
+        RenditionFile::Init(version) => match request.init(version) {
+            // Aged out of the live window: the archive has it.
+            Err(ApiError::Gone(_) | ApiError::NotFound(_)) if archived.is_some() => {
+                from_archive().await
+            }
+            answer => answer,
+        },
         RenditionFile::Part(position) => request.part(position).await,
-        RenditionFile::Segment(msn) => request.segment(msn),
+        RenditionFile::Segment(msn) => match request.segment(msn) {
+            Err(ApiError::Gone(_) | ApiError::NotFound(_)) if archived.is_some() => {
+                from_archive().await
+            }
+            answer => answer,
+        },
     }
 }
 
 /// An admitted request for one file of a rendition that exists: each kind of file is a
 /// step of its own below.
 struct RenditionRequest<'a> {
+    /// The request's headers (a Range on media).
+    headers: &'a HeaderMap,
     origin: &'a Origin,
     stream: &'a LiveStream,
     event_id: &'a str,
@@ -388,7 +440,7 @@ impl RenditionRequest<'_> {
         } else {
             REVALIDATE
         };
-        Ok(media_response(bytes, self.kind, cache))
+        media_response(self.headers, bytes, self.kind, cache)
     }
 
     /// A part. RFC 8216bis §6.2.6: a request for the preload-hinted part blocks until the
@@ -410,7 +462,7 @@ impl RenditionRequest<'_> {
                 }
             })
             .await?;
-        Ok(media_response(bytes, self.kind, IMMUTABLE))
+        media_response(self.headers, bytes, self.kind, IMMUTABLE)
     }
 
     /// A complete segment (for players without LL-HLS, and the DVR window).
@@ -429,7 +481,7 @@ impl RenditionRequest<'_> {
                 self.event_id, self.rendition
             ),
         )?;
-        Ok(media_response(bytes, self.kind, IMMUTABLE))
+        media_response(self.headers, bytes, self.kind, IMMUTABLE)
     }
 }
 
@@ -470,7 +522,7 @@ fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
 }
 
 /// Seconds since the Unix epoch, the clock token expiries are on.
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     unix_millis().div_euclid(1000)
 }
 
@@ -497,16 +549,26 @@ fn playlist_response(text: Bytes, cache: HeaderValue) -> Response {
     (headers, text).into_response()
 }
 
-fn media_response(bytes: Bytes, kind: RenditionKind, cache: &'static str) -> Response {
+/// A media object (init, part, segment) under its content type and caching, honouring a
+/// Range request (I-frame playlists address byte ranges).
+pub(crate) fn media_response(
+    request: &HeaderMap,
+    bytes: Bytes,
+    kind: RenditionKind,
+    cache: &'static str,
+) -> Result<Response, ApiError> {
     let content_type = match kind {
         RenditionKind::Video => "video/mp4",
         RenditionKind::Audio => "audio/mp4",
     };
-    let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-    ];
-    (headers, bytes).into_response()
+    crate::recorded::ranged(
+        request,
+        bytes,
+        vec![
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+    )
 }
 
 #[cfg(test)]

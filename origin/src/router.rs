@@ -11,10 +11,11 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::error::ApiError;
 use crate::origin::Origin;
+use crate::recorded::vod;
 use crate::{metrics, playback, push, resource};
 
 impl Origin {
-    /// Every route: playback under `/live`, the push API under [`PUSH_PREFIX`] (behind
+    /// Every route: playback under `/live` (start-over with `?start=T`) and `/vod`, the push API under [`PUSH_PREFIX`] (behind
     /// the push token when one is configured), `/metrics`, `/healthz`, `/readyz`.
     pub fn router(&self) -> Router {
         // Players in browsers fetch from another origin than the page's (hls.js). The
@@ -33,6 +34,12 @@ impl Origin {
             .route(
                 "/live/{event_id}/{rendition}/{file}",
                 get(playback::rendition_file),
+            )
+            .route("/vod/{asset_id}/master.m3u8", get(vod::master))
+            .route("/vod/{asset_id}/poster.jpg", get(vod::poster))
+            .route(
+                "/vod/{asset_id}/{rendition}/{file}",
+                get(vod::rendition_file),
             )
             .layer(cors);
         let push = Router::new()

@@ -79,7 +79,8 @@ impl StreamCore {
             let variants: Vec<Variant> = started(RenditionKind::Audio)
                 .map(|(d, b)| variant(d, b, d.codecs.clone(), None))
                 .collect();
-            let variants = self.start_variant_first(variants);
+            let variants =
+                start_variant_first(variants, self.limits.start_variant_max_bandwidth_bps);
             return (!variants.is_empty()).then_some(MasterPlaylist {
                 variants,
                 audio: Vec::new(),
@@ -145,7 +146,7 @@ impl StreamCore {
                 language: None,
             })
             .collect();
-        let variants = self.start_variant_first(variants);
+        let variants = start_variant_first(variants, self.limits.start_variant_max_bandwidth_bps);
         // The I-frame playlists, in the variants' order (RFC 8216bis §4.4.6.3): scrubbing
         // for every rung a player may be on.
         let iframe_variants = variants
@@ -170,27 +171,27 @@ impl StreamCore {
             iframe_variants,
         })
     }
+}
 
-    /// Variants by BANDWIDTH, highest first, with the start variant moved to the top.
-    /// Apple's HLS authoring spec: a player starts with the first variant listed (hls.js
-    /// likewise takes the first listed as its start level), before it has measured the
-    /// network. The top rung would stall phones on startup, the bottom one would show
-    /// every viewer a blurry first seconds: the start variant is the highest one at or
-    /// below `start_variant_max_bandwidth_bps` (a 720p rung by default), or the lowest
-    /// when all are above it. The rest follow highest first, the order the issue's
-    /// operators read a ladder in.
-    fn start_variant_first(&self, mut variants: Vec<Variant>) -> Vec<Variant> {
-        variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth).then(a.uri.cmp(&b.uri)));
-        let start = variants
-            .iter()
-            .position(|v| v.bandwidth <= self.limits.start_variant_max_bandwidth_bps)
-            .unwrap_or(variants.len().saturating_sub(1));
-        if start < variants.len() {
-            let first = variants.remove(start);
-            variants.insert(0, first);
-        }
-        variants
+/// Variants by BANDWIDTH, highest first, with the start variant moved to the top.
+/// Apple's HLS authoring spec: a player starts with the first variant listed (hls.js
+/// likewise takes the first listed as its start level), before it has measured the
+/// network. The top rung would stall phones on startup, the bottom one would show
+/// every viewer a blurry first seconds: the start variant is the highest one at or
+/// below `start_max_bps` (`start_variant_max_bandwidth_bps`, a 720p rung by default), or
+/// the lowest when all are above it. The rest follow highest first, the order the
+/// issue's operators read a ladder in.
+pub(crate) fn start_variant_first(mut variants: Vec<Variant>, start_max_bps: u64) -> Vec<Variant> {
+    variants.sort_by(|a, b| b.bandwidth.cmp(&a.bandwidth).then(a.uri.cmp(&b.uri)));
+    let start = variants
+        .iter()
+        .position(|v| v.bandwidth <= start_max_bps)
+        .unwrap_or(variants.len().saturating_sub(1));
+    if start < variants.len() {
+        let first = variants.remove(start);
+        variants.insert(0, first);
     }
+    variants
 }
 
 fn variant(

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::access::UriEnds;
 use crate::resource;
-mod master;
+pub(crate) mod master;
 
 use crate::window::{
     CompletedSegment, OverTarget, PushError, Pushed, RenditionWindow, WindowLimits,
@@ -21,7 +21,7 @@ use crate::window::{
 };
 
 /// GROUP-ID of the audio renditions in the master playlist (RFC 8216bis §4.4.6.1).
-const AUDIO_GROUP: &str = "audio";
+pub(crate) const AUDIO_GROUP: &str = "audio";
 /// Longest segment target a descriptor may declare. LL-HLS segments last a few seconds
 /// (ARCHITECTURE.md: 2 s); the cap keeps a pusher from declaring a target duration that
 /// would stretch blocking timeouts and retention, all counted in target durations.
