@@ -21,6 +21,7 @@ mod pipeline;
 mod push;
 mod server;
 mod thread_stage;
+pub mod vod;
 
 pub use config::{ConfigError, LadderProfile, RungProfile, TranscoderConfig};
 pub use ladder::TranscoderLoad;

@@ -342,7 +342,7 @@ fn fragment(
         }
         for (i, entry) in trun.samples.iter().enumerate() {
             let len = entry.size.unwrap_or(size) as usize;
-            let end = next_data.checked_add(len).unwrap_or(usize::MAX);
+            let end = next_data.saturating_add(len);
             if next_data < mdat.body || end > mdat.end {
                 return Err(malformed(
                     at,

@@ -351,6 +351,48 @@ impl EncoderSettings {
     }
 }
 
+/// What the configuration decides for every encoded rung (`[transcoder]` `x264_preset`,
+/// `threads_per_rung`, `vbv_buffer_ms`). The live ladder and VOD re-rendering both build a
+/// rung's [`EncoderSettings`] from it, so a GOP re-encoded for a frame-precise asset gets
+/// the live rung's x264 options, and with them the same SPS and PPS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RungEncoding {
+    pub(crate) preset: String,
+    pub(crate) threads: u32,
+    pub(crate) vbv_buffer_ms: u32,
+}
+
+impl RungEncoding {
+    /// One rung's settings: capped VBR at `bitrate_bps` (the master playlist's BANDWIDTH
+    /// is a peak), a VBV buffer of `vbv_buffer_ms` of it, and x264's own keyframe interval
+    /// a safety net of four segment targets, well past the forced cadence (target +
+    /// tolerance), so x264 never inserts an IDR of its own while the boundaries come.
+    pub(crate) fn settings(
+        &self,
+        (width, height): (u32, u32),
+        frame_rate: (u32, u32),
+        bitrate_bps: u32,
+        profile: H264Profile,
+        segment_target_90k: i64,
+    ) -> EncoderSettings {
+        let fps = f64::from(frame_rate.0) / f64::from(frame_rate.1.max(1));
+        let segment_frames = (segment_target_90k as f64 / f64::from(TIMESCALE)) * fps;
+        EncoderSettings {
+            width,
+            height,
+            frame_rate,
+            bitrate_bps,
+            max_bitrate_bps: bitrate_bps,
+            vbv_buffer_bits: (u64::from(bitrate_bps) * u64::from(self.vbv_buffer_ms) / 1000)
+                .min(u64::from(u32::MAX)) as u32,
+            preset: self.preset.clone(),
+            profile,
+            threads: self.threads,
+            keyint_max_frames: (segment_frames * 4.0).ceil().max(1.0) as u32,
+        }
+    }
+}
+
 /// libx264 for one rung. Output is AVCC (4-byte NAL unit lengths) with SPS/PPS only in
 /// [`VideoEncoder::config`] (repeat-headers off: the init segment's `avcC` carries them).
 pub(crate) struct VideoEncoder {

@@ -12,6 +12,7 @@ use floodlight_media::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+pub(crate) use plan::{DEFAULT_FRAME_RATE, rational as frame_rate_fraction};
 pub(crate) use stage::{LadderStage, StageOutput, StageSettings, spawn as spawn_ladder};
 
 /// What a transcoder is running: the assignment's load signal.

@@ -13,6 +13,7 @@
 //!   allows High for all; its efficiency matters most at large sizes), Main for the
 //!   middle rungs, Constrained Baseline below 360 lines for the oldest phones.
 
+use crate::av::H264Profile;
 use crate::config::LadderProfile;
 
 /// Rendition name of the publisher's video (passed through, or re-encoded at its size).
@@ -20,7 +21,7 @@ pub(crate) const SOURCE: &str = floodlight_media::package::SOURCE_RENDITION;
 /// Encoded frame rates stop here; above it pictures are decimated by two.
 const MAX_FRAME_RATE: f64 = 60.0;
 /// Assumed when the SPS has no timing info: the rate control needs one.
-const DEFAULT_FRAME_RATE: f64 = 30.0;
+pub(crate) const DEFAULT_FRAME_RATE: f64 = 30.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CodecProfile {
@@ -35,6 +36,14 @@ impl CodecProfile {
             720.. => CodecProfile::High,
             360.. => CodecProfile::Main,
             _ => CodecProfile::Baseline,
+        }
+    }
+
+    pub(crate) fn h264(self) -> H264Profile {
+        match self {
+            CodecProfile::Baseline => H264Profile::Baseline,
+            CodecProfile::Main => H264Profile::Main,
+            CodecProfile::High => H264Profile::High,
         }
     }
 }
@@ -132,7 +141,7 @@ fn even_width(source: &SourceVideo, height: u32) -> u32 {
 
 /// A frame rate as a fraction: the NTSC rates (29.97 = 30000/1001) exactly, others in
 /// thousandths.
-fn rational(fps: f64) -> (u32, u32) {
+pub(crate) fn rational(fps: f64) -> (u32, u32) {
     let ntsc = (fps * 1.001).round();
     if (fps - ntsc / 1.001).abs() < 0.005 && (fps - fps.round()).abs() > 0.005 {
         return ((ntsc as u32) * 1000, 1001);

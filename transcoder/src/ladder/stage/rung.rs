@@ -6,13 +6,13 @@
 use std::sync::{Arc, mpsc as sync_mpsc};
 use std::thread::{self, JoinHandle};
 
-use floodlight_media::{AvcConfig, TIMESCALE};
+use floodlight_media::AvcConfig;
 use tracing::Span;
 
 use super::worker::{RungPicture, RungStats, RungWorker};
 use super::{Ladder, RungId};
-use crate::av::{EncoderSettings, H264Profile, VideoEncoder};
-use crate::ladder::plan::{CodecProfile, LadderPlan, PlannedRung};
+use crate::av::{RungEncoding, VideoEncoder};
+use crate::ladder::plan::{LadderPlan, PlannedRung};
 use crate::ladder::shed::LagMonitor;
 
 /// Bounds of a rung's picture queue (decoded pictures are large: 3 MB at 1080p).
@@ -43,28 +43,18 @@ impl Ladder {
         plan: &LadderPlan,
     ) -> Result<Rung, crate::av::AvError> {
         let fps = f64::from(plan.frame_rate.0) / f64::from(plan.frame_rate.1);
-        let segment_frames = (self.settings.segment_target as f64 / f64::from(TIMESCALE)) * fps;
-        let encoder = VideoEncoder::new(&EncoderSettings {
-            width: planned.width,
-            height: planned.height,
-            frame_rate: plan.frame_rate,
-            bitrate_bps,
-            // Capped VBR at the target: the master playlist's BANDWIDTH is a peak.
-            max_bitrate_bps: bitrate_bps,
-            vbv_buffer_bits: (u64::from(bitrate_bps) * u64::from(self.settings.vbv_buffer_ms)
-                / 1000)
-                .min(u64::from(u32::MAX)) as u32,
+        let encoding = RungEncoding {
             preset: self.settings.preset.clone(),
-            profile: match planned.profile {
-                CodecProfile::Baseline => H264Profile::Baseline,
-                CodecProfile::Main => H264Profile::Main,
-                CodecProfile::High => H264Profile::High,
-            },
             threads: self.settings.threads_per_rung,
-            // A safety net well past the forced cadence (target + tolerance): x264 never
-            // inserts an IDR of its own while the boundaries come.
-            keyint_max_frames: (segment_frames * 4.0).ceil().max(1.0) as u32,
-        })?;
+            vbv_buffer_ms: self.settings.vbv_buffer_ms,
+        };
+        let encoder = VideoEncoder::new(&encoding.settings(
+            (planned.width, planned.height),
+            plan.frame_rate,
+            bitrate_bps,
+            planned.profile.h264(),
+            self.settings.segment_target,
+        ))?;
         let mut config = encoder.config().clone();
         if plan.rate_assumed {
             // The encoder's SPS states the assumed rate, but the pictures keep the
