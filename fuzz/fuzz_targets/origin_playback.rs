@@ -90,6 +90,7 @@ fn fixture() -> &'static Fixture {
                         segment_target_ms: 1000,
                         access,
                         bandwidth_hint_bps: Some(1_000_000),
+                        dvr_window_secs: None,
                     };
                     let uri = format!("/push/v1/{event}/{name}");
                     let body = serde_json::to_vec(&descriptor).unwrap();

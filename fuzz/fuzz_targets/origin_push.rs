@@ -114,6 +114,7 @@ fn descriptor(name: &str, a: u8, b: u8) -> RenditionDescriptor {
             PlaybackAccess::Public
         },
         bandwidth_hint_bps: (a & 0x40 != 0).then_some(u64::from(b) * 10_000),
+        dvr_window_secs: None,
     }
 }
 

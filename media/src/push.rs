@@ -56,6 +56,10 @@ pub struct RenditionDescriptor {
     /// second: the master playlist's BANDWIDTH until segments have been measured.
     #[serde(default)]
     pub bandwidth_hint_bps: Option<u64>,
+    /// How far back start-over reaches behind the live edge, seconds: the event's
+    /// `dvr_window_secs` (0: no start-over). `None`: the origin's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dvr_window_secs: Option<u32>,
 }
 
 /// Metadata of one pushed part, sent as the query string of its PUT.

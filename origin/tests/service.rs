@@ -138,6 +138,7 @@ fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
         segment_target_ms: 1000,
         access: Default::default(),
         bandwidth_hint_bps: None,
+        dvr_window_secs: None,
     }
 }
 
@@ -1458,6 +1459,7 @@ async fn a_ladder_master_lists_rungs_by_bandwidth_with_iframe_playlists() {
     ] {
         let rung = RenditionDescriptor {
             bandwidth_hint_bps: Some(hint),
+            dvr_window_secs: None,
             ..descriptor(name, RenditionKind::Video)
         };
         assert_eq!(declare(&app, &rung).await.status, StatusCode::CREATED);

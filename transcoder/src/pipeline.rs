@@ -330,6 +330,7 @@ fn new_packager(
         // first segment needs EXT-X-DISCONTINUITY (RFC 8216bis §4.4.4.3).
         continues: resumed || start.msn > 0,
         access: settings.access,
+        dvr_window_secs: settings.dvr_window_secs,
     })
 }
 

@@ -167,10 +167,10 @@ fn refusal(hello: &Hello, limits: &Limits, transcoder: &Transcoder) -> Option<St
         return Some(format!("part_target_ms {ms} is outside 100..=1000"));
     }
     if let Some(secs) = settings.dvr_window_secs
-        && !(1..=MAX_DVR_WINDOW_SECS).contains(&secs)
+        && !(0..=MAX_DVR_WINDOW_SECS).contains(&secs)
     {
         return Some(format!(
-            "dvr_window_secs {secs} is outside 1..={MAX_DVR_WINDOW_SECS}"
+            "dvr_window_secs {secs} is outside 0..={MAX_DVR_WINDOW_SECS}"
         ));
     }
     if let Some(ladder) = &settings.ladder
@@ -524,7 +524,7 @@ mod tests {
         hello.settings.ladder = Some("sports/../x".into());
         assert!(refused(greet(addr, hello.clone()).await.1).contains("ladder"));
         hello.settings.ladder = Some("sports".into());
-        hello.settings.dvr_window_secs = Some(0);
+        hello.settings.dvr_window_secs = Some(86_401);
         assert!(refused(greet(addr, hello.clone()).await.1).contains("dvr_window_secs"));
         hello.settings.dvr_window_secs = Some(3600);
         hello.resume = Some(floodlight_media::push::LastPart {

@@ -29,6 +29,7 @@ fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor {
         segment_target_ms: 2000,
         access: Default::default(),
         bandwidth_hint_bps: Some(3_000_000),
+        dvr_window_secs: None,
     }
 }
 

@@ -99,6 +99,9 @@ pub struct PackagerConfig {
     pub continues: bool,
     /// Who may play the stream, carried in every rendition descriptor.
     pub access: PlaybackAccess,
+    /// The event's start-over window (`dvr_window_secs`), carried in every rendition
+    /// descriptor; `None`: the origin's default.
+    pub dvr_window_secs: Option<u32>,
 }
 
 impl Default for PackagerConfig {
@@ -110,6 +113,7 @@ impl Default for PackagerConfig {
             first_init_version: 0,
             continues: false,
             access: PlaybackAccess::Public,
+            dvr_window_secs: None,
         }
     }
 }

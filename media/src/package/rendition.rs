@@ -192,6 +192,7 @@ impl Rendition {
             segment_target_ms: config.segment_target / 90,
             access: config.access,
             bandwidth_hint_bps: self.bandwidth_hint_bps,
+            dvr_window_secs: config.dvr_window_secs,
         }
     }
 }

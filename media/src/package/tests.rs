@@ -708,6 +708,7 @@ fn default_config_is_200ms_parts_and_2s_segments() {
             first_init_version: 0,
             continues: false,
             access: PlaybackAccess::Public,
+            dvr_window_secs: None,
         }
     );
 }

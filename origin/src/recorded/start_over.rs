@@ -5,7 +5,8 @@
 //! (PLAYLIST-TYPE VOD), an instant clip made of whole segments.
 //!
 //! The window: `start` must lie within the start-over window behind the live edge (behind
-//! the end of the archive once the event ended), `start_over_window_secs`, else 404.
+//! the end of the archive once the event ended), else 404: the event's `dvr_window_secs`
+//! (carried in its rendition descriptors), or the origin's `start_over_window_secs`.
 //! Segment and init URIs are the live ones (`{msn}.m4s`, `init{v}.mp4`): the same bytes,
 //! served from the live window while it holds them and from the archive after.
 
@@ -119,6 +120,9 @@ struct Recording {
     event_id: EventId,
     renditions: Vec<(RenditionKey, RenditionDescriptor)>,
     access: PlaybackAccess,
+    /// The event's start-over window, seconds: its descriptors' `dvr_window_secs`, or
+    /// the origin's `start_over_window_secs`.
+    window_secs: u64,
     live: bool,
     /// The live edge (now) while live; the end of the archive once ended.
     edge_ms: i64,
@@ -157,22 +161,29 @@ impl Recording {
                 ApiError::NotFound(format!("event {event_id:?} has nothing archived"))
             })?
         };
+        let window_secs = renditions
+            .iter()
+            .find_map(|(_, d)| d.dvr_window_secs)
+            .map_or(origin.config().start_over_window_secs, u64::from)
+            .min(crate::config::MAX_START_OVER_WINDOW_SECS);
         Ok(Recording {
             event_id: id,
             renditions,
             access,
+            window_secs,
             live,
             edge_ms,
         })
     }
 
     /// 404 unless `shift` starts inside the start-over window.
-    fn check_window(&self, origin: &Origin, shift: &TimeShift) -> Result<(), ApiError> {
-        let window_secs = origin.config().start_over_window_secs;
+    fn check_window(&self, shift: &TimeShift) -> Result<(), ApiError> {
+        let window_secs = self.window_secs;
         if window_secs == 0 {
-            return Err(ApiError::NotFound(
-                "start-over is turned off on this origin (start_over_window_secs = 0)".into(),
-            ));
+            return Err(ApiError::NotFound(format!(
+                "event {} has no start-over (its dvr_window_secs is 0)",
+                self.event_id
+            )));
         }
         let earliest = self.edge_ms - i64::try_from(window_secs * 1000).unwrap_or(i64::MAX);
         if shift.start_ms < earliest {
@@ -238,7 +249,7 @@ pub(crate) async fn master(
     let admission = origin
         .gate()
         .admit(event_id, recording.access, query, now_secs(), true)?;
-    recording.check_window(origin, &shift)?;
+    recording.check_window(&shift)?;
     let end = shift.end_ms.unwrap_or(recording.edge_ms);
     let mut measured = Vec::new();
     for (key, descriptor) in &recording.renditions {
@@ -294,7 +305,7 @@ pub(crate) async fn rendition_playlist(
     let admission = origin
         .gate()
         .admit(event_id, recording.access, query, now_secs(), !iframes)?;
-    recording.check_window(origin, &shift)?;
+    recording.check_window(&shift)?;
     let (key, descriptor) = recording.rendition(rendition)?;
     if iframes && descriptor.kind != RenditionKind::Video {
         return Err(ApiError::NotFound(format!(

@@ -21,6 +21,7 @@ pub(crate) fn descriptor(name: &str, kind: RenditionKind) -> RenditionDescriptor
         segment_target_ms: 1000,
         access: Default::default(),
         bandwidth_hint_bps: None,
+        dvr_window_secs: None,
     }
 }
 
