@@ -96,7 +96,7 @@ mod tests {
         cache.insert("a", Bytes::from(vec![0; 100]), None);
         cache.insert("b", Bytes::from(vec![0; 100]), None);
         assert!(cache.get("a").is_some());
-        for n in 0..6 {
+        for n in 0..7 {
             cache.insert(&format!("c{n}"), Bytes::from(vec![0; 100]), None);
         }
         assert!(cache.get("b").is_none(), "b was the least recently used");

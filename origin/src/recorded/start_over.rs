@@ -89,11 +89,11 @@ impl TimeShift {
     }
 }
 
-/// RFC 3339 (`2026-12-07T20:15:00Z`) or epoch seconds (`1765138500`, `1765138500.25`).
+/// RFC 3339 (`2025-12-07T20:15:00Z`) or epoch seconds (`1765138500`, `1765138500.25`).
 fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::BadRequest(format!(
-            "{name}={value:?} is neither an RFC 3339 time (2026-12-07T20:15:00Z) nor epoch seconds"
+            "{name}={value:?} is neither an RFC 3339 time (2025-12-07T20:15:00Z) nor epoch seconds"
         ))
     };
     if let Ok(at) = OffsetDateTime::parse(value, &Rfc3339) {
@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn times_parse_as_rfc_3339_or_epoch_seconds() {
-        let shift = TimeShift::from_query(Some("token=x&start=2026-12-07T20:15:00Z"))
+        let shift = TimeShift::from_query(Some("token=x&start=2025-12-07T20:15:00Z"))
             .unwrap()
             .unwrap();
         assert_eq!(shift.start_ms, 1_765_138_500_000);
@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(shift.start_ms, 1_765_138_500_250);
         assert_eq!(shift.end_ms, Some(1_765_138_520_000));
         assert_eq!(shift.suffix(), "?start=1765138500.250&end=1765138520.000");
-        let offset = TimeShift::from_query(Some("start=2026-12-07T21%3A15%3A00%2B01%3A00"))
+        let offset = TimeShift::from_query(Some("start=2025-12-07T21%3A15%3A00%2B01%3A00"))
             .unwrap()
             .unwrap();
         assert_eq!(offset.start_ms, 1_765_138_500_000);
