@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodlight_archive::{
-    ArchiveWriter, EventArchiveStatus, MissingReason, ObjectStore, open_store,
+    ArchiveWriter, EventArchiveStatus, MissingReason, ObjectStore, RetentionConfig, open_store,
+    sweep,
 };
 use floodlight_control::{ArchiveGap, ArchiveHealth, ArchiveState};
+use floodlight_media::clock::unix_millis;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -32,6 +34,12 @@ impl Archive {
         // The store's Display names the bucket or directory, never a credential.
         info!(%store, "archiving complete segments and init versions");
         let writer = ArchiveWriter::spawn(store.clone(), config.archive.store.writer.clone())?;
+        let retention = &config.archive.store.retention;
+        if retention.enabled {
+            tokio::spawn(sweep_forever(store.clone(), retention.clone()));
+        } else {
+            info!("archive.retention.enabled = false: archived media is never deleted");
+        }
         Ok(Archive(Some((store, writer))))
     }
 
@@ -57,6 +65,30 @@ impl Archive {
                 timeout_secs = FLUSH_TIMEOUT.as_secs(),
                 "archive: the store did not take every queued segment before shutdown; those are not archived"
             );
+        }
+    }
+}
+
+/// Runs retention every `interval_secs`, the first a minute after start-up (the process
+/// serves first). A failed sweep is logged and tried again at the next interval.
+async fn sweep_forever(store: Arc<dyn ObjectStore>, retention: RetentionConfig) {
+    let after_ms = i64::try_from(retention.after_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep_until(next).await;
+        next += Duration::from_secs(retention.interval_secs);
+        match sweep(store.as_ref(), unix_millis(), after_ms).await {
+            Ok(report) if report.events_swept > 0 => info!(
+                events = report.events_swept,
+                objects_deleted = report.objects_deleted,
+                bytes_deleted = report.bytes_deleted,
+                kept_for_assets = report.objects_kept_for_assets,
+                "archive retention sweep"
+            ),
+            Ok(_) => {}
+            Err(error) => {
+                warn!(%error, "archive retention sweep failed; next try in archive.retention.interval_secs")
+            }
         }
     }
 }

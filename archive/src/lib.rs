@@ -8,6 +8,7 @@
 //! - [`store`]: `[archive]` config and the `Arc<dyn ObjectStore>` it opens.
 //! - [`writer`]: [`ArchiveWriter`], the bounded, never-blocking archive writer.
 //! - [`reader`]: reading the index back by time range.
+//! - [`retention`]: deleting archived media no asset and no start-over window needs.
 //! - [`asset`]: VOD assets: the manifest of what an asset plays, and its own objects.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
@@ -17,6 +18,7 @@ pub mod index;
 pub mod layout;
 mod metrics;
 pub mod reader;
+pub mod retention;
 pub mod store;
 pub mod writer;
 
@@ -33,6 +35,7 @@ pub use object_store::ObjectStore;
 pub use reader::{
     ReadError, archived_event_span, archived_span, read_descriptor, read_range, read_renditions,
 };
+pub use retention::{RetentionConfig, SweepReport, sweep};
 pub use store::{ArchiveConfig, ConfigError, S3Config, StoreError, StoreKind, open_store};
 pub use writer::{
     ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, InitVersion, MissingRange,

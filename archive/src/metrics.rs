@@ -10,9 +10,21 @@ pub(crate) const LAG: &str = "floodlight_archive_lag_seconds";
 pub(crate) const DIVERGENT_OBJECTS: &str = "floodlight_archive_divergent_objects_total";
 pub(crate) const INDEX_CONFLICTS: &str = "floodlight_archive_index_conflicts_total";
 pub(crate) const INDEX_REPAIRED: &str = "floodlight_archive_index_objects_repaired_total";
+pub(crate) const RETENTION_OBJECTS_DELETED: &str =
+    "floodlight_archive_retention_objects_deleted_total";
+pub(crate) const RETENTION_BYTES_DELETED: &str = "floodlight_archive_retention_bytes_deleted_total";
 
 /// Registers help texts with whatever recorder the binary installed.
 pub(crate) fn describe() {
+    metrics::describe_counter!(
+        RETENTION_OBJECTS_DELETED,
+        "Archive objects retention deleted (events past archive.retention.after_secs)"
+    );
+    metrics::describe_counter!(
+        RETENTION_BYTES_DELETED,
+        metrics::Unit::Bytes,
+        "Bytes of archive objects retention deleted"
+    );
     metrics::describe_gauge!(
         QUEUE_SEGMENTS,
         "Segments accepted by the archive writer and not yet written (the bounded queue's depth)"

@@ -14,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, RetryConfig};
 use serde::Deserialize;
 
+use crate::retention::RetentionConfig;
 use crate::writer::WriterConfig;
 
 mod crypto;
@@ -30,6 +31,8 @@ pub struct ArchiveConfig {
     pub s3: S3Config,
     /// `[archive.writer]`: the queue and retries of the archive writer.
     pub writer: WriterConfig,
+    /// `[archive.retention]`: when archived media no asset needs is deleted.
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -133,6 +136,7 @@ impl ArchiveConfig {
     /// Checks the values at load, naming the offending key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.writer.validate()?;
+        self.retention.validate()?;
         if let Some(dir) = &self.local.dir
             && dir.as_os_str().is_empty()
         {

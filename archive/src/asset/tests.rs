@@ -222,3 +222,94 @@ fn a_manifest_names_the_object_when_it_cannot_be_read() {
     assert!(err.contains("version 2"), "{err}");
     assert!(AssetId::new("../x").is_err());
 }
+
+#[tokio::test]
+async fn retention_sweeps_ended_events_but_keeps_what_assets_reference() {
+    let store = archived().await;
+    // Another event, two days later: not past retention yet.
+    let writer = ArchiveWriter::spawn(store.clone(), WriterConfig::default()).unwrap();
+    let later: Vec<SegmentRecord> = records()
+        .into_iter()
+        .map(|r| SegmentRecord {
+            program_date_time_ms: r.program_date_time_ms + 2 * 86_400_000,
+            ..r
+        })
+        .collect();
+    let other = RenditionKey::new(
+        EventId::new("other").unwrap(),
+        RenditionName::new("720p").unwrap(),
+    );
+    for record in &later {
+        writer
+            .try_archive(ArchiveJob::Segment(Segment {
+                rendition: other.clone(),
+                record: *record,
+                bytes: Bytes::from_static(b"media"),
+            }))
+            .unwrap();
+    }
+    writer.flush().await;
+    // An asset of MSNs 3 to 7 of the first event.
+    let asset = AssetId::new("keep").unwrap();
+    let manifest = segment_asset(
+        store.as_ref(),
+        asset.clone(),
+        source(T0 + 7_000, T0 + 20_500),
+    )
+    .await
+    .unwrap();
+    write_manifest(store.as_ref(), &manifest).await.unwrap();
+
+    let day = 86_400_000;
+    // A day after the first event's archive ended (T0 + 25 s), minus a millisecond.
+    let report = crate::sweep(store.as_ref(), T0 + 25_000 + day - 1, day)
+        .await
+        .unwrap();
+    assert_eq!(report, crate::SweepReport::default());
+
+    let report = crate::sweep(store.as_ref(), T0 + 25_000 + day, day)
+        .await
+        .unwrap();
+    assert_eq!(report.events_swept, 1);
+    // 5 segments of each rendition and the init version they use.
+    let video = key("720p");
+    for msn in 3..=7 {
+        assert!(
+            store.head(&video.segment(msn)).await.is_ok(),
+            "MSN {msn} kept"
+        );
+    }
+    assert!(store.head(&video.segment(2)).await.is_err());
+    assert!(store.head(&video.segment(8)).await.is_err());
+    assert!(store.head(&video.init(0)).await.is_ok());
+    assert!(
+        store.head(&video.index_head()).await.is_err(),
+        "no more start-over"
+    );
+    assert!(store.head(&video.descriptor()).await.is_err());
+    assert_eq!(report.objects_kept_for_assets, 2 * (5 + 2));
+    // The asset still plays; the other event is untouched.
+    assert!(
+        read_manifest(store.as_ref(), &asset)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.head(&other.segment(0)).await.is_ok());
+    assert!(store.head(&other.index_head()).await.is_ok());
+
+    // Deleting the asset: the event segments only it used go at the next sweep once
+    // they are older than retention (they were stored just now, in this test).
+    delete_asset(store.as_ref(), &asset).await.unwrap();
+    let now = floodlight_media::clock::unix_millis();
+    let report = crate::sweep(store.as_ref(), now, day).await.unwrap();
+    assert_eq!(report.objects_deleted, 0, "{report:?}");
+    let report = crate::sweep(store.as_ref(), now + day + 1000, day)
+        .await
+        .unwrap();
+    // The first event's 14 leftovers, and by now the second event too.
+    assert_eq!(report.events_swept, 2, "{report:?}");
+    assert!(store.head(&video.segment(3)).await.is_err());
+    assert!(store.head(&video.init(1)).await.is_err());
+    assert!(store.head(&other.segment(0)).await.is_err());
+}
