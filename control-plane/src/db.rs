@@ -77,6 +77,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/0003_publisher_seen.sql"),
     ),
     (
+        4,
+        "event recording",
+        include_str!("../migrations/0004_event_recording.sql"),
+    ),
+    (
         100,
         "entitlement",
         include_str!("../migrations/0100_entitlement.sql"),

@@ -34,6 +34,7 @@ async fn every_field_round_trips_and_secrets_stay_write_only() {
             "ladder": "sports_1080",
             "part_target_ms": 300,
             "dvr_window_secs": 7200,
+            "record": false,
             "ingest": {
                 "protocols": ["srt", "rtsp"],
                 "backup": true,
@@ -59,6 +60,7 @@ async fn every_field_round_trips_and_secrets_stay_write_only() {
     assert_eq!(body["ladder"], "sports_1080");
     assert_eq!(body["part_target_ms"], 300);
     assert_eq!(body["dvr_window_secs"], 7200);
+    assert_eq!(body["record"], false);
     assert_eq!(body["ingest"]["protocols"], json!(["srt", "rtsp"]));
     assert_eq!(body["ingest"]["backup"], true);
     assert_eq!(body["ingest"]["srt_passphrase_set"], true);
@@ -77,7 +79,15 @@ async fn every_field_round_trips_and_secrets_stay_write_only() {
         .await
         .expect(StatusCode::OK);
     assert!(got.get("stream_key").is_none());
-    for field in ["title", "starts_at", "tags", "ingest", "geo", "category"] {
+    for field in [
+        "title",
+        "starts_at",
+        "tags",
+        "ingest",
+        "geo",
+        "category",
+        "record",
+    ] {
         if field == "ingest" {
             assert_eq!(got["ingest"]["rtsp_source"], body["ingest"]["rtsp_source"]);
             assert_eq!(got["ingest"]["protocols"], body["ingest"]["protocols"]);
@@ -86,9 +96,10 @@ async fn every_field_round_trips_and_secrets_stay_write_only() {
         }
     }
 
-    // Defaults: public, every protocol, no backup, no window.
+    // Defaults: public, every protocol, no backup, no window, recorded when it ends.
     let plain = h.create_with(json!({ "title": "Friendly" })).await;
     assert_eq!(plain["visibility"], "public");
+    assert_eq!(plain["record"], true);
     assert_eq!(
         plain["ingest"]["protocols"],
         json!(["rtmp", "srt", "whip", "rtsp"])
@@ -133,9 +144,10 @@ async fn invalid_fields_are_422_naming_the_field() {
             "part_target_ms",
         ),
         (
-            json!({ "title": "a", "dvr_window_secs": 0 }),
+            json!({ "title": "a", "dvr_window_secs": 86_401 }),
             "dvr_window_secs",
         ),
+        (json!({ "title": "a", "record": "no" }), "record"),
         (
             json!({ "title": "a", "dvr_window_secs": -5 }),
             "dvr_window_secs",
@@ -226,6 +238,15 @@ async fn patch_changes_a_subset_and_null_clears() {
         .await
         .expect(StatusCode::OK);
     assert_eq!(cleared["ingest"]["srt_passphrase_set"], false);
+
+    // Issue 11: a DVR window of 0 turns start-over off; recording can be turned off.
+    let patched = h
+        .patch_json(&uri, json!({ "dvr_window_secs": 0, "record": false }))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(patched["dvr_window_secs"], 0);
+    assert_eq!(patched["record"], false);
+    assert_eq!(patched["title"], "Derby (replay)", "untouched");
 
     for (body, field) in [
         (json!({ "title": null }), "title"),

@@ -92,6 +92,8 @@ struct EventBody {
     ingest: IngestBody,
     geo: GeoBody,
     owner: Option<String>,
+    /// A whole-event VOD asset is made of it when it ends after going live.
+    record: bool,
     /// Creation answer only: the primary stream key, shown this once.
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_key: Option<String>,
@@ -191,6 +193,7 @@ impl EventBody {
             },
             geo: GeoBody::from(&s.geo),
             owner: s.owner.clone(),
+            record: s.record,
             stream_key: None,
             stream_key_id: None,
             playback: PlaybackBody {

@@ -158,7 +158,7 @@ impl Visibility {
         }
     }
 
-    pub(super) fn from_column(text: &str) -> Result<Visibility, StoreError> {
+    pub(crate) fn from_column(text: &str) -> Result<Visibility, StoreError> {
         match text {
             "public" => Ok(Visibility::Public),
             "entitled" => Ok(Visibility::Entitled),
@@ -334,6 +334,9 @@ pub struct NewEvent {
     pub geo: GeoRules,
     /// The principal the event belongs to.
     pub owner: Option<String>,
+    /// When the event ends after going live, a whole-event VOD asset is made of its
+    /// archive (`true`, the default).
+    pub record: bool,
 }
 
 impl NewEvent {
@@ -353,6 +356,7 @@ impl NewEvent {
             ingest: IngestSettings::default(),
             geo: GeoRules::default(),
             owner: None,
+            record: true,
         }
     }
 }

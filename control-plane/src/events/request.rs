@@ -53,9 +53,10 @@ pub(super) struct EventRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u32>, minimum = 100, maximum = 1000)]
     part_target_ms: Option<Option<u32>>,
-    /// 1 to 86400 s.
+    /// How far back start-over reaches, 0 to 86400 s (0: no start-over); absent or
+    /// `null`: the configured default.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u32>, minimum = 1, maximum = 86400)]
+    #[schema(value_type = Option<u32>, minimum = 0, maximum = 86400)]
     dvr_window_secs: Option<Option<u32>>,
     ingest: Option<IngestRequest>,
     geo: Option<GeoRequest>,
@@ -63,6 +64,8 @@ pub(super) struct EventRequest {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     owner: Option<Option<String>>,
+    /// Make a whole-event VOD asset of it when it ends (default `true`).
+    record: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -344,8 +347,11 @@ pub(super) fn apply(
     }
     if let Some(dvr) = request.dvr_window_secs {
         settings.dvr_window_secs = dvr
-            .map(|secs| in_range("dvr_window_secs", secs, 1..=86_400))
+            .map(|secs| in_range("dvr_window_secs", secs, 0..=86_400))
             .transpose()?;
+    }
+    if let Some(record) = request.record {
+        settings.record = record;
     }
     if let Some(ingest) = request.ingest {
         apply_ingest(ingest, &mut settings)?;

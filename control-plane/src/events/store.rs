@@ -83,7 +83,7 @@ pub(super) const EVENT_COLUMNS: &str = "events.id, events.title, events.descript
      events.visibility, events.category, events.ladder, events.part_target_ms, \
      events.dvr_window_secs, events.ingest_protocols, events.backup_ingest, \
      events.srt_passphrase, events.srt_latency_ms, events.rtsp_url, events.rtsp_transport, \
-     events.geo_allow, events.geo_deny, events.owner";
+     events.geo_allow, events.geo_deny, events.owner, events.record";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
@@ -109,6 +109,7 @@ pub(super) struct EventRow {
     geo_allow: Option<String>,
     geo_deny: Option<String>,
     owner: Option<String>,
+    record: i64,
 }
 
 fn optional_time(micros: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
@@ -196,6 +197,7 @@ impl EventRow {
                     deny: split_list(self.geo_deny.as_deref()),
                 },
                 owner: self.owner,
+                record: self.record != 0,
             },
         })
     }
@@ -217,7 +219,7 @@ impl Column {
 }
 
 /// The settings columns and their values.
-fn settings_columns(settings: &NewEvent) -> [(&'static str, Column); 18] {
+fn settings_columns(settings: &NewEvent) -> [(&'static str, Column); 19] {
     let ingest = &settings.ingest;
     let protocols = ingest.protocols.as_ref().map(|protocols| {
         protocols
@@ -259,6 +261,7 @@ fn settings_columns(settings: &NewEvent) -> [(&'static str, Column); 18] {
         ("geo_allow", Column::Text(join_list(&settings.geo.allow))),
         ("geo_deny", Column::Text(join_list(&settings.geo.deny))),
         ("owner", text(settings.owner.as_deref())),
+        ("record", Column::Int(Some(i64::from(settings.record)))),
     ]
 }
 
@@ -565,7 +568,9 @@ impl Store {
 
     /// Moves the event to `to` if its current state allows it (see
     /// [`EventState::next_states`]), recording the transition and, when `audit_action`
-    /// is given, an audit entry.
+    /// is given, an audit entry. A live event that ends with `record` set owes its
+    /// recording from then on (`recording_owed`, in the same transaction; the asset jobs
+    /// pay it).
     pub async fn transition(
         &self,
         id: &EventId,
@@ -588,15 +593,18 @@ impl Store {
                 return Err(TransitionError::NotAllowed { from, to });
             }
             let at = unix_micros(stored_time(now));
+            let ends_on_air = from == EventState::Live && to == EventState::Ended;
             let mut tx = self.write_tx().await?;
             let done = sqlx::query(
-                "UPDATE events SET state = $1, updated_at = $2, publisher_gone_at = NULL \
+                "UPDATE events SET state = $1, updated_at = $2, publisher_gone_at = NULL, \
+                 recording_owed = CASE WHEN $5 = 1 THEN record ELSE recording_owed END \
                  WHERE id = $3 AND state = $4",
             )
             .bind(to.as_str())
             .bind(at)
             .bind(id.as_str())
             .bind(from.as_str())
+            .bind(i64::from(ends_on_air))
             .execute(&mut *tx)
             .await
             .map_err(query_failed("update event state"))?;
