@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::config_error::ConfigError;
 use crate::entitlement::EntitlementConfig;
+use crate::jobs::JobsConfig;
 use crate::secret::{MIN_SECRET_CHARS, Secret};
 
 /// `[control]` in floodlight.toml.
@@ -70,6 +71,8 @@ pub struct ControlConfig {
     pub event_bus_capacity: usize,
     /// `[control.entitlement]`: playback token signing, geo header, payment webhook.
     pub entitlement: EntitlementConfig,
+    /// `[control.jobs]`: the runner of asset builds and deletes.
+    pub jobs: JobsConfig,
 }
 
 impl Default for ControlConfig {
@@ -96,6 +99,7 @@ impl Default for ControlConfig {
             max_stream_keys_per_event: 10,
             event_bus_capacity: 1024,
             entitlement: EntitlementConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl ControlConfig {
     /// Checks the values against each other; errors name the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.entitlement.validate()?;
+        self.jobs.validate()?;
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 key: "max_body_bytes",
@@ -199,6 +204,9 @@ pub struct PublicUrls {
     /// Origin live path, e.g. `http://localhost:8080/live`; an event's master playlist is
     /// `{hls_base}/{event_id}/master.m3u8`.
     pub hls_base: String,
+    /// Origin VOD path, e.g. `http://localhost:8080/vod`; an asset's master playlist is
+    /// `{vod_base}/{asset_id}/master.m3u8`, its poster `{vod_base}/{asset_id}/poster.jpg`.
+    pub vod_base: String,
 }
 
 impl Default for PublicUrls {
@@ -219,6 +227,7 @@ impl PublicUrls {
         PublicUrls {
             rtmp_base: format!("rtmp://{host}:{rtmp_port}/live"),
             hls_base: format!("http://{host}:{http_port}/live"),
+            vod_base: format!("http://{host}:{http_port}/vod"),
         }
     }
 
@@ -235,6 +244,20 @@ impl PublicUrls {
         format!(
             "{}/{event_id}/master.m3u8",
             self.hls_base.trim_end_matches('/')
+        )
+    }
+
+    pub(crate) fn vod_master_playlist(&self, asset_id: &str) -> String {
+        format!(
+            "{}/{asset_id}/master.m3u8",
+            self.vod_base.trim_end_matches('/')
+        )
+    }
+
+    pub(crate) fn vod_poster(&self, asset_id: &str) -> String {
+        format!(
+            "{}/{asset_id}/poster.jpg",
+            self.vod_base.trim_end_matches('/')
         )
     }
 }
@@ -257,6 +280,15 @@ mod tests {
             urls.hls_master_playlist("ev1"),
             "http://localhost:8080/live/ev1/master.m3u8"
         );
+        // ... and VOD under /vod/{asset_id}/master.m3u8.
+        assert_eq!(
+            urls.vod_master_playlist("as1"),
+            "http://localhost:8080/vod/as1/master.m3u8"
+        );
+        assert_eq!(
+            urls.vod_poster("as1"),
+            "http://localhost:8080/vod/as1/poster.jpg"
+        );
         ControlConfig::default().validate().unwrap();
     }
 
@@ -267,11 +299,16 @@ mod tests {
         let urls = PublicUrls {
             rtmp_base: "rtmp://example.net/live/".to_string(),
             hls_base: "https://cdn.example.net/live/".to_string(),
+            vod_base: "https://cdn.example.net/vod/".to_string(),
         };
         assert_eq!(urls.rtmp_publish_url("k"), "rtmp://example.net/live/k");
         assert_eq!(
             urls.hls_master_playlist("e"),
             "https://cdn.example.net/live/e/master.m3u8"
+        );
+        assert_eq!(
+            urls.vod_master_playlist("a"),
+            "https://cdn.example.net/vod/a/master.m3u8"
         );
     }
 

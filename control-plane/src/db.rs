@@ -59,7 +59,8 @@ pub enum StoreError {
 /// feature and its compile-time database machinery; this list is all it would produce.)
 /// A test checks the list against the directory.
 ///
-/// Numbering: 0001–0099 events, keys and audit; 0100–0199 entitlement.
+/// Numbering: 0001–0099 events, keys and audit; 0100–0199 entitlement; 0200–0299 assets
+/// and jobs.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -85,6 +86,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         100,
         "entitlement",
         include_str!("../migrations/0100_entitlement.sql"),
+    ),
+    (
+        200,
+        "assets and jobs",
+        include_str!("../migrations/0200_assets_and_jobs.sql"),
     ),
 ];
 

@@ -2,22 +2,26 @@
 //! audit log, stored with sqlx (SQLite embedded, PostgreSQL distributed), served as a
 //! JSON API under `/v1` (ARCHITECTURE.md, "The public contract": port 8090).
 //!
-//! What it needs from its neighbours is one small trait, [`LiveStatusSource`] (is an
-//! event publishing, with which renditions), which the binary implements from ingest and
-//! origin state. What the neighbours need from it is the publish check and the
-//! lifecycle calls on [`Control`], which the binary wires into ingest.
+//! What it needs from its neighbours is two small traits, which the binary implements:
+//! [`LiveStatusSource`] (is an event publishing, with which renditions) from ingest and
+//! origin state, and [`AssetBuilder`] (what the archive holds of an event; build and
+//! delete a VOD asset) over the archive and the transcoder's renderer. What the
+//! neighbours need from it is the publish check and the lifecycle calls on [`Control`],
+//! which the binary wires into ingest.
 //!
 //! Stream keys and API keys are secrets: they are shown once, stored only as a keyed
 //! hash, and never logged.
 //!
 //! Laid out by domain, each folder with its model, its store queries and its handlers:
-//! `events/` (events, their stream keys and lifecycle), `api_keys/`, `audit/`,
+//! `events/` (events, their stream keys and lifecycle), `assets/` (VOD assets made from
+//! the archive), `jobs/` (the durable job queue and its runner), `api_keys/`, `audit/`,
 //! `entitlement/` and `viewer_sessions/`. `http/` holds what the handlers share and
 //! assembles the routes; `db.rs` is the database handle the domains' queries run on.
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
 mod api_keys;
+mod assets;
 mod audit;
 mod config;
 mod config_error;
@@ -26,6 +30,7 @@ mod entitlement;
 mod events;
 mod failures;
 mod http;
+mod jobs;
 mod rfc3339;
 mod secret;
 pub mod viewer_sessions;
@@ -60,6 +65,10 @@ pub use events::{
     TransitionError, Visibility,
 };
 pub use http::Role;
+pub use jobs::{
+    ArchivedRange, AssetBuilder, AssetSpec, BoxFuture, BuildError, BuiltAsset, BuiltRendition,
+    CancelToken, JobsConfig, Precision, ProgressSink,
+};
 pub use secret::{KeySecretError, Secret};
 
 /// Why the control plane could not start.
@@ -118,6 +127,7 @@ impl Control {
         events::describe_metrics();
         api_keys::describe_metrics();
         viewer_sessions::describe_metrics();
+        jobs::describe_metrics();
         let entitlement =
             entitlement::Entitlement::new(config.entitlement.clone(), data_dir, sessions).await?;
         let bootstrap = store
@@ -154,6 +164,40 @@ impl Control {
             ),
             bootstrap_key: Arc::new(Mutex::new(bootstrap_key)),
         })
+    }
+
+    /// Builds and deletes VOD assets with `builder` (the binary's, over the archive).
+    /// Call it before serving, when an archive is configured: without a builder,
+    /// `POST /v1/assets` answers 503 and [`run`] runs no asset jobs. A second builder is
+    /// ignored (the first stays).
+    pub fn with_assets(self, builder: Arc<dyn AssetBuilder>) -> Control {
+        if !self.state.set_asset_builder(builder) {
+            tracing::warn!("an asset builder was already set; the first one stays");
+        }
+        self
+    }
+
+    /// Runs the asset jobs (builds, deletes, the recordings of ended events) until
+    /// `shutdown` resolves, then stops the running ones, which go back to the queue for
+    /// the next runner ([`run`] does this beside the API). Returns at once without an
+    /// asset builder ([`Control::with_assets`]).
+    ///
+    /// Several processes sharing one PostgreSQL database may each run it: a job runs in
+    /// one of them at a time, and a job whose process died is taken over once its lease
+    /// (`control.jobs.lease_secs`) expires.
+    pub async fn run_jobs(&self, shutdown: impl Future<Output = ()>) {
+        let Some(builder) = self.state.asset_builder().cloned() else {
+            tracing::info!("no asset builder (no archive configured): asset jobs do not run");
+            return;
+        };
+        let store = self.store().clone();
+        let work = Arc::new(assets::AssetWork::new(store.clone(), builder));
+        let waker = assets::wake_on_ended(self.subscribe(), self.state.jobs().clone());
+        // One task for both, so that dropping it (a runtime going down) stops both.
+        tokio::select! {
+            () = self.state.jobs().run(store, work, shutdown) => {}
+            () = waker => {}
+        }
     }
 
     /// The admin API key generated for a fresh database (when `control.admin_key` is
@@ -227,14 +271,15 @@ impl Control {
         self.state.lifecycle().bus().subscribe()
     }
 
-    /// The HTTP API: `/v1/events…`, `/healthz`, `/readyz`, `/metrics`.
+    /// The HTTP API: `/v1/events…`, `/v1/assets…`, `/healthz`, `/readyz`, `/metrics`.
     pub fn router(&self) -> axum::Router {
         http::router(self.state.clone())
     }
 }
 
-/// Serves the control API on `listener` and runs the lifecycle reconciler until
-/// `shutdown` resolves, then finishes the requests in flight.
+/// Serves the control API on `listener` and runs the lifecycle reconciler and the asset
+/// jobs ([`Control::run_jobs`]) until `shutdown` resolves, then finishes the requests in
+/// flight and gives the running jobs back to the queue.
 pub async fn run(
     listener: TcpListener,
     control: Control,
@@ -249,6 +294,11 @@ pub async fn run(
         let stop = stop.clone();
         async move { lifecycle.run_reconciler(stop.notified()).await }
     });
+    let stop_jobs = Arc::new(tokio::sync::Notify::new());
+    let jobs = tokio::spawn({
+        let (control, stop) = (control.clone(), stop_jobs.clone());
+        async move { control.run_jobs(stop.notified()).await }
+    });
     // Connect info: failed API keys are counted per client address.
     let app = control
         .router()
@@ -258,6 +308,8 @@ pub async fn run(
         .await;
     // `notify_one` keeps the permit if the reconciler is between passes.
     stop.notify_one();
+    stop_jobs.notify_one();
     let _ = reconciler.await;
+    let _ = jobs.await;
     served
 }

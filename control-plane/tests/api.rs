@@ -532,6 +532,11 @@ async fn the_openapi_document_describes_every_route_and_the_docs_page_serves_off
         ("/v1/api-keys/{key_id}", "get"),
         ("/v1/api-keys/{key_id}", "delete"),
         ("/v1/audit", "get"),
+        ("/v1/assets", "post"),
+        ("/v1/assets", "get"),
+        ("/v1/assets/{asset_id}", "get"),
+        ("/v1/assets/{asset_id}", "delete"),
+        ("/v1/assets/{asset_id}/cancel", "post"),
     ];
     for (path, method) in expected {
         let operation = &doc["paths"][path][method];
@@ -554,6 +559,21 @@ async fn the_openapi_document_describes_every_route_and_the_docs_page_serves_off
         "geo",
     ] {
         assert!(request[field].is_object(), "EventRequest.{field}");
+    }
+
+    // Issue 11: an event's recording setting, and the asset request's fields.
+    assert_eq!(
+        request["record"]["type"],
+        json!(["boolean", "null"]),
+        "{request}"
+    );
+    let asset = &doc["components"]["schemas"]["AssetRequest"]["properties"];
+    for field in ["title", "source", "precision"] {
+        assert!(asset[field].is_object(), "AssetRequest.{field}");
+    }
+    let source = &doc["components"]["schemas"]["AssetSourceRequest"]["properties"];
+    for field in ["event_id", "start", "end"] {
+        assert!(source[field].is_object(), "AssetSourceRequest.{field}");
     }
 
     // The event's live status, shed renditions included.

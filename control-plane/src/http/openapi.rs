@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
 use super::problem::Problem;
 use super::state::AppState;
 use crate::api_keys::api::ApiKeysApi;
+use crate::assets::api::AssetsApi;
 use crate::audit::api::AuditApi;
 use crate::entitlement::api::EntitlementApi;
 use crate::events::api::{EventsApi, require_title_to_create};
@@ -68,8 +69,9 @@ async fn docs_file(body: &'static [u8], content_type: &'static str) -> Response 
 #[openapi(
     info(
         title = "Floodlight control API",
-        description = "Events, their schedule and stream keys, API keys and the audit log. \
-                       Send an API key as `Authorization: Bearer <key>` on every call.",
+        description = "Events, their schedule and stream keys, VOD assets made from their \
+                       archive, API keys and the audit log. Send an API key as \
+                       `Authorization: Bearer <key>` on every call.",
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -103,7 +105,8 @@ fn document(max_page_size: u32) -> serde_json::Value {
         .merge_from(StreamKeysApi::openapi())
         .merge_from(ApiKeysApi::openapi())
         .merge_from(AuditApi::openapi())
-        .merge_from(EntitlementApi::openapi());
+        .merge_from(EntitlementApi::openapi())
+        .merge_from(AssetsApi::openapi());
     let mut document = serde_json::to_value(openapi).unwrap_or_default();
     document_errors(&mut document);
     document_paging(&mut document, max_page_size);

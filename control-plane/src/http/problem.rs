@@ -45,6 +45,15 @@ pub(crate) enum ApiError {
     /// its window ends). A valid key is still accepted.
     #[error("too many failed API key attempts from this address; retry later")]
     TooManyFailures { retry_after_secs: u64 },
+    /// The archive a request needs cannot serve it: 503 while it may later (none is
+    /// configured in this process, or its object store does not answer), 500 when what
+    /// it holds is broken (a corrupt index object, named). `reason` is a stable code.
+    #[error("{detail}")]
+    Archive {
+        status: StatusCode,
+        reason: &'static str,
+        detail: String,
+    },
     #[error("no such resource; the API lives under /v1")]
     RouteNotFound,
     #[error("this method is not allowed on this resource")]
@@ -147,6 +156,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             ApiError::Refused { status, .. } => *status,
             ApiError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Archive { status, .. } => *status,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -165,6 +175,7 @@ impl ApiError {
         match self {
             ApiError::Refused { reason, .. } => *reason,
             ApiError::TooManyFailures { .. } => Some("rate_limited"),
+            ApiError::Archive { reason, .. } => Some(reason),
             _ => None,
         }
     }
@@ -176,6 +187,7 @@ impl IntoResponse for ApiError {
             // Server-side failures are logged here, once; the client gets no internals.
             ApiError::Internal(error) => tracing::error!(%error, "control API request failed"),
             ApiError::Unavailable(error) => tracing::warn!(%error, "database not ready"),
+            ApiError::Archive { detail, .. } => tracing::warn!(%detail, "archive unusable"),
             _ => {}
         }
         let status = self.status();

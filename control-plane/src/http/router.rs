@@ -12,7 +12,7 @@ use axum::routing::get;
 use super::openapi;
 use super::problem::ApiError;
 use super::state::AppState;
-use crate::{api_keys, audit, entitlement, events};
+use crate::{api_keys, assets, audit, entitlement, events};
 
 /// All routes, with the state.
 pub(crate) fn router(state: AppState) -> Router {
@@ -23,6 +23,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(api_keys::api::routes())
         .merge(audit::api::routes())
         .merge(entitlement::api::routes())
+        .merge(assets::api::routes())
         .merge(openapi::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -1,8 +1,9 @@
 //! [`AppState`]: what every handler shares (the config, the store, the public URLs, the
-//! live-status neighbour, the lifecycle, entitlement), and the API key failure limit.
+//! live-status neighbour, the lifecycle, entitlement, the job queue and the asset
+//! builder), and the API key failure limit.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::problem::ApiError;
@@ -11,6 +12,7 @@ use crate::db::Store;
 use crate::entitlement::Entitlement;
 use crate::events::{Lifecycle, LiveStatusSource};
 use crate::failures::FailureLimiter;
+use crate::jobs::{AssetBuilder, Jobs};
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -26,6 +28,11 @@ struct Shared {
     render_metrics: RenderMetrics,
     /// Unknown API keys per source address (`control.api_key_failures_max`).
     api_key_failures: FailureLimiter,
+    /// This process's side of the job queue.
+    jobs: Jobs,
+    /// Builds and deletes assets from the archive; set once, before serving, when an
+    /// archive is configured (`Control::with_assets`).
+    asset_builder: OnceLock<Arc<dyn AssetBuilder>>,
 }
 
 /// Renders the process's Prometheus text exposition.
@@ -48,6 +55,8 @@ impl AppState {
                 config.publish_failures_tracked_max,
                 "control.publish_failures_tracked_max",
             ),
+            jobs: Jobs::new(config.jobs.clone()),
+            asset_builder: OnceLock::new(),
             config,
             store,
             urls,
@@ -104,6 +113,20 @@ impl AppState {
     /// The process's Prometheus text exposition, for `GET /metrics`.
     pub(crate) fn render_metrics(&self) -> String {
         (self.0.render_metrics)()
+    }
+
+    pub(crate) fn jobs(&self) -> &Jobs {
+        &self.0.jobs
+    }
+
+    /// The asset builder, when an archive is configured.
+    pub(crate) fn asset_builder(&self) -> Option<&Arc<dyn AssetBuilder>> {
+        self.0.asset_builder.get()
+    }
+
+    /// Sets the asset builder; `false` when one was set already (it stays).
+    pub(crate) fn set_asset_builder(&self, builder: Arc<dyn AssetBuilder>) -> bool {
+        self.0.asset_builder.set(builder).is_ok()
     }
 
     /// Signing keys, the session store and the entitlement config.

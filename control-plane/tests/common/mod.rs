@@ -1,8 +1,11 @@
 //! Shared test harness: databases for store tests (a SQLite file in a temp dir, or a
 //! fresh, uniquely named PostgreSQL database on the dev machine's server, dropped when
 //! the test ends), and the control API through its router (`Router::oneshot`, no socket)
-//! with a fake live-status neighbour.
+//! with a fake live-status neighbour, and, for the asset tests, an archive of their own
+//! (`archive.rs`) and the job runner.
 #![allow(dead_code)] // each test file uses a different part
+
+pub mod archive;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use floodlight_control::{
-    Control, ControlConfig, EventId, LiveStatus, LiveStatusSource, PublicUrls, Secret, Store,
+    AssetBuilder, Control, ControlConfig, EventId, IngestProtocol, LiveStatus, LiveStatusSource,
+    PublicUrls, Secret, Store,
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use serde_json::{Value, json};
@@ -174,6 +178,8 @@ pub struct Harness {
     pub router: Router,
     pub live: Arc<FakeLive>,
     pub recorder: PrometheusRecorder,
+    /// What `control` was made with, for a second control plane on the same database.
+    pub config: ControlConfig,
 }
 
 pub async fn harness() -> Harness {
@@ -186,7 +192,17 @@ pub async fn harness_with(config: ControlConfig) -> Harness {
 
 /// A control plane on `backend` with `config` (its database and key secret replaced by
 /// the test database's, its admin key by [`ADMIN_KEY`]).
-pub async fn harness_on(backend: Backend, mut config: ControlConfig) -> Harness {
+pub async fn harness_on(backend: Backend, config: ControlConfig) -> Harness {
+    harness_with_assets(backend, config, None).await
+}
+
+/// [`harness_on`] with an asset builder (`Control::with_assets`); the job runner is not
+/// started ([`JobRunner::start`]).
+pub async fn harness_with_assets(
+    backend: Backend,
+    mut config: ControlConfig,
+    builder: Option<Arc<dyn AssetBuilder>>,
+) -> Harness {
     let db = TestDb::new(backend).await;
     config.admin_key = Some(Secret::new(ADMIN_KEY));
     config.database_url = db.config.database_url.clone();
@@ -197,8 +213,8 @@ pub async fn harness_on(backend: Backend, mut config: ControlConfig) -> Harness 
     let live = Arc::new(FakeLive::default());
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let control = Control::new(
-        config,
+    let mut control = Control::new(
+        config.clone(),
         // A directory that does not exist yet: the store creates it.
         &db.data_dir.path().join("data"),
         PublicUrls::new("media.example.net", 1936, 8081),
@@ -207,6 +223,9 @@ pub async fn harness_on(backend: Backend, mut config: ControlConfig) -> Harness 
     )
     .await
     .unwrap();
+    if let Some(builder) = builder {
+        control = control.with_assets(builder);
+    }
     let router = control.router();
     Harness {
         db,
@@ -214,6 +233,64 @@ pub async fn harness_on(backend: Backend, mut config: ControlConfig) -> Harness 
         router,
         live,
         recorder,
+        config,
+    }
+}
+
+impl Harness {
+    /// Another control plane on the same database and data dir (another process, as far
+    /// as the store can tell), with `builder`.
+    pub async fn second_control(&self, builder: Arc<dyn AssetBuilder>) -> Control {
+        Control::new(
+            self.config.clone(),
+            &self.db.data_dir.path().join("data"),
+            PublicUrls::new("media.example.net", 1936, 8081),
+            self.live.clone(),
+            String::new,
+        )
+        .await
+        .unwrap()
+        .with_assets(builder)
+    }
+}
+
+/// A control plane's job runner (`Control::run_jobs`) on its own task.
+pub struct JobRunner {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JobRunner {
+    pub fn start(control: &Control) -> JobRunner {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let control = control.clone();
+        let task = tokio::spawn(async move {
+            control
+                .run_jobs(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        JobRunner {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Shuts the runner down as the process would on a signal, and waits for it.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), &mut self.task)
+            .await
+            .expect("the job runner stops within its shutdown grace")
+            .unwrap();
+    }
+
+    /// Kills the runner as kill -9 would its process: its jobs' futures are dropped
+    /// mid-run and nothing more is written; their leases stay until they expire.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 }
 
@@ -347,6 +424,66 @@ impl Harness {
     pub async fn create_with(&self, body: Value) -> Value {
         let answer = self.post_json("/v1/events", body.to_string()).await;
         answer.expect(StatusCode::CREATED)
+    }
+
+    /// Polls `GET uri` (as admin) until `done` holds for its JSON answer; returns it.
+    /// Fails after 15 s, showing the last answer.
+    pub async fn wait_until(&self, uri: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let answer = self.get(uri).await;
+            let body = answer.json();
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting on {uri}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// An event that went live (and so published), owned by `owner` when given.
+    pub async fn published(&self, title: &str, owner: Option<&str>) -> String {
+        let mut body = json!({ "title": title });
+        if let Some(owner) = owner {
+            body["owner"] = json!(owner);
+        }
+        self.published_with(body).await
+    }
+
+    /// An event created from `body` that went live.
+    pub async fn published_with(&self, body: Value) -> String {
+        let id = self.create_with(body).await["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.control
+            .publish_started(&id, IngestProtocol::Rtmp)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Ends a live event as the reconciler does once its publisher has been gone longer
+    /// than the grace period.
+    pub async fn end(&self, event_id: &str) {
+        self.control
+            .publish_stopped(event_id, IngestProtocol::Rtmp)
+            .await
+            .unwrap();
+        // Later passes too, in case an earlier one (ending another event) marked this
+        // one gone at its own time.
+        for minutes in [1, 10, 100] {
+            let later = time::OffsetDateTime::now_utc() + time::Duration::minutes(minutes);
+            self.control.reconcile(later).await.unwrap();
+            let event = self.control.store().event(event_id).await.unwrap().unwrap();
+            if event.state == floodlight_control::EventState::Ended {
+                return;
+            }
+        }
+        panic!("event {event_id} did not end");
     }
 
     /// Creates an API key with `role` (and `principal`); returns the key.
