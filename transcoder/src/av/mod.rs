@@ -25,10 +25,9 @@ pub(crate) use audio::OpusToAac;
 #[cfg(test)]
 pub(crate) use audio::tests as tests_support;
 pub(crate) use jpeg::JpegEncoder;
-#[cfg(test)]
-pub(crate) use video::EncoderSettings;
 pub(crate) use video::{
-    ENCODER_FORMAT, H264Profile, Picture, RungEncoding, Scaler, VideoDecoder, VideoEncoder,
+    ENCODER_FORMAT, EncoderSettings, H264Profile, Picture, RungEncoding, Scaler, VideoDecoder,
+    VideoEncoder,
 };
 
 #[derive(Debug, thiserror::Error)]

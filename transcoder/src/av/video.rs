@@ -301,6 +301,13 @@ pub(crate) struct EncoderSettings {
     /// A safety net only: it should exceed the caller's forced IDR cadence, or rungs that
     /// miss a picture may drift out of alignment.
     pub(crate) keyint_max_frames: u32,
+    /// The id of the SPS and PPS x264 writes (0 to 31; x264 numbers both alike). Live
+    /// rungs use 0; a GOP re-encoded into a publisher's video takes an id its parameter
+    /// sets do not use, so one avcC can carry both (`vod`).
+    pub(crate) parameter_set_id: u8,
+    /// The SPS level_idc; `None`: x264 derives it from size, rate and VBV. A re-encoded
+    /// GOP keeps the publisher's, which CODECS already announces.
+    pub(crate) level_idc: Option<u8>,
 }
 
 impl EncoderSettings {
@@ -333,6 +340,12 @@ impl EncoderSettings {
         if self.preset.is_empty() || !self.preset.chars().all(|c| c.is_ascii_lowercase()) {
             return invalid(format!("x264 preset {:?}", self.preset));
         }
+        if self.parameter_set_id > 31 {
+            return invalid(format!(
+                "SPS/PPS id {}: x264 numbers them 0 to 31",
+                self.parameter_set_id
+            ));
+        }
         Ok(())
     }
 
@@ -347,7 +360,15 @@ impl EncoderSettings {
             0 => "infinite".to_string(),
             n => n.to_string(),
         };
-        format!("scenecut=0:rc-lookahead=0:sync-lookahead=0:bframes=0:keyint={keyint}")
+        let mut params =
+            format!("scenecut=0:rc-lookahead=0:sync-lookahead=0:bframes=0:keyint={keyint}");
+        if self.parameter_set_id != 0 {
+            params.push_str(&format!(":sps-id={}", self.parameter_set_id));
+        }
+        if let Some(level) = self.level_idc {
+            params.push_str(&format!(":level={level}"));
+        }
+        params
     }
 }
 
@@ -389,6 +410,8 @@ impl RungEncoding {
             profile,
             threads: self.threads,
             keyint_max_frames: (segment_frames * 4.0).ceil().max(1.0) as u32,
+            parameter_set_id: 0,
+            level_idc: None,
         }
     }
 }
@@ -695,6 +718,8 @@ pub(crate) mod tests {
             profile,
             threads: 2,
             keyint_max_frames: 300,
+            parameter_set_id: 0,
+            level_idc: None,
         }
     }
 

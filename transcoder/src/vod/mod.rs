@@ -10,19 +10,25 @@
 //! [`render`]; the store reads and writes, and the new manifest, in [`rendition`].
 //!
 //! Re-encoded pictures keep their presentation times, so the timeline runs on into the
-//! archived segments. A re-encoded GOP carries x264's SPS/PPS; where they equal the
-//! archived init's (an x264 rung re-encoded with its own settings) the archived init
-//! stays and the segments follow one another as on the live stream. Otherwise the asset
-//! gets an init of its own (`AssetId::init`) and EXT-X-DISCONTINUITY where the init
-//! changes: RFC 8216bis §4.4.4.3 says it SHOULD be there at a change of encoding
-//! parameters, and players then reset their decoder rather than meet a new SPS
-//! mid-stream.
+//! archived segments, and no discontinuity is needed where the encoding changes:
+//! - an x264 rung re-encoded with its own settings gets its own SPS/PPS back, byte for
+//!   byte: the archived init stays;
+//! - a publisher's video (`source`) gets x264's parameter sets numbered apart from the
+//!   publisher's, at the publisher's level, and one init of the asset's own lists both
+//!   ([`params`]); every segment of the rendition, referenced ones included, points at
+//!   it. With no EXT-X-MAP change at all, players that would keep the first init's
+//!   parameter sets across one (the ffmpeg CLI's HLS demuxer does) decode it too;
+//! - only when one record cannot describe both (a 10-bit or 4:2:2 publisher, 2-byte NAL
+//!   unit lengths) does the re-encoded GOP get an init of its own, with
+//!   EXT-X-DISCONTINUITY where the init changes (RFC 8216bis §4.4.4.3: it SHOULD be there
+//!   at a change of encoding parameters).
 //!
 //! Objects are written with plain overwrites under keys numbered in render order, so a
 //! job that restarts writes the same keys with the same bytes. Codec work runs on
 //! `spawn_blocking`, never on the async runtime.
 
 mod cut;
+mod params;
 mod poster;
 mod render;
 mod rendition;

@@ -10,8 +10,10 @@ use floodlight_media::cmaf::{Fragment, ReadFragment, Sample};
 use floodlight_media::{AvcConfig, Frame, TrackKind};
 
 use super::cut::{Piece, Timed};
+use super::params;
 use crate::av::{
-    ENCODER_FORMAT, H264Profile, Picture, RungEncoding, Scaler, VideoDecoder, VideoEncoder,
+    ENCODER_FORMAT, EncoderSettings, H264Profile, Picture, RungEncoding, Scaler, VideoDecoder,
+    VideoEncoder,
 };
 use crate::ladder::{DEFAULT_FRAME_RATE, frame_rate_fraction};
 
@@ -188,7 +190,7 @@ fn encode_gop(
             || frame_rate_fraction(DEFAULT_FRAME_RATE),
             frame_rate_fraction,
         );
-    let settings = reencode.encoding.settings(
+    let live = reencode.encoding.settings(
         size,
         frame_rate,
         reencode.bitrate_bps,
@@ -196,7 +198,20 @@ fn encode_gop(
         reencode.segment_target_90k,
     );
     let encode_error = |e: crate::av::AvError| RenderError::Encode(e.to_string());
-    let mut encoder = VideoEncoder::new(&settings).map_err(encode_error)?;
+    // x264 writes its parameter sets when it opens. The rung's own settings give the
+    // archived ones back on an x264 rung; anything else (a publisher's video) is numbered
+    // apart, at the archived level, so that one init can hold both (`params`).
+    let mut encoder = VideoEncoder::new(&live).map_err(encode_error)?;
+    if encoder.config().record != config.record
+        && let Some(id) = params::free_id(config)
+    {
+        let apart = EncoderSettings {
+            parameter_set_id: id,
+            level_idc: Some(config.level_idc),
+            ..live
+        };
+        encoder = VideoEncoder::new(&apart).map_err(encode_error)?;
+    }
     let mut frames = Vec::with_capacity(pictures.len());
     for (n, picture) in pictures.iter().enumerate() {
         let out = match scaler.as_mut() {

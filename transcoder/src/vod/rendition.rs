@@ -15,6 +15,7 @@ use floodlight_media::{AvcConfig, CodecParams, TIMESCALE, TrackParams};
 use object_store::ObjectStore;
 
 use super::cut::{SegmentCut, Track, Window, cut, first_pts};
+use super::params;
 use super::render::{Reencode, RenderError, Rendered, SegmentMedia, render};
 use super::{VodError, get, put};
 use crate::av::RungEncoding;
@@ -42,7 +43,18 @@ struct Rendering<'j, 'a> {
     inits: HashMap<String, Arc<InitTrack>>,
     /// The asset's own inits: their avcC record and key.
     own_inits: Vec<(Bytes, String)>,
+    /// Archived inits whose segments are to decode with an init of the asset's own that
+    /// also holds a re-encoded GOP's parameter sets, in order of first use: the archived
+    /// init's key, the re-encoded GOP's avcC record, and the record holding both
+    /// (`params::combined`).
+    combined: Vec<Combined>,
     next_segment: u64,
+}
+
+struct Combined {
+    archived: String,
+    taken_in: Bytes,
+    config: AvcConfig,
 }
 
 impl<'a> Job<'a> {
@@ -72,6 +84,7 @@ impl<'a> Job<'a> {
             reencode,
             inits: HashMap::new(),
             own_inits: Vec::new(),
+            combined: Vec::new(),
             next_segment: 0,
         };
         let segments = &rendition.segments;
@@ -103,6 +116,7 @@ impl<'a> Job<'a> {
                 break;
             }
         }
+        rendering.combine_inits(&mut out).await?;
         mark_init_changes(&mut out, self.asset_id.prefix().as_ref());
         Ok(AssetRendition {
             descriptor: descriptor.clone(),
@@ -231,6 +245,39 @@ impl Rendering<'_, '_> {
         Ok(path.to_string())
     }
 
+    /// Has the archived init `key` take in a re-encoded GOP's parameter sets when one
+    /// record can hold both; otherwise gives the configuration back, to decode with an
+    /// init of its own.
+    fn take_in(&mut self, key: &str, archived: &AvcConfig, config: AvcConfig) -> Option<AvcConfig> {
+        match self.combined.iter().find(|c| c.archived == key) {
+            Some(combined) if combined.taken_in == config.record => None,
+            Some(_) => Some(config),
+            None => match params::combined(archived, &config) {
+                Some(both) => {
+                    self.combined.push(Combined {
+                        archived: key.to_string(),
+                        taken_in: config.record,
+                        config: both,
+                    });
+                    None
+                }
+                None => Some(config),
+            },
+        }
+    }
+
+    /// Writes the inits that hold archived and re-encoded parameter sets together, and
+    /// points every segment that decoded with such an archived init at its new one.
+    async fn combine_inits(&mut self, segments: &mut [AssetSegment]) -> Result<(), VodError> {
+        for combined in std::mem::take(&mut self.combined) {
+            let own = self.own_init(combined.config).await?;
+            for segment in segments.iter_mut().filter(|s| s.init == combined.archived) {
+                segment.init = own.clone();
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the rendered pieces of `segment` as the asset's own segments: consecutive
     /// pieces that decode with the same init share one object, one fragment a piece.
     async fn write(
@@ -242,21 +289,27 @@ impl Rendering<'_, '_> {
         rendered: Vec<Rendered>,
     ) -> Result<Vec<AssetSegment>, VodError> {
         let archived = match &init.params.codec {
-            CodecParams::H264(config) => Some(&config.record),
+            CodecParams::H264(config) => Some(config),
             _ => None,
         };
-        // A re-encoded GOP whose parameter sets are the archived ones decodes with the
-        // archived init: no init of our own, no discontinuity.
+        // Where each piece's samples decode: with the archived init (copies; a re-encoded
+        // GOP with the archived parameter sets; one whose sets the archived init can take
+        // in beside its own), or only with an init of their own.
         let mut groups: Vec<(Option<AvcConfig>, Vec<Fragment>)> = Vec::new();
         for piece in rendered {
-            let config = piece.config.filter(|c| Some(&c.record) != archived);
+            let own = match (piece.config, archived) {
+                (Some(config), Some(archived)) if config.record != archived.record => {
+                    self.take_in(&segment.init, archived, config)
+                }
+                _ => None,
+            };
             match groups.last_mut() {
                 Some((last, fragments))
-                    if last.as_ref().map(|c| &c.record) == config.as_ref().map(|c| &c.record) =>
+                    if last.as_ref().map(|c| &c.record) == own.as_ref().map(|c| &c.record) =>
                 {
                     fragments.push(piece.fragment)
                 }
-                _ => groups.push((config, vec![piece.fragment])),
+                _ => groups.push((own, vec![piece.fragment])),
             }
         }
         let mut out = Vec::with_capacity(groups.len());

@@ -180,6 +180,8 @@ pub(super) fn generated_at(fps: usize, seconds: usize, gop: usize) -> Vec<Stream
         profile: H264Profile::High,
         threads: 1,
         keyint_max_frames: 0,
+        parameter_set_id: 0,
+        level_idc: None,
     })
     .unwrap();
     let mut events = vec![StreamEvent::Tracks(vec![TrackParams::video(
