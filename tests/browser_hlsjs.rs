@@ -281,3 +281,66 @@ async fn hlsjs_switches_between_the_ladder_rungs_while_playing() {
         "dropped {dropped} of {frames} frames"
     );
 }
+
+/// Start-over in the browser: hls.js plays `master.m3u8?start=T`, 20 s behind the live
+/// edge, from its beginning (`startPosition: 0`, as a "watch from the start" button
+/// does): EVENT playlists from the archive, whole segments, no parts, picture and sound,
+/// and it stays about 20 s behind the edge rather than jumping to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hlsjs_in_chromium_plays_start_over_from_the_archive() {
+    let dir = browser_dir();
+    require_browser_tools(&dir);
+    let _one_at_a_time = PLAYING.lock().await;
+    let server = Server::start(&[
+        ("FLOODLIGHT_TRANSCODER__LADDER", "publisher"),
+        (
+            "FLOODLIGHT_TRANSCODER__LADDERS__PUBLISHER",
+            "{ source = true, rungs = [] }",
+        ),
+    ])
+    .await;
+    let (event_id, key, _) = server.create_event("browser start-over").await;
+    let mut ffmpeg = ffmpeg_publish(&server.rtmp(&format!("/live/{key}")), 55);
+    let media = server.http(&format!("/live/{event_id}/source/index.m3u8"));
+    assert!(
+        wait_for_segment(&media, Duration::from_secs(15)).await,
+        "no complete segment in {media}:\n{}",
+        server.log()
+    );
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 20.0;
+    let master = server.http(&format!("/live/{event_id}/master.m3u8?start={start:.3}"));
+    let report = play(
+        &server,
+        &master,
+        &["--seconds", "12", "--start-position", "0"],
+    )
+    .await;
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+
+    assert_eq!(report["playing"], true, "{report:#}");
+    assert!(report["fatal_error"].is_null(), "{report:#}");
+    let advanced = number(&report, "/current_time_advanced_s");
+    assert!(advanced >= 9.0, "media clock moved only {advanced} s: {report:#}");
+    assert_eq!(number(&report, "/video/width"), 640.0, "{report:#}");
+    assert!(
+        number(&report, "/audio/decoded_bytes") > 10_000.0,
+        "audio not decoded: {report:#}"
+    );
+    // Whole segments from the archive, no LL-HLS parts.
+    assert_eq!(number(&report, "/parts_loaded"), 0.0, "{report:#}");
+    assert!(number(&report, "/segments_loaded") >= 4.0, "{report:#}");
+    // It plays from T, about 20 s behind the live edge (plus its start-up), not at it.
+    let behind = number(&report, "/pdt_latency_s/p50");
+    assert!(
+        (15.0..40.0).contains(&behind),
+        "PROGRAM-DATE-TIME {behind} s behind now: {report:#}"
+    );
+    let stalls = number(&report, "/stalls");
+    assert!(stalls <= 1.0, "{stalls} stalls: {report:#}");
+}

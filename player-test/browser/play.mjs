@@ -5,12 +5,15 @@
 //
 //   node play.mjs <master.m3u8 URL> [--seconds 15] [--startup-timeout 20]
 //                 [--chromium /usr/bin/chromium] [--screenshot out.png] [--diag]
-//                 [--switch-every N]
+//                 [--switch-every N] [--start-position S]
 //
 // --switch-every N asks hls.js for the next quality level (hls.nextLevel, the way its ABR
 // switches: at the next fragment, no buffer flush) every N seconds of playback, cycling
 // through the master playlist's variants; the JSON then lists the switches hls.js made and
 // every picture size the video element showed.
+// --start-position S starts playback S seconds into the playlist (hls.js startPosition),
+// as a player of a start-over (EXT-X-PLAYLIST-TYPE EVENT) stream starting from its
+// beginning does; by default hls.js starts a live or EVENT playlist at its live edge.
 // --diag adds "diag" to the JSON: initPTS, every fragment or part hls.js buffered (playlist
 // start and media PTS per stream) and each SourceBuffer's ranges at every stall.
 //
@@ -32,12 +35,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 function usage(message) {
   process.stderr.write(`play.mjs: ${message}\n` +
     'usage: node play.mjs <master.m3u8 URL> [--seconds N] [--startup-timeout N] ' +
-    '[--chromium PATH] [--screenshot FILE] [--diag] [--switch-every N]\n');
+    '[--chromium PATH] [--screenshot FILE] [--diag] [--switch-every N] [--start-position S]\n');
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, diag: false, switchEvery: null, src: null };
+  const opts = { seconds: 15, startupTimeout: 20, chromium: '/usr/bin/chromium', screenshot: null, diag: false, switchEvery: null, startPosition: null, src: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -55,6 +58,11 @@ function parseArgs(argv) {
     else if (arg === '--screenshot') opts.screenshot = value();
     else if (arg === '--diag') opts.diag = true;
     else if (arg === '--switch-every') opts.switchEvery = number();
+    else if (arg === '--start-position') {
+      const n = Number(value());
+      if (!Number.isFinite(n) || n < 0) usage(`${arg} needs a number of seconds, 0 or more`);
+      opts.startPosition = n;
+    }
     else if (arg.startsWith('--')) usage(`unknown option ${arg}`);
     else if (opts.src === null) opts.src = arg;
     else usage(`unexpected argument ${arg}`);
@@ -102,7 +110,7 @@ const round = (x) => (typeof x === 'number' ? Math.round(x * 1000) / 1000 : x);
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const server = await startStaticServer();
-  const pageUrl = `http://127.0.0.1:${server.address().port}/?src=${encodeURIComponent(opts.src)}${opts.diag ? '&diag=1' : ''}`;
+  const pageUrl = `http://127.0.0.1:${server.address().port}/?src=${encodeURIComponent(opts.src)}${opts.diag ? '&diag=1' : ''}${opts.startPosition === null ? '' : `&startPosition=${opts.startPosition}`}`;
 
   let browser;
   try {
