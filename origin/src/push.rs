@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use floodlight_archive::{EventId, RenditionKey, RenditionName};
 use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PartMeta, RenditionDescriptor};
 use serde::Deserialize;
@@ -232,17 +233,35 @@ pub(crate) async fn last(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<LastPart>, ApiError> {
     let Path((event_id, rendition)) = path?;
-    let stream = origin.stream(&event_id)?;
-    let state = stream.lock();
-    let window = state
-        .core
-        .rendition(&rendition)
-        .ok_or_else(|| ApiError::unknown_rendition(&event_id, &rendition))?;
-    window
-        .last()
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("{event_id}/{rendition}: no part pushed yet")))
+    let in_memory = origin.stream(&event_id).ok().and_then(|stream| {
+        let state = stream.lock();
+        state
+            .core
+            .rendition(&rendition)
+            .and_then(|w| w.last().cloned())
+    });
+    if let Some(last) = in_memory {
+        return Ok(Json(last));
+    }
+    // A stream this origin no longer holds (ended and dropped, or the origin restarted):
+    // the archive remembers where its numbering got to, so a publisher coming back
+    // continues it rather than restarting at MSN 0 over archived segments.
+    if let Some(recorded) = origin.recorded()
+        && let (Ok(event), Ok(name)) = (EventId::new(&event_id), RenditionName::new(&rendition))
+        && let Some(record) = recorded
+            .last_record(&RenditionKey::new(event, name))
+            .await?
+    {
+        return Ok(Json(LastPart {
+            msn: record.msn,
+            part: 0,
+            ends_segment: true,
+            init_version: record.init_version,
+        }));
+    }
+    Err(ApiError::NotFound(format!(
+        "{event_id}/{rendition}: no part pushed yet"
+    )))
 }
 
 /// Longest `reason` a shed request may give; it is shown on the event's status.

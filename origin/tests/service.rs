@@ -2199,3 +2199,39 @@ async fn a_failing_store_neither_fails_nor_slows_the_push() {
         "{status}"
     );
 }
+
+/// An origin that does not hold a stream (restarted, or the stream ended long ago) reads
+/// the archive: the push API's `last` continues the archived numbering, and the live
+/// URLs of segments and init versions serve the archived bytes.
+#[tokio::test]
+async fn an_origin_without_the_stream_answers_from_the_archive() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let (_, app, writer) = archiving_origin(store.clone(), WriterConfig::default());
+    live_stream(&app).await;
+    push_parts(&app, "video", 3, 1).await;
+    writer.flush().await;
+
+    let handle = metrics_handle();
+    let fresh = Origin::new(config(), move || handle.render()).with_archive_store(Some(store));
+    let fresh = fresh.router();
+    let last = get(&fresh, &format!("{PUSH_PREFIX}/{EVENT}/video/last")).await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.text());
+    let last: serde_json::Value = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(last["msn"], 2, "MSN 3 is in progress, not archived: {last}");
+    assert_eq!(last["ends_segment"], true);
+    assert_eq!(last["init_version"], 0);
+
+    let segment = get(&fresh, &format!("/live/{EVENT}/video/1.m4s")).await;
+    assert_eq!(segment.status, StatusCode::OK, "{}", segment.text());
+    let expected: String = (0..PARTS_PER_SEGMENT)
+        .map(|part| part_payload("video", 1, part))
+        .collect();
+    assert_eq!(segment.body, expected.as_bytes());
+    let init = get(&fresh, &format!("/live/{EVENT}/video/init0.mp4")).await;
+    assert_eq!(init.body, &b"init:video:0"[..]);
+    // Not archived: 404, and no part of a stream it does not hold.
+    let missing = get(&fresh, &format!("/live/{EVENT}/video/3.m4s")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let other = get(&fresh, &format!("{PUSH_PREFIX}/other/video/last")).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use floodlight_archive::index::{IndexChunk, IndexHead, MAX_CHUNK_BYTES, MAX_HEAD_BYTES};
 use floodlight_archive::{
-    AssetId, AssetManifest, Covered, EventId, IndexError, ReadError, RenditionKey, covering,
-    read_renditions,
+    AssetId, AssetManifest, Covered, EventId, IndexError, ReadError, RenditionKey, SegmentRecord,
+    covering, read_renditions,
 };
 use floodlight_media::push::RenditionDescriptor;
 use floodlight_media::sync::lock;
@@ -175,6 +175,21 @@ impl Recorded {
         Ok(start
             .zip(end)
             .map(|(s, e)| (s.program_date_time_ms, e.end_ms())))
+    }
+
+    /// The last archived segment of a rendition (a gap's record counts: its MSN was
+    /// used); `None` when nothing is.
+    pub(crate) async fn last_record(
+        &self,
+        key: &RenditionKey,
+    ) -> Result<Option<SegmentRecord>, ApiError> {
+        let Some(head) = self.head(key).await? else {
+            return Ok(None);
+        };
+        let Some(last) = head.chunks().last() else {
+            return Ok(None);
+        };
+        Ok(self.chunk(key, last.chunk).await?.records().last().copied())
     }
 
     /// An asset's manifest; `None` when it has none (unknown, not ready, or deleted).
