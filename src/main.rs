@@ -6,6 +6,7 @@ mod assignment;
 mod config;
 mod services;
 mod up;
+mod vod;
 
 use std::path::PathBuf;
 use std::time::Duration;

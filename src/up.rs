@@ -20,6 +20,7 @@ use floodlight_media::token::PlaybackClaims;
 use floodlight_media::{PlaybackAccess, StreamSettings};
 use floodlight_origin::{Origin, ViewerSessions};
 use floodlight_transcoder::Transcoder;
+use floodlight_transcoder::vod::VodSettings;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -28,6 +29,7 @@ use tracing::{info, warn};
 
 use crate::archive::Archive;
 use crate::config::{AssignmentMode, Config};
+use crate::vod::ArchiveAssets;
 
 /// The origin asks the viewer-session store, shared with the control plane, whether a
 /// session was revoked, and reports its playlist requests as heartbeats.
@@ -429,6 +431,15 @@ pub(crate) async fn up(mut config: Config, metrics: PrometheusHandle) -> anyhow:
     )
     .await
     .context("starting the control plane")?;
+    // VOD asset jobs read and write the archive's store; without one, POST /v1/assets
+    // answers 503 and says why.
+    let control = match archive.store() {
+        Some(store) => control.with_assets(Arc::new(ArchiveAssets::new(
+            store,
+            VodSettings::from_config(&config.transcoder),
+        ))),
+        None => control,
+    };
     let admin_key = control.bootstrap_admin_key();
     let ingest = Ingest::new(
         config.ingest.clone(),
