@@ -326,7 +326,10 @@ async fn hlsjs_in_chromium_plays_start_over_from_the_archive() {
     assert_eq!(report["playing"], true, "{report:#}");
     assert!(report["fatal_error"].is_null(), "{report:#}");
     let advanced = number(&report, "/current_time_advanced_s");
-    assert!(advanced >= 9.0, "media clock moved only {advanced} s: {report:#}");
+    assert!(
+        advanced >= 9.0,
+        "media clock moved only {advanced} s: {report:#}"
+    );
     assert_eq!(number(&report, "/video/width"), 640.0, "{report:#}");
     assert!(
         number(&report, "/audio/decoded_bytes") > 10_000.0,

@@ -39,11 +39,15 @@ const MANIFEST_TTL: Duration = Duration::from_secs(10);
 /// Largest segment or init object served from the archive.
 const MAX_MEDIA_BYTES: u64 = 64 * 1024 * 1024;
 
+/// An event's archived renditions with their descriptors.
+type Renditions = Vec<(RenditionKey, RenditionDescriptor)>;
+
 /// The origin's reader of the archive.
 pub(crate) struct Recorded {
     store: Arc<dyn ObjectStore>,
     cache: cache::ObjectCache,
-    renditions: Mutex<HashMap<EventId, (Instant, Vec<(RenditionKey, RenditionDescriptor)>)>>,
+    /// Each event's renditions and when they were read.
+    renditions: Mutex<HashMap<EventId, (Instant, Renditions)>>,
 }
 
 impl Recorded {
@@ -99,7 +103,7 @@ impl Recorded {
     pub(crate) async fn renditions(
         &self,
         event_id: &EventId,
-    ) -> Result<Vec<(RenditionKey, RenditionDescriptor)>, ApiError> {
+    ) -> Result<Renditions, ApiError> {
         if let Some((at, renditions)) = lock(&self.renditions).get(event_id)
             && at.elapsed() < SHORT_LIVED
         {
