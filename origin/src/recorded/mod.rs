@@ -100,10 +100,7 @@ impl Recorded {
     }
 
     /// The event's archived renditions with their descriptors (a second old at most).
-    pub(crate) async fn renditions(
-        &self,
-        event_id: &EventId,
-    ) -> Result<Renditions, ApiError> {
+    pub(crate) async fn renditions(&self, event_id: &EventId) -> Result<Renditions, ApiError> {
         if let Some((at, renditions)) = lock(&self.renditions).get(event_id)
             && at.elapsed() < SHORT_LIVED
         {
