@@ -2,7 +2,7 @@
 //! the init segment must describe one decodable track, and every part must be CMAF
 //! chunks (moof + mdat) of that track whose sample table adds up.
 
-use mp4_atom::{Any, Codec, DecodeMaybe, Moof, Moov, Trex};
+use mp4_atom::{Any, Codec, DecodeMaybe, Header, Moof, Moov, Traf, Trex};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,6 +56,10 @@ pub enum Fmp4Error {
     },
     #[error("fragment has no samples")]
     Empty,
+    #[error(
+        "the byte range holds {have} bytes but its first sample ends at byte {needed} (RFC 8216bis §4.4.3.6: the range must hold the whole I-frame)"
+    )]
+    IFrameCut { needed: u64, have: usize },
 }
 
 /// The one track an init segment describes.
@@ -119,6 +123,28 @@ pub struct FragmentInfo {
     pub sample_count: u64,
     /// The first sample's `sample_is_non_sync_sample` flag is clear.
     pub first_sample_is_sync: bool,
+}
+
+/// What an I-frame playlist entry's byte range holds (RFC 8216bis §4.4.3.6): a moof and the
+/// start of its mdat, through the end of the first sample, the I-frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IFrameInfo {
+    /// tfdt baseMediaDecodeTime of the chunk, track timescale.
+    pub base_media_decode_time: u64,
+    /// The first sample's composition offset: it is presented at tfdt + this.
+    pub composition_offset: i64,
+    pub duration: u32,
+    /// The first sample's `sample_is_non_sync_sample` flag is clear.
+    pub is_sync: bool,
+    /// Bytes from the start of the range through the end of the first sample.
+    pub needed: u64,
+}
+
+impl IFrameInfo {
+    /// Presentation time of the I-frame, track timescale.
+    pub fn presentation_time(&self) -> i128 {
+        i128::from(self.base_media_decode_time) + i128::from(self.composition_offset)
+    }
 }
 
 /// Decodes the top-level boxes of `bytes`, with each box's byte offset and length.
@@ -288,16 +314,83 @@ pub fn parse_fragment(bytes: &[u8], init: &InitInfo) -> Result<FragmentInfo, Fmp
     Ok(info)
 }
 
-/// One moof + mdat. Sample values resolve trun → tfhd → trex (ISO/IEC 14496-12 §8.8.7,
-/// §8.8.8); the sample data must start at the mdat payload (`data_offset` counted from the
-/// moof, §8.8.7 default-base-is-moof) and fill it exactly.
-fn chunk_info(
-    moof: &Moof,
-    moof_length: usize,
-    mdat_header: usize,
-    mdat_payload: usize,
-    init: &InitInfo,
-) -> Result<FragmentInfo, Fmp4Error> {
+/// Checks the byte range of an I-frame (RFC 8216bis §4.4.3.6, EXT-X-BYTERANGE §4.4.4.2):
+/// leading boxes (styp, sidx, prft, emsg, free), a moof of the init's track, and an mdat
+/// whose payload may be cut after the first sample, which the range must hold whole. The
+/// moof's own rules (tfhd default-base-is-moof, trun data_offset at the mdat payload) are
+/// those of `parse_fragment`.
+pub fn parse_iframe(range: &[u8], init: &InitInfo) -> Result<IFrameInfo, Fmp4Error> {
+    let mut rest = range;
+    let mut moof: Option<(usize, usize, Moof)> = None;
+    loop {
+        let offset = range.len() - rest.len();
+        let mut probe = rest;
+        let header = match Header::decode_maybe(&mut probe) {
+            Ok(Some(header)) => header,
+            Ok(None) if moof.is_some() => return Err(Fmp4Error::MissingBox("mdat")),
+            Ok(None) if rest.is_empty() => return Err(Fmp4Error::MissingBox("moof")),
+            Ok(None) => return Err(Fmp4Error::Truncated { offset }),
+            Err(error) => return Err(Fmp4Error::Decode { offset, error }),
+        };
+        let header_length = rest.len() - probe.len();
+        if header.kind == mp4_atom::FourCC::new(b"mdat") {
+            let Some((moof_offset, moof_length, moof)) = moof else {
+                return Err(Fmp4Error::UnexpectedBox {
+                    kind: "mdat".into(),
+                    offset,
+                });
+            };
+            let traf = one_traf(&moof, init)?;
+            let first = first_sample(traf, init)?;
+            let data_offset = (moof_length + header_length) as u64;
+            let found = traf.trun.first().and_then(|t| t.data_offset);
+            if found.map(i64::from) != Some(data_offset as i64) {
+                return Err(Fmp4Error::DataOffset {
+                    found,
+                    expected: data_offset,
+                });
+            }
+            let needed = (moof_offset as u64) + data_offset + u64::from(first.size);
+            if (range.len() as u64) < needed {
+                return Err(Fmp4Error::IFrameCut {
+                    needed,
+                    have: range.len(),
+                });
+            }
+            return Ok(IFrameInfo {
+                base_media_decode_time: traf
+                    .tfdt
+                    .as_ref()
+                    .ok_or(Fmp4Error::MissingBox("tfdt"))?
+                    .base_media_decode_time,
+                composition_offset: first.cts,
+                duration: first.duration,
+                is_sync: first.flags & SAMPLE_IS_NON_SYNC == 0,
+                needed,
+            });
+        }
+        let before = rest.len();
+        let atom = match Any::decode_maybe(&mut rest) {
+            Ok(Some(atom)) => atom,
+            Ok(None) => return Err(Fmp4Error::Truncated { offset }),
+            Err(error) => return Err(Fmp4Error::Decode { offset, error }),
+        };
+        match atom {
+            Any::Moof(m) if moof.is_none() => moof = Some((offset, before - rest.len(), m)),
+            Any::Styp(_) | Any::Sidx(_) | Any::Prft(_) | Any::Emsg(_) | Any::Free(_)
+                if moof.is_none() => {}
+            other => {
+                return Err(Fmp4Error::UnexpectedBox {
+                    kind: other.kind().to_string(),
+                    offset,
+                });
+            }
+        }
+    }
+}
+
+/// The moof's one traf, for the init's track, based on the moof (CMAF).
+fn one_traf<'m>(moof: &'m Moof, init: &InitInfo) -> Result<&'m Traf, Fmp4Error> {
     let [traf] = moof.traf.as_slice() else {
         return Err(Fmp4Error::TrafCount {
             found: moof.traf.len(),
@@ -313,6 +406,51 @@ fn chunk_info(
     if !tfhd.default_base_is_moof || tfhd.base_data_offset.is_some() {
         return Err(Fmp4Error::BaseNotMoof);
     }
+    Ok(traf)
+}
+
+/// A sample's values after the trun → tfhd → trex fallbacks (ISO/IEC 14496-12 §8.8.8).
+struct SampleValues {
+    duration: u32,
+    size: u32,
+    flags: u32,
+    cts: i64,
+}
+
+fn first_sample(traf: &Traf, init: &InitInfo) -> Result<SampleValues, Fmp4Error> {
+    let trun = traf.trun.first().ok_or(Fmp4Error::MissingBox("trun"))?;
+    let sample = trun.samples.iter().next().ok_or(Fmp4Error::Empty)?;
+    let tfhd = &traf.tfhd;
+    Ok(SampleValues {
+        duration: sample.duration.unwrap_or(
+            tfhd.default_sample_duration
+                .unwrap_or(init.defaults.default_sample_duration),
+        ),
+        size: sample.size.unwrap_or(
+            tfhd.default_sample_size
+                .unwrap_or(init.defaults.default_sample_size),
+        ),
+        // mp4-atom folds trun first_sample_flags into the first entry (§8.8.8.1).
+        flags: sample.flags.unwrap_or(
+            tfhd.default_sample_flags
+                .unwrap_or(init.defaults.default_sample_flags),
+        ),
+        cts: sample.cts.unwrap_or(0),
+    })
+}
+
+/// One moof + mdat. Sample values resolve trun → tfhd → trex (ISO/IEC 14496-12 §8.8.7,
+/// §8.8.8); the sample data must start at the mdat payload (`data_offset` counted from the
+/// moof, §8.8.7 default-base-is-moof) and fill it exactly.
+fn chunk_info(
+    moof: &Moof,
+    moof_length: usize,
+    mdat_header: usize,
+    mdat_payload: usize,
+    init: &InitInfo,
+) -> Result<FragmentInfo, Fmp4Error> {
+    let traf = one_traf(moof, init)?;
+    let tfhd = &traf.tfhd;
     let base_media_decode_time = traf
         .tfdt
         .as_ref()
@@ -667,6 +805,51 @@ pub(crate) mod tests {
         assert!(matches!(
             parse_fragment(&whole[..moof_len], &init),
             Err(Fmp4Error::MissingBox("mdat"))
+        ));
+    }
+
+    #[test]
+    fn iframe_byte_range_holds_moof_and_first_sample() {
+        let init = parse_init(&video_init(1, 90_000)).expect("decodes");
+        let mut segment = chunk(1, 1, 90_000, &[(3000, SYNC), (3000, NON_SYNC)]);
+        segment.extend(chunk(1, 2, 96_000, &[(3000, NON_SYNC)]));
+        let moof = u32::from_be_bytes(segment[0..4].try_into().expect("4 bytes")) as usize;
+        // moof, mdat header, and the first sample (10 bytes in `chunk`).
+        let needed = moof + 8 + 10;
+        let info = parse_iframe(&segment[..needed], &init).expect("decodes");
+        assert_eq!(
+            info,
+            IFrameInfo {
+                base_media_decode_time: 90_000,
+                composition_offset: 0,
+                duration: 3000,
+                is_sync: true,
+                needed: needed as u64,
+            }
+        );
+        // The whole segment holds it too; one byte short does not.
+        assert_eq!(
+            parse_iframe(&segment, &init).expect("decodes").needed,
+            needed as u64
+        );
+        assert!(matches!(
+            parse_iframe(&segment[..needed - 1], &init),
+            Err(Fmp4Error::IFrameCut { have, .. }) if have == needed - 1
+        ));
+        // A range that stops inside the moof, or before the mdat.
+        assert!(matches!(
+            parse_iframe(&segment[..moof - 1], &init),
+            Err(Fmp4Error::Truncated { offset: 0 })
+        ));
+        assert!(matches!(
+            parse_iframe(&segment[..moof], &init),
+            Err(Fmp4Error::MissingBox("mdat"))
+        ));
+        let not_sync = chunk(1, 1, 0, &[(3000, NON_SYNC)]);
+        assert!(!parse_iframe(&not_sync, &init).expect("decodes").is_sync);
+        assert!(matches!(
+            parse_iframe(&chunk(2, 1, 0, &[(3000, SYNC)]), &init),
+            Err(Fmp4Error::TrackMismatch { .. })
         ));
     }
 }

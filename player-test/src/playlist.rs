@@ -10,7 +10,7 @@ use quick_m3u8::{
     config::ParsingOptionsBuilder,
     date::DateTime,
     tag::{
-        KnownTag, NoCustomTag,
+        HlsPlaylistType, KnownTag, NoCustomTag,
         hls::{self, MediaType, PreloadHintType},
     },
 };
@@ -37,6 +37,10 @@ pub enum PlaylistError {
 pub struct MasterPlaylist {
     pub variants: Vec<Variant>,
     pub audio: Vec<AudioRendition>,
+    /// EXT-X-I-FRAME-STREAM-INF (§4.4.6.3): I-frame playlists for scrubbing.
+    pub iframe_variants: Vec<IFrameVariant>,
+    /// EXT-X-INDEPENDENT-SEGMENTS (§4.4.2.1), which then holds for every media playlist.
+    pub independent_segments: bool,
     /// Lines quick-m3u8 could not read or validate, with its reason.
     pub parser_findings: Vec<String>,
 }
@@ -50,6 +54,15 @@ pub struct Variant {
     pub resolution: Option<(u64, u64)>,
     /// AUDIO: the GROUP-ID of the audio renditions this variant plays with.
     pub audio_group: Option<String>,
+}
+
+/// EXT-X-I-FRAME-STREAM-INF (§4.4.6.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IFrameVariant {
+    pub uri: String,
+    pub bandwidth: u64,
+    pub codecs: Option<String>,
+    pub resolution: Option<(u64, u64)>,
 }
 
 /// EXT-X-MEDIA TYPE=AUDIO (§4.4.6.1).
@@ -66,6 +79,12 @@ pub struct AudioRendition {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MediaPlaylist {
     pub version: Option<u64>,
+    /// EXT-X-PLAYLIST-TYPE (§4.4.3.5).
+    pub playlist_type: Option<PlaylistType>,
+    /// EXT-X-INDEPENDENT-SEGMENTS (§4.4.2.1).
+    pub independent_segments: bool,
+    /// EXT-X-I-FRAMES-ONLY (§4.4.3.6): each segment is one I-frame, a byte range.
+    pub iframes_only: bool,
     pub target_duration: u64,
     pub media_sequence: u64,
     pub discontinuity_sequence: u64,
@@ -82,6 +101,24 @@ pub struct MediaPlaylist {
     pub ended: bool,
     /// Lines quick-m3u8 could not read or validate, with its reason.
     pub parser_findings: Vec<String>,
+}
+
+/// EXT-X-PLAYLIST-TYPE (§4.4.3.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistType {
+    /// Segments are only ever appended (a start-over playlist growing with the event).
+    Event,
+    /// The playlist never changes (a time-shifted range, a VOD asset).
+    Vod,
+}
+
+impl std::fmt::Display for PlaylistType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlaylistType::Event => "EVENT",
+            PlaylistType::Vod => "VOD",
+        })
+    }
 }
 
 /// EXT-X-SERVER-CONTROL (§4.4.3.8); all absent when the tag is.
@@ -109,6 +146,16 @@ pub struct Segment {
     pub parts: Vec<Part>,
     /// EXT-X-GAP (§4.4.4.7): a segment number with no media, not to be loaded.
     pub gap: bool,
+    /// EXT-X-BYTERANGE (§4.4.4.2): the segment is this sub-range of its URI's resource,
+    /// with the offset resolved when the tag leaves it out.
+    pub byte_range: Option<ByteRange>,
+}
+
+/// A sub-range of a resource (§4.4.4.2), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub length: u64,
+    pub offset: u64,
 }
 
 /// EXT-X-PART (§4.4.4.9).
@@ -183,6 +230,8 @@ pub fn parse_master(text: &str) -> Result<MasterPlaylist, PlaylistError> {
     let mut master = MasterPlaylist {
         variants: Vec::new(),
         audio: Vec::new(),
+        iframe_variants: Vec::new(),
+        independent_segments: false,
         parser_findings: Vec::new(),
     };
     let mut pending: Option<Variant> = None;
@@ -196,6 +245,17 @@ pub fn parse_master(text: &str) -> Result<MasterPlaylist, PlaylistError> {
                     resolution: tag.resolution().map(|r| (r.width, r.height)),
                     audio_group: tag.audio().map(str::to_owned),
                 });
+            }
+            HlsLine::KnownTag(KnownTag::Hls(hls::Tag::IFrameStreamInf(tag))) => {
+                master.iframe_variants.push(IFrameVariant {
+                    uri: tag.uri().to_owned(),
+                    bandwidth: tag.bandwidth(),
+                    codecs: tag.codecs().map(str::to_owned),
+                    resolution: tag.resolution().map(|r| (r.width, r.height)),
+                });
+            }
+            HlsLine::KnownTag(KnownTag::Hls(hls::Tag::IndependentSegments(_))) => {
+                master.independent_segments = true;
             }
             HlsLine::KnownTag(KnownTag::Hls(hls::Tag::Media(tag)))
                 if tag.media_type().known() == Some(&MediaType::Audio) =>
@@ -232,6 +292,8 @@ struct PendingSegment {
     program_date_time_ms: Option<i64>,
     discontinuity: bool,
     gap: bool,
+    /// EXT-X-BYTERANGE length and offset as written.
+    byte_range: Option<(u64, Option<u64>)>,
     parts: Vec<Part>,
 }
 
@@ -240,6 +302,9 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     let mut lines = Lines::new(text);
     let mut playlist = MediaPlaylist {
         version: None,
+        playlist_type: None,
+        independent_segments: false,
+        iframes_only: false,
         target_duration: 0,
         media_sequence: 0,
         discontinuity_sequence: 0,
@@ -262,6 +327,15 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
         match line {
             HlsLine::KnownTag(KnownTag::Hls(tag)) => match tag {
                 hls::Tag::Version(t) => playlist.version = Some(t.version()),
+                hls::Tag::PlaylistType(t) => {
+                    playlist.playlist_type = Some(match t.playlist_type() {
+                        HlsPlaylistType::Event => PlaylistType::Event,
+                        HlsPlaylistType::Vod => PlaylistType::Vod,
+                    });
+                }
+                hls::Tag::IndependentSegments(_) => playlist.independent_segments = true,
+                hls::Tag::IFramesOnly(_) => playlist.iframes_only = true,
+                hls::Tag::Byterange(t) => pending.byte_range = Some((t.length(), t.offset())),
                 hls::Tag::Targetduration(t) => target_duration = Some(t.target_duration()),
                 hls::Tag::MediaSequence(t) => playlist.media_sequence = t.media_sequence(),
                 hls::Tag::DiscontinuitySequence(t) => {
@@ -307,6 +381,15 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
                         uri: uri.into_owned(),
                     });
                 };
+                let byte_range = done.byte_range.and_then(|(length, offset)| {
+                    resolve_byte_range(
+                        &segments,
+                        &uri,
+                        length,
+                        offset,
+                        &mut playlist.parser_findings,
+                    )
+                });
                 segments.push(Segment {
                     msn: 0,
                     duration,
@@ -316,6 +399,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
                     map_uri: map_uri.clone(),
                     parts: done.parts,
                     gap: done.gap,
+                    byte_range,
                 });
             }
             HlsLine::UnknownTag(tag) => {
@@ -340,6 +424,7 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
             map_uri,
             parts: pending.parts,
             gap: false,
+            byte_range: None,
         });
     }
     for (segment, msn) in segments.iter_mut().zip(first_msn..) {
@@ -348,6 +433,38 @@ pub fn parse_media(text: &str) -> Result<MediaPlaylist, PlaylistError> {
     playlist.segments = segments;
     playlist.target_duration = target_duration.ok_or(PlaylistError::MissingTargetDuration)?;
     Ok(playlist)
+}
+
+/// The sub-range an EXT-X-BYTERANGE names. RFC 8216bis §4.4.4.2: without an offset it
+/// starts right after the previous segment's sub-range, which must be of the same
+/// resource; otherwise that is a finding and the range is dropped.
+fn resolve_byte_range(
+    earlier: &[Segment],
+    uri: &str,
+    length: u64,
+    offset: Option<u64>,
+    findings: &mut Vec<String>,
+) -> Option<ByteRange> {
+    if let Some(offset) = offset {
+        return Some(ByteRange { length, offset });
+    }
+    match earlier.last() {
+        Some(Segment {
+            uri: Some(previous_uri),
+            byte_range: Some(previous),
+            ..
+        }) if previous_uri == uri => Some(ByteRange {
+            length,
+            offset: previous.offset + previous.length,
+        }),
+        _ => {
+            findings.push(format!(
+                "EXT-X-BYTERANGE:{length} for {uri:?} has no offset and does not follow a sub-range \
+                 of the same resource (RFC 8216bis §4.4.4.2)"
+            ));
+            None
+        }
+    }
 }
 
 /// RFC 3339 date-time (as quick-m3u8 splits it) to milliseconds since the Unix epoch.
@@ -385,6 +502,13 @@ fn unix_ms(date: &DateTime) -> Option<i64> {
 }
 
 impl MediaPlaylist {
+    /// A playlist of recorded media (start-over, time-shift, VOD): no EXT-X-PART-INF, and
+    /// EXT-X-PLAYLIST-TYPE EVENT or VOD or an EXT-X-ENDLIST. Followed by plain segment
+    /// reloads (RFC 8216bis §6.3.4), not with the low-latency machinery.
+    pub fn is_recorded(&self) -> bool {
+        self.part_target.is_none() && (self.playlist_type.is_some() || self.ended)
+    }
+
     /// The (MSN, part index) of the last listed part, if any part is listed.
     pub fn last_part_position(&self) -> Option<(u64, u32)> {
         self.segments.iter().rev().find_map(|s| {
@@ -556,5 +680,122 @@ low/index.m3u8
                 default: true,
             }]
         );
+    }
+
+    #[test]
+    fn recorded_vod_with_gap_discontinuity_and_map_change() {
+        let text = "#EXTM3U
+#EXT-X-VERSION:6
+#EXT-X-PLAYLIST-TYPE:VOD
+#EXT-X-TARGETDURATION:3
+#EXT-X-MEDIA-SEQUENCE:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI=\"init0.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2025-12-07T20:00:00.000Z
+#EXTINF:2.00200,
+7.m4s
+#EXT-X-PROGRAM-DATE-TIME:2025-12-07T20:00:02.002Z
+#EXT-X-GAP
+#EXTINF:2.00200,
+8.m4s
+#EXT-X-DISCONTINUITY
+#EXT-X-MAP:URI=\"init1.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2025-12-07T20:00:04.004Z
+#EXTINF:2.00200,
+9.m4s
+#EXT-X-ENDLIST
+";
+        let playlist = parse_media(text).expect("parses");
+        assert_eq!(playlist.parser_findings, Vec::<String>::new());
+        assert_eq!(playlist.playlist_type, Some(PlaylistType::Vod));
+        assert!(playlist.independent_segments && playlist.ended && !playlist.iframes_only);
+        assert!(playlist.is_recorded());
+        let gaps: Vec<bool> = playlist.segments.iter().map(|s| s.gap).collect();
+        assert_eq!(gaps, [false, true, false]);
+        assert!(playlist.segments[2].discontinuity);
+        assert_eq!(playlist.segments[1].map_uri.as_deref(), Some("init0.mp4"));
+        assert_eq!(playlist.segments[2].map_uri.as_deref(), Some("init1.mp4"));
+        assert_eq!(playlist.segments[2].msn, 9);
+        // §4.4.3.5: an EVENT playlist without parts is recorded too; a live one is not.
+        let event = parse_media(&text.replace("VOD", "EVENT").replace("#EXT-X-ENDLIST\n", ""))
+            .expect("parses");
+        assert_eq!(event.playlist_type, Some(PlaylistType::Event));
+        assert!(event.is_recorded());
+        assert!(!parse_media(LIVE).expect("parses").is_recorded());
+    }
+
+    #[test]
+    fn iframe_playlist_byte_ranges() {
+        // §4.4.4.2: without an offset a sub-range follows the previous one of the same
+        // resource; after another resource it has nothing to follow.
+        let text = "#EXTM3U
+#EXT-X-VERSION:6
+#EXT-X-TARGETDURATION:2
+#EXT-X-I-FRAMES-ONLY
+#EXT-X-MAP:URI=\"init0.mp4\"
+#EXTINF:1.0,
+#EXT-X-BYTERANGE:1000@0
+0.m4s
+#EXTINF:1.0,
+#EXT-X-BYTERANGE:800
+0.m4s
+#EXTINF:2.0,
+#EXT-X-GAP
+1.m4s
+#EXTINF:2.0,
+#EXT-X-BYTERANGE:900
+2.m4s
+#EXT-X-ENDLIST
+";
+        let playlist = parse_media(text).expect("parses");
+        assert!(playlist.iframes_only);
+        let ranges: Vec<Option<ByteRange>> =
+            playlist.segments.iter().map(|s| s.byte_range).collect();
+        assert_eq!(
+            ranges,
+            [
+                Some(ByteRange {
+                    length: 1000,
+                    offset: 0
+                }),
+                Some(ByteRange {
+                    length: 800,
+                    offset: 1000
+                }),
+                None,
+                None
+            ]
+        );
+        assert!(playlist.segments[2].gap);
+        assert_eq!(
+            playlist.parser_findings.len(),
+            1,
+            "{:?}",
+            playlist.parser_findings
+        );
+        assert!(playlist.parser_findings[0].contains("EXT-X-BYTERANGE:900 for \"2.m4s\""));
+    }
+
+    #[test]
+    fn master_with_iframe_playlists() {
+        let text = "#EXTM3U
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-STREAM-INF:BANDWIDTH=3000000,RESOLUTION=1280x720
+source/index.m3u8?start=1765138500.000
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=300000,CODECS=\"avc1.64001f\",RESOLUTION=1280x720,URI=\"source/iframes.m3u8?start=1765138500.000\"
+";
+        let master = parse_master(text).expect("parses");
+        assert_eq!(master.parser_findings, Vec::<String>::new());
+        assert!(master.independent_segments);
+        assert_eq!(
+            master.iframe_variants,
+            [IFrameVariant {
+                uri: "source/iframes.m3u8?start=1765138500.000".into(),
+                bandwidth: 300_000,
+                codecs: Some("avc1.64001f".into()),
+                resolution: Some((1280, 720)),
+            }]
+        );
+        assert_eq!(master.variants.len(), 1);
     }
 }
