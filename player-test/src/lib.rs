@@ -5,9 +5,13 @@
 //! It reads the master playlist, picks a variant and its audio rendition, starts
 //! PART-HOLD-BACK from the live edge on an independent part, then loops on blocking
 //! playlist reloads (`_HLS_msn`/`_HLS_part`, some with `_HLS_skip=YES`) while requesting
-//! the preload-hinted part in parallel. Every playlist is read with quick-m3u8 and every
-//! init segment and part with mp4-atom — parsers we did not write — and checked against
-//! RFC 8216bis and Floodlight's packaging rules. See `README.md` for the numbers.
+//! the preload-hinted part in parallel. A recorded playlist (start-over and time-shift
+//! `EXT-X-PLAYLIST-TYPE:EVENT`, a finished range or VOD asset) is followed as a plain HLS
+//! player does instead: every segment in order, reloading an EVENT playlist about every
+//! target duration, with the variant's I-frame playlist read by Range requests. Every
+//! playlist is read with quick-m3u8 and every init segment, part and segment with
+//! mp4-atom — parsers we did not write — and checked against RFC 8216bis and Floodlight's
+//! packaging rules. See `README.md` for the numbers.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), floodlight_player::PlayerError> {
@@ -29,6 +33,10 @@ pub mod playlist;
 mod report;
 mod swarm;
 
-pub use follow::{PlayerConfig, PlayerError, VariantChoice, blocking_reload_url, follow};
-pub use report::{Distribution, RenditionSummary, Report};
+pub use follow::{
+    PlayerConfig, PlayerError, RecordedPace, VariantChoice, blocking_reload_url, follow,
+};
+pub use report::{
+    Distribution, IFrameSummary, RecordedReport, RecordedSummary, RenditionSummary, Report,
+};
 pub use swarm::{SwarmConfig, SwarmReport, swarm};

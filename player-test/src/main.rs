@@ -1,7 +1,8 @@
 //! `floodlight-player <master_url>... [--duration 20s] [--viewers N] [--json]`: follows an
-//! LL-HLS stream like a low-latency player (or, with several viewers, runs a swarm of
-//! them) and prints what it found. Exit status: 0 no errors, 1 errors found, 2 could not
-//! follow at all.
+//! LL-HLS stream like a low-latency player, or a recorded one (start-over, time-shift,
+//! VOD) like a plain HLS player (or, with several viewers, runs a swarm of them) and
+//! prints what it found. Exit status: 0 no errors, 1 errors found, 2 could not follow at
+//! all.
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -9,12 +10,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use floodlight_player::{PlayerConfig, SwarmConfig, VariantChoice, follow, swarm};
+use floodlight_player::{PlayerConfig, RecordedPace, SwarmConfig, VariantChoice, follow, swarm};
 
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Follow an LL-HLS stream like a low-latency player; check and measure it"
+    about = "Follow an LL-HLS stream like a low-latency player, or a recorded one like an HLS player; check and measure it"
 )]
 struct Args {
     /// Multivariant (master) playlist URL, e.g. http://127.0.0.1:8080/live/EVENT/master.m3u8;
@@ -28,9 +29,11 @@ struct Args {
     /// A swarm's viewers start evenly spread over this time.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     ramp: Duration,
-    /// How long to follow: `20s`, `500ms`, `2m` or plain seconds (`20`, `1.5`).
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
-    duration: Duration,
+    /// How long to follow a live or growing (EVENT) stream: `20s`, `500ms`, `2m` or plain
+    /// seconds (`20`, `1.5`) [default: 20s]. A finished recording (VOD) is fetched to its
+    /// EXT-X-ENDLIST unless this is given.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -46,6 +49,33 @@ struct Args {
     /// Ask for a delta update (_HLS_skip=YES) on every n-th blocking reload; 0 = never.
     #[arg(long, default_value_t = 2)]
     delta_update_every: u32,
+    /// Fetch a recording's segments at the pace of a player playing it at 1× instead of
+    /// as fast as possible.
+    #[arg(long)]
+    realtime: bool,
+    /// Do not check a recorded variant's I-frame playlist.
+    #[arg(long)]
+    no_iframes: bool,
+}
+
+/// Following time when `--duration` is not given.
+const DEFAULT_DURATION: Duration = Duration::from_secs(20);
+
+impl Args {
+    /// The options every viewer shares.
+    fn apply(&self, config: &mut PlayerConfig) {
+        config.duration = self.duration.unwrap_or(DEFAULT_DURATION);
+        config.finished_duration = self.duration;
+        config.follow_audio = !self.no_audio;
+        config.request_timeout = self.request_timeout;
+        config.delta_update_every = self.delta_update_every;
+        config.pace = if self.realtime {
+            RecordedPace::RealTime
+        } else {
+            RecordedPace::AsFastAsPossible
+        };
+        config.check_iframes = !self.no_iframes;
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -73,15 +103,12 @@ async fn main() -> ExitCode {
         return run_swarm(args).await;
     }
     let mut config = PlayerConfig::new(args.master_urls[0].clone());
-    config.duration = args.duration;
+    args.apply(&mut config);
     config.variant = match args.variant.as_str() {
         "highest" => VariantChoice::HighestBandwidth,
         "lowest" => VariantChoice::LowestBandwidth,
         other => VariantChoice::UriContains(other.to_owned()),
     };
-    config.follow_audio = !args.no_audio;
-    config.request_timeout = args.request_timeout;
-    config.delta_update_every = args.delta_update_every;
 
     let report = match follow(config).await {
         Ok(report) => report,
@@ -107,11 +134,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run_swarm(args: Args) -> ExitCode {
-    let mut config = SwarmConfig::new(args.master_urls, args.viewers as usize, args.duration);
+    let duration = args.duration.unwrap_or(DEFAULT_DURATION);
+    let mut config = SwarmConfig::new(args.master_urls.clone(), args.viewers as usize, duration);
     config.ramp = args.ramp;
-    config.player.follow_audio = !args.no_audio;
-    config.player.request_timeout = args.request_timeout;
-    config.player.delta_update_every = args.delta_update_every;
+    args.apply(&mut config.player);
     let report = swarm(config).await;
     if !print_report(&report, args.json) || report.viewers == report.failed_viewers {
         ExitCode::from(2)
@@ -153,5 +179,31 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn duration_bounds_a_finished_recording_only_when_given() {
+        let mut config = PlayerConfig::new("http://h/vod/a/master.m3u8");
+        let args = Args::try_parse_from(["floodlight-player", "http://h/vod/a/master.m3u8"])
+            .expect("parses");
+        args.apply(&mut config);
+        assert_eq!(config.duration, DEFAULT_DURATION);
+        assert_eq!(config.finished_duration, None);
+        assert_eq!(config.pace, RecordedPace::AsFastAsPossible);
+        assert!(config.check_iframes);
+        let args = Args::try_parse_from([
+            "floodlight-player",
+            "http://h/vod/a/master.m3u8",
+            "--duration",
+            "5s",
+            "--realtime",
+            "--no-iframes",
+        ])
+        .expect("parses");
+        args.apply(&mut config);
+        assert_eq!(config.duration, Duration::from_secs(5));
+        assert_eq!(config.finished_duration, Some(Duration::from_secs(5)));
+        assert_eq!(config.pace, RecordedPace::RealTime);
+        assert!(!config.check_iframes);
     }
 }

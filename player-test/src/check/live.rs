@@ -269,8 +269,6 @@ impl RenditionChecker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::check::test_support::{TWO_SEGMENTS, arrival, checker_with_init, live, part};
     use crate::fmp4::tests::{NON_SYNC, SYNC, chunk};
@@ -554,7 +552,7 @@ s13.mp4
         // 1.0 s wait: a 0.4 s stall.
         checker.check_part(&p, "a", &bytes, arrival(1600), PartSource::Playlist);
         // Following stops 0.7 s later while still waiting: a 0.1 s stall.
-        checker.finish(Duration::from_millis(2300), false);
+        checker.finish(arrival(2300), false);
         let summary = checker.summary(false);
         assert_eq!((summary.stalls, summary.stall_ms), (2, 500));
     }

@@ -4,10 +4,12 @@
 //! so every rule is unit-tested with hand-written playlists and fMP4 bytes.
 //!
 //! By concern: `position` finds parts in a playlist, `live` holds the LL-HLS playlist and
-//! part rules, and this module the state and the rules every playlist shares.
+//! part rules, `recorded` those of start-over, time-shift and VOD playlists (segments,
+//! I-frames), and this module the state and the rules every playlist shares.
 
 mod live;
 mod position;
+mod recorded;
 #[cfg(test)]
 mod test_support;
 
@@ -22,6 +24,7 @@ pub(crate) use position::{
     Arrival, PartPosition, PartRef, PartSource, has_reached, listed_parts, next_position,
     parts_after, start_position,
 };
+pub(crate) use recorded::{SegmentRef, segments_from};
 
 /// Tolerance for comparing playlist DURATION attributes with sample-table durations.
 /// RFC 8216bis §4.4.4.9 wants DURATION to be the part's duration; a writer printing
@@ -55,6 +58,8 @@ pub(crate) struct RenditionChecker {
     last_arrival: Option<Duration>,
     first_part_at: Option<Duration>,
     reported_findings: Vec<String>,
+    /// Set once the rendition is followed as a recorded playlist.
+    recorded: Option<recorded::Recorded>,
     // Counters, see `RenditionSummary` for their meaning.
     parts_fetched: u64,
     bytes_fetched: u64,
@@ -91,6 +96,7 @@ impl RenditionChecker {
             last_arrival: None,
             first_part_at: None,
             reported_findings: Vec::new(),
+            recorded: None,
             parts_fetched: 0,
             bytes_fetched: 0,
             segments_seen: 0,
@@ -238,12 +244,13 @@ impl RenditionChecker {
         }
     }
 
-    /// Ends the measurements at `end` (time since start); a wait still going on then
-    /// counts as a stall unless the stream ended.
-    pub(crate) fn finish(&mut self, end: Duration, stream_ended: bool) {
+    /// Ends the measurements at `end`; a wait still going on then counts as a stall
+    /// unless the stream ended.
+    pub(crate) fn finish(&mut self, end: Arrival, stream_ended: bool) {
         if !stream_ended && let Some(previous) = self.last_arrival {
-            self.count_stall(end.saturating_sub(previous));
+            self.count_stall(end.since_start.saturating_sub(previous));
         }
+        self.finish_recorded(end, stream_ended);
     }
 
     pub(crate) fn summary(&self, stream_ended: bool) -> RenditionSummary {
@@ -270,6 +277,7 @@ impl RenditionChecker {
             delta_updates: self.delta_updates,
             preload_hint_hits: self.preload_hint_hits,
             errors: self.errors.len() as u64 + self.errors_omitted,
+            recorded: self.recorded.as_ref().map(recorded::Recorded::summary),
         }
     }
 

@@ -73,8 +73,9 @@ impl Follower<'_> {
             let next = next_position(&playlist, self.checker.last_fetched());
             hint = self.preload(&playlist, hint);
             reloads += 1;
-            let skip = self.delta_update_every > 0
-                && reloads.is_multiple_of(self.delta_update_every)
+            let every = self.context.config.delta_update_every;
+            let skip = every > 0
+                && reloads.is_multiple_of(every)
                 && playlist.server_control.can_skip_until.is_some();
             if let Some(reloaded) = self.blocking_reload(next, skip).await? {
                 playlist = reloaded;
@@ -95,7 +96,7 @@ impl Follower<'_> {
         {
             return Some(pending);
         }
-        let client = self.client.clone();
+        let client = self.context.client.clone();
         let request_url = url.clone();
         Some(PendingHint {
             url,
@@ -111,7 +112,7 @@ impl Follower<'_> {
     ) -> Result<Option<MediaPlaylist>, DeadlineReached> {
         let url = blocking_reload_url(&self.playlist_url, next, skip);
         let sent = Instant::now();
-        let response = timeout_at(self.deadline, get(self.client, &url))
+        let response = timeout_at(self.deadline, get(self.context.client, &url))
             .await
             .map_err(|_| DeadlineReached)?;
         let retry_after = Duration::from_secs_f64(self.checker.part_target().unwrap_or(0.5));

@@ -4,6 +4,8 @@
 //! rendition; `live` follows LL-HLS, `recorded` start-over, time-shift and VOD playlists.
 
 mod live;
+mod master;
+mod recorded;
 mod rendition;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,8 +14,11 @@ use bytes::Bytes;
 use reqwest::{Client, StatusCode, Url};
 
 use crate::check::RenditionChecker;
-use crate::playlist::{self, MasterPlaylist, PlaylistError, Variant};
-use crate::report::{Distribution, Report};
+use crate::playlist::{self, ByteRange, PlaylistError};
+use crate::report::{
+    Distribution, IFrameSummary, RecordedReport, RecordedSummary, RenditionSummary, Report,
+};
+use master::{TimeShift, audio_rendition_uri, choose_variant, iframe_uri_for};
 use rendition::Follower;
 
 /// Which variant of the master playlist to follow.
@@ -27,14 +32,34 @@ pub enum VariantChoice {
     UriContains(String),
 }
 
+/// How fast a recorded playlist's segments are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordedPace {
+    /// Each segment as soon as the previous one arrived: checks a long recording quickly.
+    #[default]
+    AsFastAsPossible,
+    /// As a player playing at 1× does: a segment once the playhead (from the first
+    /// segment's arrival, held back by stalls) is within three target durations of it.
+    RealTime,
+}
+
 /// What to follow and for how long. Build with [`PlayerConfig::new`], then set fields.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlayerConfig {
     pub master_url: String,
-    /// How long to follow the stream, from the master playlist request. Following stops
-    /// earlier, cleanly, when the stream ends (EXT-X-ENDLIST).
+    /// How long to follow a live or growing (EVENT) stream, from the master playlist
+    /// request. Following stops earlier, cleanly, when the stream ends (EXT-X-ENDLIST).
     pub duration: Duration,
+    /// How long to spend on a finished recorded playlist (PLAYLIST-TYPE VOD, or
+    /// EXT-X-ENDLIST at the first load); `None` (the default) fetches it to its end.
+    pub finished_duration: Option<Duration>,
+    /// How fast to fetch the segments of a recorded playlist.
+    pub pace: RecordedPace,
+    /// When the variant's playlist is recorded, also check its I-frame playlist
+    /// (EXT-X-I-FRAME-STREAM-INF) as a player scrubbing through it reads it: each
+    /// I-frame fetched with a Range request and decoded.
+    pub check_iframes: bool,
     pub variant: VariantChoice,
     /// Also follow the variant's audio rendition (EXT-X-MEDIA TYPE=AUDIO in its AUDIO
     /// group), as a player does; the DEFAULT=YES one if several.
@@ -49,11 +74,15 @@ pub struct PlayerConfig {
 
 impl PlayerConfig {
     /// Twenty seconds of the highest variant and its audio, with delta updates on every
-    /// second reload.
+    /// second reload; a finished recording to its end, as fast as possible, with its
+    /// I-frame playlist.
     pub fn new(master_url: impl Into<String>) -> Self {
         Self {
             master_url: master_url.into(),
             duration: Duration::from_secs(20),
+            finished_duration: None,
+            pace: RecordedPace::AsFastAsPossible,
+            check_iframes: true,
             variant: VariantChoice::HighestBandwidth,
             follow_audio: true,
             request_timeout: Duration::from_secs(10),
@@ -151,71 +180,75 @@ pub async fn follow(config: PlayerConfig) -> Result<Report, PlayerError> {
         Some(uri) => Some(join(uri)?),
         None => None,
     };
-
-    let follow_one = |name: &'static str, url: Url| {
-        let follower = Follower::new(&client, name, url, start, deadline, &config);
-        follower.run()
+    let iframe_url = match iframe_uri_for(&master, variant, &variant_url, &master_url)
+        .filter(|_| config.check_iframes)
+    {
+        Some(uri) => Some(join(uri)?),
+        None => None,
     };
-    let (video, audio) = tokio::join!(follow_one("video", variant_url), async {
-        match audio_url {
-            Some(url) => Some(follow_one("audio", url).await),
-            None => None,
-        }
-    });
-    let followed = Instant::now().min(deadline) - start;
 
     let mut errors: Vec<String> = master
         .parser_findings
         .iter()
         .map(|f| format!("master: {master_url}: {f}"))
         .collect();
+    let shift = TimeShift::of(&master_url);
+    for url in std::iter::once(&variant_url)
+        .chain(&audio_url)
+        .chain(&iframe_url)
+    {
+        errors.extend(shift.check_carried(url));
+    }
+    let context = FollowContext {
+        client: &client,
+        config: &config,
+        start,
+        deadline,
+        master_independent: master.independent_segments,
+        expect_recorded: shift.is_set(),
+    };
+    let follow_one = |name: &'static str, url: Url, iframes: Option<Url>| {
+        Follower::new(&context, name, url, iframes).run()
+    };
+    let (video, audio) = tokio::join!(follow_one("video", variant_url, iframe_url), async {
+        match audio_url {
+            Some(url) => Some(follow_one("audio", url, None).await),
+            None => None,
+        }
+    });
+
     Ok(build_report(
         &config.master_url,
         &variant.uri,
         response.body.len() as u64,
         &mut errors,
         std::iter::once(video).chain(audio).collect(),
-        followed,
     ))
 }
 
-fn choose_variant<'a>(
-    master: &'a MasterPlaylist,
-    choice: &VariantChoice,
-    master_url: &Url,
-) -> Result<&'a Variant, PlayerError> {
-    let variants = master.variants.iter();
-    let chosen = match choice {
-        VariantChoice::HighestBandwidth => variants.max_by_key(|v| v.bandwidth),
-        VariantChoice::LowestBandwidth => variants.min_by_key(|v| v.bandwidth),
-        VariantChoice::UriContains(wanted) => {
-            return master
-                .variants
-                .iter()
-                .find(|v| v.uri.contains(wanted.as_str()))
-                .ok_or_else(|| PlayerError::VariantNotFound {
-                    wanted: wanted.clone(),
-                });
-        }
-    };
-    chosen.ok_or_else(|| PlayerError::NoVariant {
-        url: master_url.to_string(),
-    })
+/// What every rendition's `Follower` shares.
+pub(super) struct FollowContext<'a> {
+    pub(super) client: &'a Client,
+    pub(super) config: &'a PlayerConfig,
+    /// When the master playlist was requested.
+    pub(super) start: Instant,
+    /// `start` + `config.duration`.
+    pub(super) deadline: Instant,
+    /// The master carries EXT-X-INDEPENDENT-SEGMENTS (RFC 8216bis §4.4.2.1).
+    pub(super) master_independent: bool,
+    /// The master URL asked for a start-over or time-shift range (`?start=`).
+    pub(super) expect_recorded: bool,
 }
 
-/// The audio rendition a player picks for `variant`: in its AUDIO group, with a URI of its
-/// own, DEFAULT=YES first (RFC 8216bis §4.4.6.1.1).
-fn audio_rendition_uri<'a>(master: &'a MasterPlaylist, variant: &Variant) -> Option<&'a str> {
-    let group = variant.audio_group.as_deref()?;
-    let mut candidates = master
-        .audio
-        .iter()
-        .filter(|a| a.group_id == group && a.uri.is_some());
-    let first = candidates.clone().next();
-    candidates
-        .find(|a| a.default)
-        .or(first)
-        .and_then(|a| a.uri.as_deref())
+/// How following one rendition went.
+pub(super) struct Outcome {
+    pub(super) checker: RenditionChecker,
+    /// The rendition reached EXT-X-ENDLIST.
+    pub(super) ended: bool,
+    /// When following it stopped, since the master playlist request.
+    pub(super) stopped: Duration,
+    /// Its I-frame playlist, when it was recorded and checking I-frames was asked.
+    pub(super) iframes: Option<Box<Outcome>>,
 }
 
 fn build_report(
@@ -223,33 +256,37 @@ fn build_report(
     variant_uri: &str,
     master_bytes: u64,
     errors: &mut Vec<String>,
-    outcomes: Vec<(RenditionChecker, bool)>,
-    followed: Duration,
+    mut outcomes: Vec<Outcome>,
 ) -> Report {
+    let followed = outcomes.iter().map(|o| o.stopped).max().unwrap_or_default();
     let summaries: Vec<_> = outcomes
         .iter()
-        .map(|(checker, ended)| checker.summary(*ended))
+        .map(|o| o.checker.summary(o.ended))
         .collect();
     let all = |samples: fn(&RenditionChecker) -> &Vec<f64>| {
         let merged: Vec<f64> = outcomes
             .iter()
-            .flat_map(|(checker, _)| samples(checker).iter().copied())
+            .flat_map(|o| samples(&o.checker).iter().copied())
             .collect();
         Distribution::of(&merged)
     };
     let latency_ms = all(|c| &c.latencies_ms);
     let blocking_reload_ms = all(|c| &c.blocking_reload_ms);
-    let sum = |field: fn(&crate::report::RenditionSummary) -> u64| -> u64 {
-        summaries.iter().map(field).sum()
-    };
+    let sum = |field: fn(&RenditionSummary) -> u64| -> u64 { summaries.iter().map(field).sum() };
     let startup_ms = summaries
         .iter()
         .map(|s| s.first_part_ms)
         .collect::<Option<Vec<u64>>>()
         .and_then(|firsts| firsts.into_iter().max());
+    let iframes = outcomes.iter_mut().find_map(|o| o.iframes.take());
+    let recorded = recorded_report(&summaries, iframes.as_deref());
     let mut errors_omitted = 0;
-    let ended = !outcomes.is_empty() && outcomes.iter().all(|(_, ended)| *ended);
-    for (checker, _) in outcomes {
+    let ended = !outcomes.is_empty() && outcomes.iter().all(|o| o.ended);
+    for checker in outcomes
+        .into_iter()
+        .map(|o| o.checker)
+        .chain(iframes.map(|o| o.checker))
+    {
         let (mut found, omitted) = checker.into_errors();
         errors.append(&mut found);
         errors_omitted += omitted;
@@ -271,9 +308,44 @@ fn build_report(
         parts_over_part_target: sum(|s| s.parts_over_part_target),
         tfdt_gaps: sum(|s| s.tfdt_gaps),
         renditions: summaries,
+        recorded,
         errors: std::mem::take(errors),
         errors_omitted,
     }
+}
+
+/// The recorded side of the report, when a rendition was recorded.
+fn recorded_report(
+    summaries: &[RenditionSummary],
+    iframes: Option<&Outcome>,
+) -> Option<RecordedReport> {
+    let recorded: Vec<&RecordedSummary> = summaries
+        .iter()
+        .filter_map(|s| s.recorded.as_ref())
+        .collect();
+    let first = recorded.first()?;
+    Some(RecordedReport {
+        playlist_type: first.playlist_type.clone(),
+        segments_fetched: recorded.iter().map(|r| r.segments_fetched).sum(),
+        gap_segments: recorded.iter().map(|r| r.gap_segments).sum(),
+        media_seconds: recorded
+            .iter()
+            .map(|r| r.media_seconds)
+            .fold(f64::INFINITY, f64::min),
+        behind_live_edge_ms: recorded.iter().filter_map(|r| r.behind_live_edge_ms).max(),
+        iframes: iframes.map(|o| {
+            let summary = o.checker.summary(o.ended);
+            let recorded = summary.recorded.as_ref();
+            IFrameSummary {
+                playlist_url: summary.playlist_url.clone(),
+                iframes_checked: recorded.map_or(0, |r| r.segments_fetched),
+                gap_entries: recorded.map_or(0, |r| r.gap_segments),
+                ended: o.ended,
+                bytes_fetched: summary.bytes_fetched,
+                errors: summary.errors,
+            }
+        }),
+    })
 }
 
 /// RFC 8216bis §4.1: playlists are UTF-8.
@@ -301,11 +373,35 @@ struct Fetched {
     body: Bytes,
     done: Instant,
     unix_ms: f64,
+    /// The Content-Range header of a 206 answer.
+    content_range: Option<String>,
 }
 
 async fn get(client: &Client, url: &Url) -> Result<Fetched, reqwest::Error> {
-    let response = client.get(url.clone()).send().await?;
+    get_range(client, url, None).await
+}
+
+/// A GET, of `range` only when given (RFC 9110 §14.2 `Range: bytes=first-last`).
+async fn get_range(
+    client: &Client,
+    url: &Url,
+    range: Option<ByteRange>,
+) -> Result<Fetched, reqwest::Error> {
+    let mut request = client.get(url.clone());
+    if let Some(range) = range {
+        let last = (range.offset + range.length).saturating_sub(1);
+        request = request.header(
+            reqwest::header::RANGE,
+            format!("bytes={}-{last}", range.offset),
+        );
+    }
+    let response = request.send().await?;
     let status = response.status();
+    let content_range = response
+        .headers()
+        .get(reqwest::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = response.bytes().await?;
     let done = Instant::now();
     let unix_ms = SystemTime::now()
@@ -316,13 +412,13 @@ async fn get(client: &Client, url: &Url) -> Result<Fetched, reqwest::Error> {
         body,
         done,
         unix_ms,
+        content_range,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playlist::parse_master;
 
     #[test]
     fn blocking_reload_url_keeps_the_query() {
@@ -336,41 +432,5 @@ mod tests {
             blocking_reload_url(&url, (12, 0), true).query(),
             Some("token=abc&_HLS_msn=12&_HLS_part=0&_HLS_skip=YES")
         );
-    }
-
-    #[test]
-    fn variant_and_audio_choice() {
-        let master = parse_master(
-            "#EXTM3U
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"muxed\"
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"alt\",URI=\"alt/index.m3u8\"
-#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"a\",NAME=\"main\",DEFAULT=YES,URI=\"audio/index.m3u8\"
-#EXT-X-STREAM-INF:BANDWIDTH=800000,AUDIO=\"a\"
-low/index.m3u8
-#EXT-X-STREAM-INF:BANDWIDTH=3000000,AUDIO=\"a\"
-source/index.m3u8
-#EXT-X-STREAM-INF:BANDWIDTH=100000
-audio-free/index.m3u8
-",
-        )
-        .expect("parses");
-        let url = Url::parse("http://h/master.m3u8").expect("url");
-        let highest =
-            choose_variant(&master, &VariantChoice::HighestBandwidth, &url).expect("variant");
-        assert_eq!(highest.uri, "source/index.m3u8");
-        assert_eq!(
-            audio_rendition_uri(&master, highest),
-            Some("audio/index.m3u8")
-        );
-        let lowest =
-            choose_variant(&master, &VariantChoice::LowestBandwidth, &url).expect("variant");
-        assert_eq!(audio_rendition_uri(&master, lowest), None);
-        let low = choose_variant(&master, &VariantChoice::UriContains("low/".into()), &url)
-            .expect("variant");
-        assert_eq!(low.bandwidth, 800_000);
-        assert!(matches!(
-            choose_variant(&master, &VariantChoice::UriContains("nope".into()), &url),
-            Err(PlayerError::VariantNotFound { .. })
-        ));
     }
 }

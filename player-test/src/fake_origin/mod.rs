@@ -1,6 +1,10 @@
 //! Service test: a small fake LL-HLS origin on 127.0.0.1:0 (axum), driven by the clock like
 //! a live stream, followed by the real `follow()` over HTTP. Its parts are built with
 //! mp4-atom; faults can be switched on to see the player catch them.
+//!
+//! `recorded` serves start-over (EVENT) and VOD playlists the same way.
+
+mod recorded;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
