@@ -8,6 +8,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Server, ffmpeg_publish, wait_for_ok};
+use floodlight_player::{PlayerConfig, follow};
 
 fn now_secs() -> f64 {
     SystemTime::now()
@@ -62,8 +63,8 @@ async fn start_over_plays_the_event_from_the_archive() {
     );
     tokio::time::sleep(Duration::from_secs(20)).await;
 
-    // From 12 s back: an EVENT playlist from there, growing, every variant from T.
-    let start = now_secs() - 12.0;
+    // From 18 s back: an EVENT playlist from there, growing, every variant from T.
+    let start = now_secs() - 18.0;
     let master_url = server.http(&format!("/live/{event_id}/master.m3u8?start={start:.3}"));
     let (status, master) = get(&master_url).await;
     assert_eq!(status, 200, "{master}\n{}", server.log());
@@ -113,7 +114,8 @@ async fn start_over_plays_the_event_from_the_archive() {
     );
     assert_eq!(ranged.bytes().await.unwrap(), bytes.slice(0..8));
 
-    // A finished clip of 6 s: VOD with ENDLIST, covering the range within a segment.
+    // A finished clip of 6 s, ended 12 s ago: VOD with ENDLIST, covering the range within
+    // a segment.
     let end = start + 6.0;
     let (status, clip) = get(&server.http(&format!(
         "/live/{event_id}/audio/index.m3u8?start={start:.3}&end={end:.3}"
@@ -128,6 +130,29 @@ async fn start_over_plays_the_event_from_the_archive() {
     assert!(
         last_pdt < end && end <= last_pdt + last_duration + 0.001,
         "{clip}"
+    );
+
+    // floodlight-player follows the start-over stream as a player would: EVENT playlists
+    // reloaded, every segment fetched and checked, from T and about 18 s behind the edge.
+    let mut config = PlayerConfig::new(master_url.clone());
+    config.duration = Duration::from_secs(6);
+    let report = follow(config).await.expect("the player follows start-over");
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let recorded = report.recorded.as_ref().expect("a recorded playlist");
+    assert!(recorded.segments_fetched >= 6, "{recorded:#?}");
+    assert!(recorded.media_seconds >= 6.0, "{recorded:#?}");
+    // The clip: a VOD range, fetched to its ENDLIST.
+    let clip_master = server.http(&format!(
+        "/live/{event_id}/master.m3u8?start={start:.3}&end={end:.3}"
+    ));
+    let report = follow(PlayerConfig::new(clip_master))
+        .await
+        .expect("the player follows the clip");
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let recorded = report.recorded.as_ref().expect("a recorded playlist");
+    assert!(
+        (6.0..=6.0 + 2.0 * 2.2).contains(&recorded.media_seconds),
+        "{recorded:#?}"
     );
 
     // Bad ranges: 400 naming the parameter, 404 outside the window.

@@ -14,7 +14,8 @@ use serde_json::Value;
 pub const ADMIN_KEY: &str = "fl_api_e2e_admin_key_0123456789abcdefghijklmn";
 
 pub struct Server {
-    child: Child,
+    /// `None` between [`Server::kill_hard`] and [`Server::restart`].
+    child: Option<Child>,
     _data: tempfile::TempDir,
     pub rtmp_port: u16,
     /// The SRT listener's UDP port.
@@ -26,6 +27,8 @@ pub struct Server {
     pub http_port: u16,
     pub api_port: u16,
     pub log_path: PathBuf,
+    /// The env overrides it was started with, for [`Server::restart`].
+    extra: Vec<(String, String)>,
 }
 
 /// UDP ports a test server's WHIP sessions may use.
@@ -58,45 +61,12 @@ impl Server {
         let first = free_udp_port().min(u16::MAX - WHIP_UDP_PORTS);
         let whip_udp_ports = (first, first + WHIP_UDP_PORTS - 1);
         let log_path = data.path().join("floodlight.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodlight"));
-        cmd.arg("up")
-            .arg("--data-dir")
-            .arg(data.path())
-            .env("FLOODLIGHT_LOG", "info,floodlight_origin=debug")
-            .env(
-                "FLOODLIGHT_INGEST__RTMP__LISTEN",
-                format!("127.0.0.1:{rtmp_port}"),
-            )
-            .env(
-                "FLOODLIGHT_INGEST__SRT__LISTEN",
-                format!("127.0.0.1:{srt_port}"),
-            )
-            .env(
-                "FLOODLIGHT_INGEST__WHIP__LISTEN",
-                format!("127.0.0.1:{whip_port}"),
-            )
-            .env(
-                "FLOODLIGHT_INGEST__WHIP__UDP_PORTS",
-                format!("{}-{}", whip_udp_ports.0, whip_udp_ports.1),
-            )
-            .env(
-                "FLOODLIGHT_ORIGIN__LISTEN",
-                format!("127.0.0.1:{http_port}"),
-            )
-            .env(
-                "FLOODLIGHT_CONTROL__LISTEN",
-                format!("127.0.0.1:{api_port}"),
-            )
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        cmd.env("FLOODLIGHT_ADMIN_KEY", ADMIN_KEY);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn floodlight");
-        let server = Server {
-            child,
+        let extra: Vec<(String, String)> = extra
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut server = Server {
+            child: None,
             _data: data,
             rtmp_port,
             srt_port,
@@ -105,16 +75,65 @@ impl Server {
             http_port,
             api_port,
             log_path,
+            extra,
         };
+        server.launch().await;
+        server
+    }
+
+    /// Spawns `floodlight up` on this server's data dir and ports (its log appended to
+    /// the same file) and waits until it is healthy.
+    async fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floodlight"));
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(self._data.path())
+            .env("FLOODLIGHT_LOG", "info,floodlight_origin=debug")
+            .env(
+                "FLOODLIGHT_INGEST__RTMP__LISTEN",
+                format!("127.0.0.1:{}", self.rtmp_port),
+            )
+            .env(
+                "FLOODLIGHT_INGEST__SRT__LISTEN",
+                format!("127.0.0.1:{}", self.srt_port),
+            )
+            .env(
+                "FLOODLIGHT_INGEST__WHIP__LISTEN",
+                format!("127.0.0.1:{}", self.whip_port),
+            )
+            .env(
+                "FLOODLIGHT_INGEST__WHIP__UDP_PORTS",
+                format!("{}-{}", self.whip_udp_ports.0, self.whip_udp_ports.1),
+            )
+            .env(
+                "FLOODLIGHT_ORIGIN__LISTEN",
+                format!("127.0.0.1:{}", self.http_port),
+            )
+            .env(
+                "FLOODLIGHT_CONTROL__LISTEN",
+                format!("127.0.0.1:{}", self.api_port),
+            )
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        cmd.env("FLOODLIGHT_ADMIN_KEY", ADMIN_KEY);
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn floodlight"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = async {
-                let a = reqwest::get(server.api("/healthz"))
+                let a = reqwest::get(self.api("/healthz"))
                     .await
                     .ok()?
                     .status()
                     .is_success();
-                let b = reqwest::get(server.http("/healthz"))
+                let b = reqwest::get(self.http("/healthz"))
                     .await
                     .ok()?
                     .status()
@@ -122,15 +141,29 @@ impl Server {
                 Some(a && b)
             };
             if ok.await == Some(true) {
-                return server;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "floodlight did not become healthy:\n{}",
-                server.log()
+                self.log()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `kill -9`: SIGKILL, no shutdown, nothing flushed.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL floodlight");
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts `floodlight up` again on the same data dir, ports and settings.
+    pub async fn restart(&mut self) {
+        self.kill_hard();
+        self.launch().await;
     }
 
     pub fn api(&self, path: &str) -> String {
@@ -196,8 +229,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill_hard();
     }
 }
 

@@ -30,6 +30,9 @@ use crate::origin::Origin;
 use crate::playback::{IMMUTABLE, PLAYLIST_CONTENT_TYPE, media_response, now_secs};
 use crate::resource;
 
+/// How long after a range's end its segments are surely archived (the writer stores a
+/// segment within moments of its completion; a segment lasts 2 s).
+const SETTLED_MS: i64 = 10_000;
 /// A playlist that grows (EVENT): players reload it every target duration.
 const GROWING: &str = "public, max-age=1";
 /// A finished range: its segments are archived and never change.
@@ -220,10 +223,21 @@ impl Recording {
     /// before what is archived does.
     fn complete(&self, shift: &TimeShift, covered: &[Covered]) -> bool {
         let archived_end = covered.last().map(|c| c.record.end_ms());
-        match shift.end_ms {
-            Some(end) => !self.live || archived_end.is_some_and(|e| e >= end),
-            None => !self.live,
-        }
+        self.settled(shift)
+            || match shift.end_ms {
+                Some(end) => !self.live || archived_end.is_some_and(|e| e >= end),
+                None => !self.live,
+            }
+    }
+
+    /// Whether the range's playlist is a VOD playlist: the event ended, or the range
+    /// ended [`SETTLED_MS`] ago, by when the archive holds it. A playlist's type never
+    /// changes (RFC 8216bis §6.2.1), so a range that ends later than that is an EVENT
+    /// playlist for good, ending with EXT-X-ENDLIST once archived.
+    fn settled(&self, shift: &TimeShift) -> bool {
+        shift
+            .end_ms
+            .is_some_and(|end| !self.live || end <= unix_millis() - SETTLED_MS)
     }
 }
 
@@ -335,7 +349,7 @@ pub(crate) async fn rendition_playlist(
         }
         .render()
     } else {
-        let playlist_type = if shift.end_ms.is_some() && ended {
+        let playlist_type = if recording.settled(&shift) {
             PlaylistType::Vod
         } else {
             PlaylistType::Event
