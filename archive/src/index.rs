@@ -70,8 +70,9 @@ pub struct SegmentRecord {
     pub program_date_time_ms: i64,
     /// Size of the segment object; 0 for a gap.
     pub bytes: u64,
-    /// Bytes from the segment's start to the end of its first sync sample's part: what an
-    /// I-frame playlist addresses. Absent in records written before it was added.
+    /// Bytes from the segment's start to the end of its first sync sample (the
+    /// packager's `sync_sample_bytes`; else its first part, when that is independent):
+    /// what an I-frame playlist addresses. Absent in records written before it was added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iframe_bytes: Option<u64>,
     /// The init segment version the segment decodes with.
