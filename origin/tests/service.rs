@@ -15,7 +15,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use bytes::Bytes;
 use floodlight_archive::{
-    ArchiveWriter, EventId, RenditionKey, RenditionName, WriterConfig, read_range,
+    ArchiveWriter, AssetId, AssetManifest, AssetRendition, AssetSegment, AssetSource, EventId,
+    Precision, RenditionKey, RenditionName, WriterConfig, read_range, write_manifest,
 };
 use floodlight_media::PlaybackAccess;
 use floodlight_media::push::{LastPart, PUSH_PREFIX, RenditionDescriptor, RenditionKind};
@@ -2234,4 +2235,93 @@ async fn an_origin_without_the_stream_answers_from_the_archive() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let other = get(&fresh, &format!("{PUSH_PREFIX}/other/video/last")).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+/// A VOD asset plays under its event's access: an asset of a token event needs a
+/// playback token for that event on its playlists and media, and every URI of its
+/// playlists carries it; its media playlist is a VOD playlist of the manifest's segments.
+#[tokio::test]
+async fn a_vod_asset_of_a_token_event_needs_a_token_for_that_event() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let segment_key = video_key().segment(0);
+    let init_key = video_key().init(0);
+    store
+        .put(&segment_key, Bytes::from_static(b"moof+mdat").into())
+        .await
+        .unwrap();
+    store
+        .put(&init_key, Bytes::from_static(b"ftyp+moov").into())
+        .await
+        .unwrap();
+    let mut token_video = descriptor("video", RenditionKind::Video);
+    token_video.access = PlaybackAccess::Token;
+    let asset_id = AssetId::new("clip1").unwrap();
+    let manifest = AssetManifest {
+        asset_id: asset_id.clone(),
+        source: AssetSource {
+            event_id: EventId::new(EVENT).unwrap(),
+            start_ms: 1_700_000_000_000,
+            end_ms: 1_700_000_002_000,
+        },
+        precision: Precision::Segment,
+        renditions: vec![AssetRendition {
+            descriptor: token_video,
+            segments: vec![AssetSegment {
+                object: segment_key.to_string(),
+                init: init_key.to_string(),
+                duration_90k: 180_000,
+                program_date_time_ms: 1_700_000_000_000,
+                bytes: 9,
+                iframe_bytes: Some(4),
+                discontinuity: false,
+                gap: false,
+            }],
+        }],
+        poster: None,
+    };
+    write_manifest(store.as_ref(), &manifest).await.unwrap();
+    let handle = metrics_handle();
+    let app = Origin::new(
+        OriginConfig {
+            playback_keys: vec![PLAYBACK_KEY.to_string()],
+            ..config()
+        },
+        move || handle.render(),
+    )
+    .with_archive_store(Some(store))
+    .router();
+
+    let refused = get(&app, "/vod/clip1/master.m3u8").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let other = playback_token(PLAYBACK_KEY, "another-event", "s1", unix_now() + 60);
+    let wrong = get(&app, &format!("/vod/clip1/master.m3u8?token={other}")).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let token = playback_token(PLAYBACK_KEY, EVENT, "s1", unix_now() + 60);
+    let master = get(&app, &format!("/vod/clip1/master.m3u8?token={token}")).await;
+    assert_eq!(master.status, StatusCode::OK, "{}", master.text());
+    assert!(
+        master
+            .text()
+            .contains(&format!("video/index.m3u8?token={token}")),
+        "{}",
+        master.text()
+    );
+    let media = get(&app, &format!("/vod/clip1/video/index.m3u8?token={token}")).await;
+    let text = media.text();
+    assert!(
+        text.contains("#EXT-X-PLAYLIST-TYPE:VOD") && text.contains("#EXT-X-ENDLIST"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("0.m4s?token={token}")), "{text}");
+    let segment = get(&app, &format!("/vod/clip1/video/0.m4s?token={token}")).await;
+    assert_eq!(segment.body, &b"moof+mdat"[..]);
+    assert_eq!(
+        get(&app, "/vod/clip1/video/0.m4s").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // An unknown asset is a 404, token or not.
+    assert_eq!(
+        get(&app, "/vod/nothing/master.m3u8").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
