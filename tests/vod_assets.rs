@@ -348,6 +348,37 @@ async fn segment_and_frame_assets_of_a_live_event() {
         );
     }
 
+    // The event ended, and recorded itself: a whole-event segment asset of its own.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let recording = loop {
+        let page: Value = reqwest::Client::new()
+            .get(server.api(&format!("/v1/assets?event_id={event_id}")))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = page["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{page:#}"))
+            .iter()
+            .find(|a| a["recording"] == true)
+            .cloned();
+        match found {
+            Some(asset) if asset["state"] == "ready" => break asset,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            other => panic!("no ready recording of the event: {other:#?}\n{page:#}"),
+        }
+    };
+    let whole = recording["duration_s"].as_f64().unwrap();
+    assert!(
+        (55.0..66.0).contains(&whole),
+        "60 s published: {recording:#}"
+    );
+    assert_eq!(recording["title"], "cup final", "{recording:#}");
+
     // A poster per asset.
     let poster = frame["playback"]["poster"].as_str().expect("a poster");
     let jpeg = reqwest::get(poster).await.unwrap();
