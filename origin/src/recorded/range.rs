@@ -38,7 +38,7 @@ pub(crate) fn ranged(
             ));
             let slice = bytes.slice(first as usize..=last as usize);
             let mut response = (StatusCode::PARTIAL_CONTENT, slice).into_response();
-            response.headers_mut().extend(headers);
+            set(&mut response, headers);
             Ok(response)
         }
     }
@@ -46,8 +46,16 @@ pub(crate) fn ranged(
 
 fn whole(headers: Vec<(header::HeaderName, HeaderValue)>, bytes: Bytes) -> Response {
     let mut response = bytes.into_response();
-    response.headers_mut().extend(headers);
+    set(&mut response, headers);
     response
+}
+
+/// Sets each header, replacing what the body's `IntoResponse` put there (a `Bytes` body
+/// says `application/octet-stream`; `HeaderMap::extend` would add a second one).
+fn set(response: &mut Response, headers: Vec<(header::HeaderName, HeaderValue)>) {
+    for (name, value) in headers {
+        response.headers_mut().insert(name, value);
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -125,8 +133,27 @@ mod tests {
     fn a_range_answers_206_with_content_range() {
         let mut request = HeaderMap::new();
         request.insert(header::RANGE, HeaderValue::from_static("bytes=2-4"));
-        let response = ranged(&request, Bytes::from_static(b"0123456789"), Vec::new()).unwrap();
+        let video = || vec![(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"))];
+        let response = ranged(
+            &HeaderMap::new(),
+            Bytes::from_static(b"0123456789"),
+            video(),
+        )
+        .unwrap();
+        let types: Vec<_> = response
+            .headers()
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .collect();
+        assert_eq!(types, ["video/mp4"], "one content type, the media's");
+        let response = ranged(&request, Bytes::from_static(b"0123456789"), video()).unwrap();
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+        let types: Vec<_> = response
+            .headers()
+            .get_all(header::CONTENT_TYPE)
+            .iter()
+            .collect();
+        assert_eq!(types, ["video/mp4"]);
         assert_eq!(response.headers()[header::CONTENT_RANGE], "bytes 2-4/10");
         assert_eq!(response.headers()[header::ACCEPT_RANGES], "bytes");
         request.insert(header::RANGE, HeaderValue::from_static("bytes=10-"));
