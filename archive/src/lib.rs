@@ -14,6 +14,7 @@
 #![warn(unreachable_pub)]
 
 pub mod asset;
+mod config_error;
 pub mod index;
 pub mod layout;
 mod metrics;
@@ -26,6 +27,7 @@ pub use asset::{
     AssetId, AssetManifest, AssetRendition, AssetSegment, AssetSource, Precision, delete_asset,
     read_manifest, segment_asset, write_manifest,
 };
+pub use config_error::ConfigError;
 pub use index::{
     CHUNK_RECORDS, Covered, IndexChunk, IndexError, IndexHead, SegmentRecord, covering,
 };
@@ -36,7 +38,7 @@ pub use reader::{
     ReadError, archived_event_span, archived_span, read_descriptor, read_range, read_renditions,
 };
 pub use retention::{RetentionConfig, SweepReport, sweep};
-pub use store::{ArchiveConfig, ConfigError, S3Config, StoreError, StoreKind, open_store};
+pub use store::{ArchiveConfig, S3Config, StoreError, StoreKind, open_store};
 pub use writer::{
     ArchiveJob, ArchiveWriter, Descriptor, EventArchiveStatus, InitVersion, MissingRange,
     MissingReason, RenditionArchiveStatus, Segment, WriterConfig, WriterError,

@@ -13,10 +13,10 @@ use object_store::{ObjectMeta, ObjectStore};
 use serde::Deserialize;
 
 use crate::asset::{AssetId, read_manifest};
+use crate::config_error::{ConfigError, invalid};
 use crate::layout::{EventId, LAYOUT_VERSION, RenditionKey};
 use crate::metrics as m;
 use crate::reader::{ReadError, archived_event_span};
-use crate::store::{ConfigError, invalid};
 
 /// `[archive.retention]` in floodlight.toml.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -14,6 +14,7 @@ use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, RetryConfig};
 use serde::Deserialize;
 
+use crate::config_error::{ConfigError, invalid};
 use crate::retention::RetentionConfig;
 use crate::writer::WriterConfig;
 
@@ -109,13 +110,6 @@ impl fmt::Debug for S3Config {
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ConfigError {
-    #[error("archive.{key}: {reason}")]
-    Invalid { key: &'static str, reason: String },
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum StoreError {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -158,13 +152,6 @@ impl ArchiveConfig {
             .clone()
             .unwrap_or_else(|| data_dir.join("archive"))
     }
-}
-
-pub(crate) fn invalid(key: &'static str, reason: impl Into<String>) -> Result<(), ConfigError> {
-    Err(ConfigError::Invalid {
-        key,
-        reason: reason.into(),
-    })
 }
 
 impl S3Config {

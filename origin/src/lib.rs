@@ -21,6 +21,7 @@ mod playback;
 mod push;
 mod recorded;
 mod resource;
+mod respond;
 mod router;
 mod stream;
 mod window;

@@ -15,13 +15,10 @@ use crate::error::ApiError;
 use crate::origin::{LiveStream, Origin, WaitFor};
 use crate::recorded::start_over::{self, ArchivedFile, TimeShift};
 use crate::resource::RenditionFile;
+use crate::respond::{IMMUTABLE, media_response, now_secs, playlist_response};
 use crate::stream::{RenderedPlaylist, StreamCore};
 use crate::window::{Awaited, Lookup, PartPosition};
-use floodlight_media::clock::unix_millis;
 
-pub(crate) const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
-/// Parts, segments and versioned init segments never change under their URI.
-pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// A playlist fetched without `_HLS_msn` is the live edge, which moves every part: one
 /// second (the smallest max-age) lets a CDN absorb a startup burst without holding a
 /// player far behind; players then switch to blocking reloads.
@@ -521,11 +518,6 @@ fn block_timeout(origin: &Origin, target_duration: u32) -> Duration {
     .unwrap_or(Duration::MAX)
 }
 
-/// Seconds since the Unix epoch, the clock token expiries are on.
-pub(crate) fn now_secs() -> i64 {
-    unix_millis().div_euclid(1000)
-}
-
 fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {
     match lookup {
         Lookup::Found(bytes) => Ok(bytes),
@@ -536,39 +528,6 @@ fn found(lookup: Lookup, what: &str) -> Result<Bytes, ApiError> {
             Err(ApiError::NotFound(format!("{what} does not exist")))
         }
     }
-}
-
-fn playlist_response(text: Bytes, cache: HeaderValue) -> Response {
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PLAYLIST_CONTENT_TYPE),
-        ),
-        (header::CACHE_CONTROL, cache),
-    ];
-    (headers, text).into_response()
-}
-
-/// A media object (init, part, segment) under its content type and caching, honouring a
-/// Range request (I-frame playlists address byte ranges).
-pub(crate) fn media_response(
-    request: &HeaderMap,
-    bytes: Bytes,
-    kind: RenditionKind,
-    cache: &'static str,
-) -> Result<Response, ApiError> {
-    let content_type = match kind {
-        RenditionKind::Video => "video/mp4",
-        RenditionKind::Audio => "audio/mp4",
-    };
-    crate::recorded::ranged(
-        request,
-        bytes,
-        vec![
-            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-        ],
-    )
 }
 
 #[cfg(test)]

@@ -25,10 +25,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::config_error::{ConfigError, invalid};
 use crate::index::{IndexError, SegmentRecord};
 use crate::layout::{EventId, RenditionKey};
 use crate::metrics as m;
-use crate::store::{ConfigError, invalid};
 
 mod lane;
 

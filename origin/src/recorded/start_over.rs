@@ -10,8 +10,8 @@
 //! Segment and init URIs are the live ones (`{msn}.m4s`, `init{v}.mp4`): the same bytes,
 //! served from the live window while it holds them and from the archive after.
 
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderValue;
+use axum::response::Response;
 use bytes::Bytes;
 use floodlight_archive::{Covered, EventId, RenditionKey, RenditionName};
 use floodlight_media::PlaybackAccess;
@@ -27,8 +27,8 @@ use super::Recorded;
 use super::master::{Rate, RecordedRendition, recorded_master};
 use crate::error::ApiError;
 use crate::origin::Origin;
-use crate::playback::{IMMUTABLE, PLAYLIST_CONTENT_TYPE, media_response, now_secs};
 use crate::resource;
+use crate::respond::{IMMUTABLE, media_response, now_secs, playlist_response};
 
 /// How long after a range's end its segments are surely archived (the writer stores a
 /// segment within moments of its completion; a segment lasts 2 s).
@@ -300,9 +300,9 @@ pub(crate) async fn master(
     } else {
         GROWING
     };
-    Ok(playlist(
+    Ok(playlist_response(
         admission.playlist(Bytes::from(master.render()), None),
-        cache,
+        HeaderValue::from_static(cache),
     ))
 }
 
@@ -364,7 +364,10 @@ pub(crate) async fn rendition_playlist(
         .render()
     };
     let cache = if ended { FINISHED } else { GROWING };
-    Ok(playlist(admission.playlist(Bytes::from(text), None), cache))
+    Ok(playlist_response(
+        admission.playlist(Bytes::from(text), None),
+        HeaderValue::from_static(cache),
+    ))
 }
 
 fn segment_entry(covered: &Covered) -> SegmentEntry {
@@ -435,17 +438,6 @@ pub(crate) async fn archived_media(
 pub(crate) enum ArchivedFile {
     Init(u32),
     Segment(u64),
-}
-
-fn playlist(text: Bytes, cache: &'static str) -> Response {
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PLAYLIST_CONTENT_TYPE),
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
-    ];
-    (headers, text).into_response()
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use super::Recorded;
 use super::master::{Rate, RecordedRendition, recorded_master};
 use crate::error::ApiError;
 use crate::origin::Origin;
-use crate::playback::{IMMUTABLE, PLAYLIST_CONTENT_TYPE, media_response, now_secs};
 use crate::resource::{self, RenditionFile};
+use crate::respond::{IMMUTABLE, media_response, now_secs, playlist_response};
 
 /// Playlists of an asset change only if it is rebuilt or deleted.
 const PLAYLIST_CACHE: &str = "public, max-age=60";
@@ -80,8 +80,9 @@ pub(crate) async fn master(
         origin.config().start_variant_max_bandwidth_bps,
     )
     .ok_or_else(|| ApiError::NotFound(format!("VOD asset {asset_id:?} has no media")))?;
-    Ok(playlist(
+    Ok(playlist_response(
         admission.playlist(Bytes::from(master.render()), None),
+        HeaderValue::from_static(PLAYLIST_CACHE),
     ))
 }
 
@@ -141,7 +142,10 @@ pub(crate) async fn rendition_file(
     match file {
         RenditionFile::Playlist => {
             let text = media_playlist(rendition, &inits).render();
-            Ok(playlist(admission.playlist(Bytes::from(text), None)))
+            Ok(playlist_response(
+                admission.playlist(Bytes::from(text), None),
+                HeaderValue::from_static(PLAYLIST_CACHE),
+            ))
         }
         RenditionFile::IFramePlaylist => {
             if rendition.descriptor.kind != RenditionKind::Video {
@@ -150,7 +154,10 @@ pub(crate) async fn rendition_file(
                 )));
             }
             let text = iframe_playlist(rendition, &inits).render();
-            Ok(playlist(admission.playlist(Bytes::from(text), None)))
+            Ok(playlist_response(
+                admission.playlist(Bytes::from(text), None),
+                HeaderValue::from_static(PLAYLIST_CACHE),
+            ))
         }
         RenditionFile::Init(Some(n)) => {
             let object = inits
@@ -266,18 +273,4 @@ fn iframe_playlist(rendition: &AssetRendition, inits: &Inits<'_>) -> IFramePlayl
         entries,
         ended: true,
     }
-}
-
-fn playlist(text: Bytes) -> Response {
-    let headers = [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PLAYLIST_CONTENT_TYPE),
-        ),
-        (
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(PLAYLIST_CACHE),
-        ),
-    ];
-    (headers, text).into_response()
 }
