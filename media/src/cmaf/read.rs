@@ -35,6 +35,17 @@ pub enum ReadError {
     Unsupported { offset: usize, reason: String },
 }
 
+impl ReadError {
+    /// The same error with its offset counted from `by` bytes earlier (an error found in
+    /// a box's body, reported in the whole object).
+    fn shifted(self, by: usize) -> ReadError {
+        match self {
+            ReadError::Malformed { offset, reason } => malformed(offset + by, reason),
+            ReadError::Unsupported { offset, reason } => unsupported(offset + by, reason),
+        }
+    }
+}
+
 fn malformed(offset: usize, reason: impl Into<String>) -> ReadError {
     ReadError::Malformed {
         offset,
@@ -147,6 +158,40 @@ fn box_at(bytes: &[u8], start: usize) -> Result<BoxSpan, ReadError> {
     })
 }
 
+/// Boxes whose children are boxes, where [`refuse_sample_groups`] looks.
+const CONTAINERS: [&[u8; 4]; 11] = [
+    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta", b"moof",
+    b"traf",
+];
+
+/// Refuses a box tree holding a sample group description (`sgpd`) before mp4-atom
+/// decodes it: its decoder (0.17) loops `entry_count` times even when an entry reads no
+/// bytes, so a corrupt `sgpd` allocates until memory runs out (found by the `cmaf_read`
+/// fuzz target). Our packager never writes one; an `sgpd` here is not our media.
+fn refuse_sample_groups(bytes: &[u8], span: &BoxSpan, depth: usize) -> Result<(), ReadError> {
+    if span.kind == FourCC::new(b"sgpd") {
+        return Err(unsupported(
+            span.start,
+            "an sgpd box (sample group descriptions are not CMAF media we wrote)",
+        ));
+    }
+    if depth > 8 || !CONTAINERS.iter().any(|c| span.kind == FourCC::new(c)) {
+        return Ok(());
+    }
+    let body = &bytes[span.body..span.end];
+    for child in boxes(body) {
+        let child = child.map_err(|e| e.shifted(span.body))?;
+        let child = BoxSpan {
+            kind: child.kind,
+            start: child.start + span.body,
+            body: child.body + span.body,
+            end: child.end + span.body,
+        };
+        refuse_sample_groups(bytes, &child, depth + 1)?;
+    }
+    Ok(())
+}
+
 /// Reads an init segment (`ftyp` + `moov`, as [`super::write_init`] writes it): its one
 /// track's id, timescale and codec parameters.
 pub fn read_init(bytes: &[u8]) -> Result<InitTrack, ReadError> {
@@ -157,6 +202,7 @@ pub fn read_init(bytes: &[u8]) -> Result<InitTrack, ReadError> {
             if moov.is_some() {
                 return Err(malformed(span.start, "a second moov"));
             }
+            refuse_sample_groups(bytes, &span, 0)?;
             let decoded = Moov::decode(&mut &bytes[span.start..span.end])
                 .map_err(|e| malformed(span.start, format!("moov: {e}")))?;
             moov = Some((span.start, decoded));
@@ -241,6 +287,7 @@ pub fn read_segment(bytes: &Bytes, init: &InitTrack) -> Result<Vec<ReadFragment>
             if let Some((moof, _)) = pending {
                 return Err(malformed(moof.start, "moof without an mdat"));
             }
+            refuse_sample_groups(bytes, &span, 0)?;
             let moof = Moof::decode(&mut &bytes[span.start..span.end])
                 .map_err(|e| malformed(span.start, format!("moof: {e}")))?;
             pending = Some((span, moof));
