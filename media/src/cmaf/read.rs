@@ -158,36 +158,67 @@ fn box_at(bytes: &[u8], start: usize) -> Result<BoxSpan, ReadError> {
     })
 }
 
-/// Boxes whose children are boxes, where [`refuse_sample_groups`] looks.
-const CONTAINERS: [&[u8; 4]; 11] = [
-    b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"udta", b"moof",
-    b"traf",
+/// The children each container box may hold here: what CMAF track files (ours, and
+/// ffmpeg's) put there. Anything else is refused by [`check_structure`] before mp4-atom
+/// decodes the tree.
+const ALLOWED: [(&[u8; 4], &[&[u8; 4]]); 10] = [
+    (
+        b"moov",
+        &[b"mvhd", b"trak", b"mvex", b"udta", b"meta", b"iods"],
+    ),
+    (b"trak", &[b"tkhd", b"edts", b"mdia", b"udta", b"tref"]),
+    (b"edts", &[b"elst"]),
+    (b"mdia", &[b"mdhd", b"hdlr", b"minf"]),
+    (b"minf", &[b"vmhd", b"smhd", b"nmhd", b"dinf", b"stbl"]),
+    (
+        b"stbl",
+        &[
+            b"stsd", b"stts", b"stsc", b"stsz", b"stco", b"co64", b"stss", b"ctts", b"sdtp",
+        ],
+    ),
+    (b"mvex", &[b"mehd", b"trex"]),
+    (b"dinf", &[b"dref"]),
+    (b"moof", &[b"mfhd", b"traf"]),
+    (b"traf", &[b"tfhd", b"tfdt", b"trun", b"sdtp"]),
 ];
 
-/// Refuses a box tree holding a sample group description (`sgpd`) before mp4-atom
-/// decodes it: its decoder (0.17) loops `entry_count` times even when an entry reads no
-/// bytes, so a corrupt `sgpd` allocates until memory runs out (found by the `cmaf_read`
-/// fuzz target). Our packager never writes one; an `sgpd` here is not our media.
-fn refuse_sample_groups(bytes: &[u8], span: &BoxSpan, depth: usize) -> Result<(), ReadError> {
-    if span.kind == FourCC::new(b"sgpd") {
+/// Refuses a box where this reader does not expect one (a sample group description,
+/// an audio sample entry loose in `moov`, …) before mp4-atom decodes the tree: its
+/// decoders (0.17) trust counts and nesting, and two corrupt trees the `cmaf_read` fuzz
+/// target built made them allocate until memory ran out. What we read is media our
+/// packager wrote; a box it never writes, where it never writes it, is not ours.
+fn check_structure(bytes: &[u8], span: &BoxSpan, depth: usize) -> Result<(), ReadError> {
+    let Some((_, allowed)) = ALLOWED
+        .iter()
+        .find(|(kind, _)| span.kind == FourCC::new(kind))
+    else {
+        return Ok(());
+    };
+    if depth > 8 {
         return Err(unsupported(
             span.start,
-            "an sgpd box (sample group descriptions are not CMAF media we wrote)",
+            "boxes nested deeper than CMAF nests them",
         ));
-    }
-    if depth > 8 || !CONTAINERS.iter().any(|c| span.kind == FourCC::new(c)) {
-        return Ok(());
     }
     let body = &bytes[span.body..span.end];
     for child in boxes(body) {
         let child = child.map_err(|e| e.shifted(span.body))?;
+        if !allowed.iter().any(|k| child.kind == FourCC::new(k)) {
+            return Err(unsupported(
+                child.start + span.body,
+                format!(
+                    "a {} box in {}, which CMAF media we wrote never has",
+                    child.kind, span.kind
+                ),
+            ));
+        }
         let child = BoxSpan {
             kind: child.kind,
             start: child.start + span.body,
             body: child.body + span.body,
             end: child.end + span.body,
         };
-        refuse_sample_groups(bytes, &child, depth + 1)?;
+        check_structure(bytes, &child, depth + 1)?;
     }
     Ok(())
 }
@@ -202,7 +233,7 @@ pub fn read_init(bytes: &[u8]) -> Result<InitTrack, ReadError> {
             if moov.is_some() {
                 return Err(malformed(span.start, "a second moov"));
             }
-            refuse_sample_groups(bytes, &span, 0)?;
+            check_structure(bytes, &span, 0)?;
             let decoded = Moov::decode(&mut &bytes[span.start..span.end])
                 .map_err(|e| malformed(span.start, format!("moov: {e}")))?;
             moov = Some((span.start, decoded));
@@ -287,7 +318,7 @@ pub fn read_segment(bytes: &Bytes, init: &InitTrack) -> Result<Vec<ReadFragment>
             if let Some((moof, _)) = pending {
                 return Err(malformed(moof.start, "moof without an mdat"));
             }
-            refuse_sample_groups(bytes, &span, 0)?;
+            check_structure(bytes, &span, 0)?;
             let moof = Moof::decode(&mut &bytes[span.start..span.end])
                 .map_err(|e| malformed(span.start, format!("moof: {e}")))?;
             pending = Some((span, moof));

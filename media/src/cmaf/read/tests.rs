@@ -235,14 +235,24 @@ fn a_forged_sample_count_is_refused_without_allocating() {
     assert!(read_segment(&Bytes::from(bytes), &init).is_err());
 }
 
-/// The `cmaf_read` fuzz target's first finding: an init whose `moov` holds a corrupt
-/// `sgpd`, which mp4-atom 0.17 decoded by allocating until memory ran out. Now refused,
-/// naming the box.
+/// The `cmaf_read` fuzz target's findings: inits whose `moov` holds a corrupt `sgpd` or
+/// a loose `mp4a`, which mp4-atom 0.17 decoded by allocating until memory ran out. Now
+/// refused before decoding, naming the box.
 #[test]
-fn a_sample_group_description_is_refused_before_it_is_decoded() {
-    // The fuzz input's framing: [init length: u16 BE][init][segment].
-    let input = include_bytes!("../../../testdata/cmaf/fuzz_sgpd_oom.bin");
-    let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
-    let err = read_init(&input[2..2 + len]).unwrap_err().to_string();
-    assert!(err.contains("sgpd"), "{err}");
+fn boxes_where_cmaf_never_has_them_are_refused_before_they_are_decoded() {
+    // The fuzz inputs' framing: [init length: u16 BE][init][segment].
+    for (input, kind) in [
+        (
+            &include_bytes!("../../../testdata/cmaf/fuzz_sgpd_oom.bin")[..],
+            "sgpd",
+        ),
+        (
+            &include_bytes!("../../../testdata/cmaf/fuzz_mp4a_oom.bin")[..],
+            "mp4a",
+        ),
+    ] {
+        let len = usize::from(u16::from_be_bytes([input[0], input[1]]));
+        let err = read_init(&input[2..2 + len]).unwrap_err().to_string();
+        assert!(err.contains(&format!("a {kind} box in moov")), "{err}");
+    }
 }
